@@ -1,0 +1,49 @@
+"""flowsim: neural flow maps as fast, differentiable surrogates for ODE solvers."""
+
+from . import errors as errors
+from . import systems as systems
+from .errors import CheckpointError as CheckpointError
+from .errors import ConfigError as ConfigError
+from .errors import FlowsimError as FlowsimError
+from .errors import ParameterError as ParameterError
+from .errors import ShapeError as ShapeError
+from .errors import SolverError as SolverError
+from .errors import StoreError as StoreError
+from .errors import SystemNotFoundError as SystemNotFoundError
+from .errors import TimeGridError as TimeGridError
+from .maps import FlowMap as FlowMap
+from .solve import Solution as Solution
+from .solve import Status as Status
+from .solve import reference_solve as reference_solve
+from .systems import ODESystem as ODESystem
+from .systems import Parameter as Parameter
+from .systems import from_callable as from_callable
+from .systems import get_system as get_system
+from .systems import list_systems as list_systems
+from .systems import register_system as register_system
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "FlowMap",
+    "FlowsimError",
+    "ODESystem",
+    "Parameter",
+    "ParameterError",
+    "ShapeError",
+    "Solution",
+    "Status",
+    "SolverError",
+    "StoreError",
+    "SystemNotFoundError",
+    "TimeGridError",
+    "errors",
+    "from_callable",
+    "get_system",
+    "list_systems",
+    "reference_solve",
+    "register_system",
+    "systems",
+]

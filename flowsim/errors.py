@@ -1,0 +1,69 @@
+"""Exceptions raised by flowsim.
+
+Every public entry point validates its input and raises a subclass of
+:class:`FlowsimError` whose message says what was wrong and how to fix it.
+Catch ``FlowsimError`` to handle any of them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FlowsimError",
+    "ShapeError",
+    "ParameterError",
+    "TimeGridError",
+    "SolverError",
+    "SystemNotFoundError",
+    "StoreError",
+    "CheckpointError",
+    "ConfigError",
+]
+
+
+class FlowsimError(Exception):
+    """Base class of every error flowsim raises on bad input or a failed operation.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> try:
+    ...     flowsim.get_system("no-such-system")
+    ... except flowsim.FlowsimError as err:
+    ...     print(type(err).__name__)
+    SystemNotFoundError
+    """
+
+
+class ShapeError(FlowsimError, ValueError):
+    """An array has the wrong shape, dtype or contains non-finite values."""
+
+
+class ParameterError(FlowsimError, ValueError):
+    """A parameter name is unknown or a value lies outside its allowed domain."""
+
+
+class TimeGridError(FlowsimError, ValueError):
+    """A time grid is not one-dimensional, not finite or not strictly monotone."""
+
+
+class SolverError(FlowsimError, ValueError):
+    """A solver method or option is unknown or invalid."""
+
+
+class SystemNotFoundError(FlowsimError, KeyError):
+    """No system of that name is registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class StoreError(FlowsimError, ValueError):
+    """A trajectory store is missing, incomplete, or has the wrong schema."""
+
+
+class CheckpointError(FlowsimError, ValueError):
+    """A checkpoint is missing, corrupted, or belongs to another system/state layout."""
+
+
+class ConfigError(FlowsimError, ValueError):
+    """An option or configuration value is invalid."""

@@ -1,0 +1,21 @@
+"""What evolves: the :class:`ODESystem` abstraction and the catalogue of systems."""
+
+from . import biology as biology
+from . import physics as physics
+from .base import ODESystem as ODESystem
+from .base import Parameter as Parameter
+from .custom import from_callable as from_callable
+from .registry import get_system as get_system
+from .registry import list_systems as list_systems
+from .registry import register_system as register_system
+
+__all__ = [
+    "ODESystem",
+    "Parameter",
+    "from_callable",
+    "get_system",
+    "list_systems",
+    "register_system",
+    "physics",
+    "biology",
+]
