@@ -1,0 +1,377 @@
+"""The :class:`FlowMap` module: ``X(s, t, x; p) = x + (t - s) v_θ(s, t - s, x̂, p̂)``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, ParameterError, ShapeError, TimeGridError
+from ..systems.base import ODESystem
+from ..systems.registry import get_system
+from .networks import FourierEmbedding, make_backbone
+from .transforms import ParamTransform, StateTransform
+
+__all__ = ["FlowMap", "FlowMapConfig"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class FlowMapConfig:
+    """Everything needed to rebuild a :class:`FlowMap` (stored as JSON in checkpoints)."""
+
+    system: str
+    system_kwargs: dict[str, Any]
+    dim: int
+    state_names: list[str]
+    param_names: list[str]
+    autonomous: bool
+    timescale: float
+    width: int = 256
+    depth: int = 4
+    activation: str = "gelu"
+    backbone: str = "mlp"
+    n_frequencies: int = 8
+    tangent: bool = False
+    backward: bool = False
+    max_jump: float | None = None
+    log_states: list[bool] = field(default_factory=list)
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FlowMap(nn.Module):
+    """A neural flow map ``X(s, t, x; p)`` of an :class:`~flowsim.ODESystem`.
+
+    ``X = x + (t - s) v`` in normalised coordinates, so ``X(s, s, x) = x`` holds exactly.
+    Autonomous systems condition on ``t - s`` only; parameters are network inputs, so one
+    map covers a whole prior of parameters. With ``tangent=True`` the known vector field is
+    built in: ``X = x + Δ b(s, x) + Δ² w``, so the map is exact to first order in the jump.
+
+    Arguments
+    ---------
+    system:
+        The system (or its catalogue name).
+    width, depth, activation, backbone:
+        Network size (``"mlp"`` or ``"resnet"``; ``"gelu"``, ``"silu"``, ``"tanh"``, ``"softplus"``).
+    n_frequencies:
+        Fourier frequencies of the time embedding.
+    tangent:
+        Build the system's vector field into the map (needs ``b``; off for data-only use).
+    backward:
+        Whether backward jumps (``t < s``) are allowed (train them too).
+    max_jump:
+        Longest jump a single evaluation should take (time units); ``odeint`` splits longer
+        intervals. Default: the system's timescale (the trainer sets it to the longest gap trained).
+    state_transform:
+        A fitted :class:`StateTransform`; default: fitted on the system's initial-state prior,
+        with log-standardisation of positive states spanning more than two decades.
+    dtype:
+        ``torch.float32`` (default) or ``torch.float64``.
+
+    Raises
+    ------
+    ConfigError
+        Bad sizes or names.
+
+    Examples
+    --------
+    >>> import torch, flowsim
+    >>> fm = flowsim.FlowMap("lotka_volterra", width=32, depth=2)
+    >>> x = torch.rand(5, 2) + 0.5
+    >>> bool((fm.jump(x, 0.0, 0.0) == x).all())
+    True
+    >>> fm.jump(x, 0.0, torch.linspace(0.1, 1.0, 5)).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(
+        self,
+        system: ODESystem | str,
+        *,
+        width: int = 256,
+        depth: int = 4,
+        activation: str = "gelu",
+        backbone: str = "mlp",
+        n_frequencies: int = 8,
+        tangent: bool = False,
+        backward: bool = False,
+        max_jump: float | None = None,
+        state_transform: StateTransform | None = None,
+        log_states: bool | list[bool] | str = "auto",
+        dtype: torch.dtype = torch.float32,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__()
+        self.system = get_system(system) if isinstance(system, str) else system
+        if dtype not in _DTYPES.values():
+            raise ConfigError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
+        sys_ = self.system
+        if state_transform is None:
+            state_transform = _default_transform(sys_, log_states)
+        if state_transform.dim != sys_.dim:
+            raise ConfigError(f"state_transform has dim {state_transform.dim}, system {sys_.dim}")
+        self.config = FlowMapConfig(
+            system=sys_.name, system_kwargs=sys_.constructor_kwargs(), dim=sys_.dim,
+            state_names=list(sys_.state_names), param_names=list(sys_.param_names),
+            autonomous=bool(sys_.autonomous), timescale=float(sys_.timescale), width=int(width),
+            depth=int(depth), activation=activation, backbone=backbone,
+            n_frequencies=int(n_frequencies), tangent=bool(tangent), backward=bool(backward),
+            max_jump=float(max_jump) if max_jump is not None else float(sys_.timescale),
+            log_states=[bool(v) for v in state_transform.log_mask.tolist()],
+            dtype=[k for k, v in _DTYPES.items() if v == dtype][0],
+        )
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.state_transform = state_transform
+        lo = torch.tensor([q.prior[0] for q in sys_.parameters], dtype=torch.float64)
+        hi = torch.tensor([q.prior[1] for q in sys_.parameters], dtype=torch.float64)
+        self.param_transform = ParamTransform(lo, hi)
+        self.jump_embedding = FourierEmbedding(n_frequencies, f_min=0.25, f_max=8.0)
+        self.time_embedding = (
+            None if sys_.autonomous else FourierEmbedding(n_frequencies, f_min=0.25, f_max=4.0)
+        )
+        d_in = sys_.dim + sys_.n_params + self.jump_embedding.out_features
+        if self.time_embedding is not None:
+            d_in += self.time_embedding.out_features
+        self.net = make_backbone(backbone, d_in, sys_.dim, int(width), int(depth), activation)
+        self.to(dtype)
+        self._has_log = bool(state_transform.log_mask.any())
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES[self.config.dtype]
+
+    @property
+    def device(self) -> torch.device:
+        return self.state_transform.mean.device
+
+    @property
+    def max_jump(self) -> float:
+        """Longest single jump ``odeint`` takes by default (time units)."""
+        return float(self.config.max_jump or self.config.timescale)
+
+    def _apply(self, fn, recurse=True):  # keep config.dtype in step with .double()/.float()
+        out = super()._apply(fn, recurse)
+        w = next(self.net.parameters(), None)
+        if w is not None and w.dtype in _DTYPES.values():
+            self.config.dtype = [k for k, v in _DTYPES.items() if v == w.dtype][0]
+        # normalisation statistics stay float64 for exactness of the identity
+        return out
+
+    # ------------------------------------------------------------------ core
+    def forward(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+        """Unchecked evaluation: ``s``, ``t`` ``(batch,)``; ``x`` ``(batch, dim)``;
+        ``p`` ``(batch, n_params)`` (raw, not normalised). Use :meth:`jump` for checked calls."""
+        T = self.config.timescale
+        delta = t - s
+        h = delta / T
+        feats = [self.state_transform.encode(x), self.param_transform.encode(p),
+                 self.jump_embedding(h)]
+        if self.time_embedding is not None:
+            feats.append(self.time_embedding(s / T))
+        w = self.net(torch.cat(feats, dim=-1))
+        if self.config.tangent:
+            b = self.system._rhs(s, x, p)
+            std = self.state_transform.std.to(x.dtype)
+            if self._has_log:
+                b = torch.where(self.state_transform.log_mask, b / x, b)
+            dz = delta[:, None] * (b / std) + (h * h.abs())[:, None] * w
+        else:
+            dz = h[:, None] * w
+        return self.state_transform.advance(x, dz)
+
+    def velocity(self, s: Tensor, x: Tensor, p: Tensor) -> Tensor:
+        """The diagonal ``∂_t X(s, t, x)|_{t=s}`` in state units, by one forward-mode JVP."""
+        _, dx = torch.func.jvp(lambda tt: self.forward(s, tt, x, p), (s,), (torch.ones_like(s),))
+        return dx
+
+    # ------------------------------------------------------------------ checked API
+    def jump(
+        self,
+        x: Tensor,
+        s: Tensor | float,
+        t: Tensor | float,
+        p: Tensor | dict | None = None,
+        *,
+        allow_extrapolation: bool = False,
+    ) -> Tensor:
+        """Jump states ``x`` from times ``s`` to times ``t`` in one evaluation.
+
+        Arguments
+        ---------
+        x:
+            States ``(batch, dim)`` in the map's dtype.
+        s, t:
+            Scalars or per-sample ``(batch,)`` tensors.
+        p:
+            Parameters: ``None`` (defaults), a dict, ``(n_params,)`` or ``(batch, n_params)``.
+        allow_extrapolation:
+            Allow parameters outside the trained prior range (otherwise refused).
+
+        Returns
+        -------
+        Tensor
+            ``X(s, t, x; p)``, ``(batch, dim)``, differentiable in ``x`` and ``p``.
+
+        Raises
+        ------
+        ShapeError
+            Wrong state shape or dtype, non-finite input, bad ``s``/``t`` shape.
+        TimeGridError
+            Backward jumps on a map not trained for them.
+        ParameterError
+            Unknown names, values outside their domain or the trained range.
+
+        Examples
+        --------
+        >>> import torch, flowsim
+        >>> fm = flowsim.FlowMap("fitzhugh_nagumo", width=16, depth=1)
+        >>> fm.jump(torch.zeros(3, 2), 0.0, 1.5).shape
+        torch.Size([3, 2])
+        """
+        x, s_, t_, p_ = self._check(x, s, t, p, allow_extrapolation)
+        return self.forward(s_, t_, x, p_)
+
+    def odeint(
+        self,
+        x0: Tensor,
+        t: Tensor,
+        p: Tensor | dict | None = None,
+        *,
+        max_jump: float | None = None,
+        allow_extrapolation: bool = False,
+    ) -> Tensor:
+        """Drop-in for ``torchdiffeq.odeint(func, x0, t)``: states at every time in ``t``.
+
+        Each interval between consecutive output times is covered by equal jumps no longer
+        than ``max_jump``.
+
+        Arguments
+        ---------
+        x0:
+            Initial states ``(batch, dim)`` at ``t[0]``.
+        t:
+            Output times ``(time,)`` (shared, strictly monotone) or ``(batch, time)``.
+        p:
+            Parameters, as for :meth:`jump`.
+        max_jump:
+            Longest single jump; default :attr:`max_jump` (the longest gap seen in training).
+
+        Returns
+        -------
+        Tensor
+            ``(time, batch, dim)`` — torchdiffeq's layout (time first).
+
+        Raises
+        ------
+        TimeGridError, ShapeError, ParameterError
+            As for :meth:`jump`, or a non-monotone ``t``.
+
+        Examples
+        --------
+        >>> import torch, flowsim
+        >>> fm = flowsim.FlowMap("lotka_volterra", width=16, depth=1)
+        >>> fm.odeint(torch.ones(4, 2), torch.linspace(0, 10, 6)).shape
+        torch.Size([6, 4, 2])
+        """
+        from ..solve.validate import check_times
+
+        x0 = self._check_x(x0)
+        t = check_times(t, x0.shape[0], self.dtype, x0.device)
+        if t.ndim == 1:
+            t = t.expand(x0.shape[0], -1)
+        if not self.config.backward and (t.diff(dim=-1) < 0).any():
+            raise TimeGridError("this flow map was not trained for backward jumps; "
+                                "give increasing times")
+        _, _, _, p_ = self._check(x0, t[:, 0], t[:, 0], p, allow_extrapolation)
+        hmax = float(max_jump) if max_jump is not None else self.max_jump
+        if not hmax > 0:
+            raise ConfigError(f"max_jump must be positive; got {max_jump}")
+        out = [x0]
+        x = x0
+        for k in range(t.shape[1] - 1):
+            a, b = t[:, k], t[:, k + 1]
+            n_sub = max(1, math.ceil(float((b - a).abs().max()) / hmax - 1e-9))
+            for j in range(n_sub):
+                s_ = a + (b - a) * (j / n_sub)
+                t_ = b if j == n_sub - 1 else a + (b - a) * ((j + 1) / n_sub)
+                x = self.forward(s_, t_, x, p_)
+            out.append(x)
+        return torch.stack(out, dim=0)
+
+    # ------------------------------------------------------------------ validation
+    def _check_x(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise ShapeError(f"x must be a torch.Tensor of shape (batch, {self.config.dim})")
+        x = self.system.check_state(x)
+        if x.dtype != self.dtype:
+            raise ShapeError(
+                f"x is {x.dtype} but the flow map computes in {self.dtype}; pass "
+                f"x.to({self.dtype}) or convert the map with .to({x.dtype})"
+            )
+        if not torch.isfinite(x).all():
+            raise ShapeError("x contains NaN or inf; pass finite states")
+        if x.device != self.device:
+            raise ShapeError(f"x is on {x.device} but the flow map on {self.device}")
+        return x
+
+    def _check(self, x, s, t, p, allow_extrapolation):
+        x = self._check_x(x)
+        n = x.shape[0]
+        st = []
+        for name, v in (("s", s), ("t", t)):
+            v = torch.as_tensor(v, dtype=self.dtype, device=x.device)
+            if v.ndim == 0:
+                v = v.expand(n)
+            if v.shape != (n,):
+                raise ShapeError(f"{name} must be a scalar or (batch,) = ({n},); "
+                                 f"got {tuple(v.shape)}")
+            if not torch.isfinite(v).all():
+                raise ShapeError(f"{name} contains NaN or inf")
+            st.append(v)
+        s_, t_ = st
+        if not self.config.backward and (t_ < s_).any():
+            raise TimeGridError(
+                "t < s: this flow map was not trained for backward jumps; build it with "
+                "backward=True and train on backward jumps, or swap s and t"
+            )
+        p_ = self.system.params_tensor(p, n, dtype=self.dtype, device=x.device)
+        if not allow_extrapolation and self.system.n_params:
+            bad = self.param_transform.outside(p_)
+            if bad.any():
+                row = int(bad.nonzero()[0, 0])
+                raise ParameterError(
+                    f"parameters {p_[row].tolist()} (row {row}) lie outside the trained range "
+                    f"low={self.param_transform.low.tolist()}, "
+                    f"high={self.param_transform.high.tolist()}; the map would extrapolate. "
+                    "Pass allow_extrapolation=True to accept that."
+                )
+        return x, s_, t_, p_
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"system={c.system!r}, dim={c.dim}, backbone={c.backbone}({c.width}x{c.depth}),"
+                f" tangent={c.tangent}, dtype={c.dtype}")
+
+
+def _default_transform(system: ODESystem, log_states) -> StateTransform:
+    x = system.sample_initial(4096, generator=12345)
+    if isinstance(log_states, str):
+        if log_states != "auto":
+            raise ConfigError(f"log_states must be 'auto', a bool or a list; got {log_states!r}")
+        if system.positive:
+            lo, hi = x.amin(0), x.amax(0)
+            mask = [bool(v) for v in ((lo > 0) & (hi > 100 * lo)).tolist()]
+        else:
+            mask = [False] * system.dim
+    else:
+        mask = log_states
+    return StateTransform.fit(x, log=mask)
