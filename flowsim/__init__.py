@@ -1,7 +1,9 @@
 """flowsim: neural flow maps as fast, differentiable surrogates for ODE solvers."""
 
+from . import analysis as analysis
 from . import errors as errors
 from . import systems as systems
+from . import train as train
 from .errors import CheckpointError as CheckpointError
 from .errors import ConfigError as ConfigError
 from .errors import FlowsimError as FlowsimError
@@ -21,6 +23,9 @@ from .systems import from_callable as from_callable
 from .systems import get_system as get_system
 from .systems import list_systems as list_systems
 from .systems import register_system as register_system
+from .train import fit as fit
+from .train import load as load
+from .train import save as save
 
 __version__ = "0.1.0"
 
@@ -39,8 +44,13 @@ __all__ = [
     "StoreError",
     "SystemNotFoundError",
     "TimeGridError",
+    "analysis",
     "errors",
+    "fit",
     "from_callable",
+    "load",
+    "save",
+    "train",
     "get_system",
     "list_systems",
     "reference_solve",

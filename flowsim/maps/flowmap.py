@@ -141,6 +141,9 @@ class FlowMap(nn.Module):
         if self.time_embedding is not None:
             d_in += self.time_embedding.out_features
         self.net = make_backbone(backbone, d_in, sys_.dim, int(width), int(depth), activation)
+        # typical rate of change of each normalised state per timescale: keeps the network's
+        # output O(1) (set from data or the vector field by the trainer)
+        self.register_buffer("velocity_scale", torch.ones(sys_.dim, dtype=torch.float64))
         self.to(dtype)
         self._has_log = bool(state_transform.log_mask.any())
 
@@ -163,8 +166,15 @@ class FlowMap(nn.Module):
         w = next(self.net.parameters(), None)
         if w is not None and w.dtype in _DTYPES.values():
             self.config.dtype = [k for k, v in _DTYPES.items() if v == w.dtype][0]
-        # normalisation statistics stay float64 for exactness of the identity
         return out
+
+    def set_state_transform(self, transform: StateTransform) -> None:
+        """Replace the state normalisation (before training), keeping the config in step."""
+        if transform.dim != self.config.dim:
+            raise ConfigError(f"transform has dim {transform.dim}, the map {self.config.dim}")
+        self.state_transform.load_state_dict(transform.state_dict())
+        self.config.log_states = [bool(v) for v in transform.log_mask.tolist()]
+        self._has_log = bool(transform.log_mask.any())
 
     # ------------------------------------------------------------------ core
     def forward(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
@@ -177,7 +187,7 @@ class FlowMap(nn.Module):
                  self.jump_embedding(h)]
         if self.time_embedding is not None:
             feats.append(self.time_embedding(s / T))
-        w = self.net(torch.cat(feats, dim=-1))
+        w = self.net(torch.cat(feats, dim=-1)) * self.velocity_scale.to(x.dtype)
         if self.config.tangent:
             b = self.system._rhs(s, x, p)
             std = self.state_transform.std.to(x.dtype)
@@ -368,7 +378,8 @@ def _default_transform(system: ODESystem, log_states) -> StateTransform:
         if log_states != "auto":
             raise ConfigError(f"log_states must be 'auto', a bool or a list; got {log_states!r}")
         if system.positive:
-            lo, hi = x.amin(0), x.amax(0)
+            box = torch.tensor(system.initial_box, dtype=torch.float64)
+            lo, hi = box[:, 0], box[:, 1]
             mask = [bool(v) for v in ((lo > 0) & (hi > 100 * lo)).tolist()]
         else:
             mask = [False] * system.dim

@@ -1,0 +1,160 @@
+"""Accuracy of single jumps vs jump size, per objective, on held-out states and parameters.
+
+Trains one flow map per (system, objective) within a wall-clock budget and measures the median
+relative and normalised error of single jumps from 1 % of the system's timescale up to one
+timescale, on held-out initial states *and* parameters drawn from the training prior.
+
+    python benchmarks/accuracy.py --minutes 10                 # the full benchmark (hours)
+    python benchmarks/accuracy.py --systems lotka_volterra --objectives pairs --minutes 2
+
+Writes ``benchmarks/results/accuracy.json`` and ``accuracy.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import flowsim
+from flowsim.train import TrajectoryBank
+
+DEFAULT_SYSTEMS = ["lotka_volterra", "fitzhugh_nagumo", "van_der_pol", "pendulum", "sir"]
+DEFAULT_OBJECTIVES = ["pairs", "physics", "both", "lsd"]
+
+
+def make_bank(system, n, horizon, n_times, seed, prior_scale):
+    g = torch.Generator().manual_seed(seed)
+    x0 = system.sample_initial(n, g)
+    p = system.sample_params(n, g)
+    d = system.default_params(n)
+    p = d + prior_scale * (p - d)
+    t = torch.linspace(0, horizon, n_times, dtype=torch.float64)
+    sol = flowsim.reference_solve(system, x0, t, p, rtol=1e-10, atol=1e-12, chunk_size=2048)
+    return TrajectoryBank.from_solution(sol), sol.wall_time
+
+
+@torch.no_grad()
+def error_vs_jump(fm, bank, jumps, n=2000, seed=7):
+    from flowsim.train.validation import jump_errors
+
+    out = jump_errors(fm, bank, jumps, n=n, seed=seed)
+    return [{"jump": h, "rel": out[f"rel@{h:.4g}"], "norm": out[f"norm@{h:.4g}"]} for h in jumps]
+
+
+def calibrate_steps(make_fm, objective, bank, args, device, budget_s):
+    fm = make_fm()
+    n = 40
+    t0 = time.perf_counter()
+    flowsim.fit(fm, objective, bank if objective != "physics" else None, steps=n,
+                batch_size=args.batch, progress=False, device=device, val_every=10**9,
+                validation=bank, max_jump=args.max_jump_T * fm.config.timescale)
+    per_step = (time.perf_counter() - t0) / n
+    return max(100, int(0.97 * budget_s / per_step)), per_step
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS)
+    ap.add_argument("--objectives", nargs="+", default=DEFAULT_OBJECTIVES)
+    ap.add_argument("--minutes", type=float, default=10.0, help="training budget per run")
+    ap.add_argument("--steps", type=int, default=None, help="fixed step count instead of a budget")
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--backbone", default="mlp")
+    ap.add_argument("--activation", default="gelu")
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--jump-weight", type=float, default=0.1)
+    ap.add_argument("--tangent", action="store_true", help="build b into the map")
+    ap.add_argument("--n-train", type=int, default=4000)
+    ap.add_argument("--n-test", type=int, default=500)
+    ap.add_argument("--prior-scale", type=float, default=1.0,
+                    help="shrink the parameter prior around the defaults (1 = full prior)")
+    ap.add_argument("--max-jump-T", type=float, default=1.0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default="benchmarks/results/accuracy")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    results = []
+    for name in args.systems:
+        system = flowsim.get_system(name)
+        T = system.timescale
+        horizon = (args.max_jump_T + 1.0) * T
+        bank, gen_time = make_bank(system, args.n_train, horizon, 401, 1, args.prior_scale)
+        test, _ = make_bank(system, args.n_test, horizon, 401, 2, args.prior_scale)
+        jumps = [T * v for v in torch.logspace(-2, math.log10(args.max_jump_T), 7).tolist()]
+        for objective in args.objectives:
+            def make_fm(system=system):
+                return flowsim.FlowMap(system, width=args.width, depth=args.depth,
+                                       backbone=args.backbone, activation=args.activation,
+                                       tangent=args.tangent)
+            if args.steps:
+                steps, per_step = args.steps, float("nan")
+            else:
+                steps, per_step = calibrate_steps(make_fm, objective, bank, args, device,
+                                                  60 * args.minutes)
+            fm = make_fm()
+            objs = flowsim.train.make_objectives(objective)
+            for o in objs:
+                if isinstance(o, flowsim.train.PairRegression):
+                    o.jump_weight = args.jump_weight if args.jump_weight > 0 else None
+            t0 = time.perf_counter()
+            res = flowsim.fit(fm, objs, bank if objective != "physics" else None, steps=steps,
+                              batch_size=args.batch, lr=args.lr, progress=False, device=device,
+                              validation=test, max_jump=args.max_jump_T * T)
+            train_time = time.perf_counter() - t0
+            fm = res.flowmap
+            errs = error_vs_jump(fm, test, jumps)
+            worst = max(max(e["rel"], e["norm"]) for e in errs)
+            row = dict(system=name, objective=objective, steps=steps, train_seconds=train_time,
+                       seconds_per_step=per_step, data_seconds=gen_time, errors=errs,
+                       worst_median_error=worst, target_met=worst <= 1e-3)
+            results.append(row)
+            print(f"{name:18s} {objective:10s} steps={steps:6d} train={train_time:6.0f}s "
+                  + " ".join(f"{e['jump'] / T:.2g}T:{e['rel']:.1e}/{e['norm']:.1e}" for e in errs),
+                  flush=True)
+    meta = dict(machine=platform.processor() or platform.machine(), device=str(device),
+                torch=torch.__version__, threads=torch.get_num_threads(), args=vars(args),
+                cuda=torch.cuda.get_device_name() if device.type == "cuda" else None)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    plot(results, out.with_suffix(".png"))
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = sorted({r["system"] for r in results}, key=[r["system"] for r in results].index)
+    fig, axes = plt.subplots(1, len(systems), figsize=(4.2 * len(systems), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], systems):
+        T = flowsim.get_system(name).timescale
+        for r in [r for r in results if r["system"] == name]:
+            h = [e["jump"] / T for e in r["errors"]]
+            ax.loglog(h, [e["rel"] for e in r["errors"]], "o-", label=f"{r['objective']} (rel)")
+            ax.loglog(h, [e["norm"] for e in r["errors"]], "x--", alpha=0.6,
+                      label=f"{r['objective']} (norm)")
+        ax.axhline(1e-3, color="k", lw=0.8, ls=":", label="target 1e-3")
+        ax.set_title(name)
+        ax.set_xlabel("jump size / timescale")
+        ax.set_ylabel("median error of one jump")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

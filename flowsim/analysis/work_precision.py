@@ -1,0 +1,308 @@
+"""Work-precision: error versus wall time and evaluations, flow map against real solvers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from ..errors import CheckpointError, ConfigError, ShapeError, SolverError, TimeGridError
+from ..solve.reference import reference_solve
+from ..solve.solution import Solution
+from ..systems.base import ODESystem
+from . import _solvers as S
+from ._maps import (
+    as_states,
+    check_horizon,
+    check_step_counts,
+    map_device,
+    match_system,
+    params_for,
+    result_attrs,
+    time_units,
+    warn_outside_range,
+)
+from .metrics import metric_attrs, normalised_error, relative_error, state_std, summarise_errors
+
+__all__ = ["SOLVERS", "work_precision"]
+
+#: Solvers :func:`work_precision` knows; ``"torchode"`` runs only where it is installed.
+SOLVERS = ("dopri5", "bosh3", "rk4", "scipy_lsoda", "scipy_radau", "torchode")
+_SCIPY = {"scipy_lsoda": "LSODA", "scipy_radau": "Radau"}
+REFERENCE_TOL = 1e-10
+
+
+def work_precision(
+    flowmap: Any,
+    system: ODESystem | str | None,
+    x0: Tensor,
+    p: Any = None,
+    horizon: float | None = None,
+    *,
+    n_jumps: Sequence[int] | None = None,
+    tolerances: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8),
+    rk4_steps: Sequence[int] = (4, 8, 16, 32, 64, 128, 256),
+    solvers: Sequence[str] = SOLVERS,
+    reference: Solution | Tensor | None = None,
+    n_scipy: int = 16,
+    n_reference: int | None = None,
+    training_time: float | None = None,
+    repeats: int = 3,
+    t0: float = 0.0,
+    solver_dtype: torch.dtype = torch.float64,
+    max_steps: int = 100_000,
+    device: torch.device | str | None = None,
+) -> xr.Dataset:
+    """Error against cost for the flow map at N jumps and for solvers over their sweeps.
+
+    All methods integrate the same batch of states over ``[t0, t0 + horizon]`` in this
+    process, under ``torch.no_grad``, each warmed up once and timed as the minimum of
+    ``repeats`` runs. Errors are those of the final state against a tight reference.
+
+    Arguments
+    ---------
+    flowmap:
+        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
+    system:
+        The system (must be the map's; ``None`` takes the map's).
+    x0:
+        Initial states ``(batch, dim)``, ideally held out from training.
+    p:
+        Parameters: ``None`` (defaults), a dict, ``(n_params,)`` or ``(batch, n_params)``.
+    horizon:
+        Integration time (default: the system's timescale).
+    n_jumps:
+        Flow-map jump counts (default ``N0·(1, 2, 4, …, 32)`` with ``horizon/N0 ≤ max_jump``).
+    tolerances:
+        Adaptive solvers' sweep, each used as ``rtol = atol``.
+    rk4_steps:
+        Fixed-step rk4 sweep: equal steps over the horizon.
+    solvers:
+        Any of :data:`SOLVERS`. ``"torchode"`` (dopri5) is skipped, and listed in
+        ``attrs["skipped_solvers"]``, where ``import torchode`` fails.
+    reference:
+        Precomputed reference: a :class:`flowsim.Solution` from ``t0`` to ``t0 + horizon`` of
+        the first states of ``x0``, or their final states ``(m, dim)``. Default: torchdiffeq
+        dopri5 at rtol = atol = 1e-10 in float64, or scipy Radau (same tolerances) for stiff systems.
+    n_scipy:
+        scipy solves one trajectory at a time, so it is timed on the first ``n_scipy`` states
+        and its wall time scaled to the batch (``attrs`` say so); its error uses those states.
+    n_reference:
+        Measure errors on the first ``n_reference`` states only (default all); timing always
+        uses the whole batch. Useful where the tight reference is expensive (stiff systems).
+    training_time:
+        Seconds spent training the map; stored in ``attrs`` for
+        :func:`speedup_at_matched_error`'s break-even count.
+    repeats:
+        Timed runs per setting (the minimum is reported).
+    t0:
+        Start time.
+    solver_dtype:
+        Dtype of the torch solvers (float64 default: tight tolerances need it).
+    max_steps:
+        Step limit of the adaptive solvers; a run that hits it counts as failed.
+    device:
+        Device of the torch solvers (default: the flow map's, so both run on the same
+        hardware); scipy always runs on the CPU.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimension ``setting``, with coordinates ``method``, ``setting_name`` (``n_jumps``,
+        ``tolerance`` or ``n_steps``) and ``setting_value``; variables ``wall_time`` (s, whole
+        batch), ``wall_time_per_trajectory``, ``nfe`` (evaluations per trajectory: network
+        calls for the map, vector-field calls for solvers), ``median_relative_error``,
+        ``median_normalised_error``, ``n_failed``, ``n_timed``, ``scaled``.
+
+    Raises
+    ------
+    CheckpointError
+        ``system`` or ``reference`` is not the map's system.
+    TimeGridError
+        Non-positive horizon, or a jump count giving jumps beyond the map's ``max_jump``.
+    SolverError
+        Unknown solver names.
+    ConfigError, ShapeError
+        Bad sweeps, counts or shapes.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> from flowsim.analysis import ExactFlowMap, work_precision
+    >>> sho = flowsim.get_system("harmonic_oscillator")
+    >>> ds = work_precision(ExactFlowMap(sho), sho, sho.sample_initial(8, 0), n_jumps=(1, 2),
+    ...                     tolerances=(1e-4,), rk4_steps=(16,), solvers=("dopri5", "rk4"), repeats=1)
+    >>> sorted(set(ds.method.values.tolist()))
+    ['dopri5', 'flowmap', 'rk4']
+    """
+    system = match_system(flowmap, system)
+    x0 = as_states(system, x0)
+    n, dim = x0.shape
+    pp = params_for(system, p, n)
+    warn_outside_range(flowmap, pp)
+    h = check_horizon(system.timescale if horizon is None else horizon)
+    t0 = float(t0)
+    counts = check_step_counts(n_jumps, h, flowmap, "work_precision")
+    tols = _positive(tolerances, "tolerances", float)
+    steps = _positive(rk4_steps, "rk4_steps", int)
+    unknown = [s for s in solvers if s not in SOLVERS]
+    if unknown:
+        raise SolverError(f"unknown solver(s) {unknown}; choose from {SOLVERS}")
+    for name, v in (("n_scipy", n_scipy), ("repeats", repeats), ("max_steps", max_steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{name} must be a positive integer; got {v!r}")
+    if training_time is not None and not (float(training_time) >= 0 and math.isfinite(float(training_time))):
+        raise ConfigError(f"training_time must be a non-negative number of seconds; got {training_time!r}")
+    x_ref, ok_ref, sigma, ref_desc = _reference(system, x0, pp, t0, h, reference, n_reference)
+
+    rows: list[dict[str, Any]] = []
+
+    def add(method: str, setting: str, value: float, run: S.Run, scaled: bool) -> None:
+        m = min(run.x.shape[0], x_ref.shape[0])
+        use = ok_ref[:m]
+        x, ref, ok = run.x[:m][use], x_ref[:m][use], run.ok[:m][use]
+        failed = torch.tensor(math.inf, dtype=torch.float64)  # a failed run counts as infinitely wrong
+        rel = torch.where(ok, relative_error(x, ref), failed)
+        nrm = torch.where(ok, normalised_error(x, ref, sigma), failed)
+        rows.append({
+            "method": method, "setting_name": setting, "setting_value": float(value),
+            "wall_time": run.wall_time, "nfe": run.nfe,
+            "median_relative_error": summarise_errors(rel, ())[0],
+            "median_normalised_error": summarise_errors(nrm, ())[0],
+            "n_failed": int((~run.ok).sum()), "n_timed": run.n_timed, "scaled": scaled,
+        })
+
+    t1 = t0 + h
+    S.run_flowmap(flowmap, x0, pp, t0, t1, counts[0], 1)  # warm-up
+    for c in counts:
+        add("flowmap", "n_jumps", c, S.run_flowmap(flowmap, x0, pp, t0, t1, c, repeats), False)
+    dev = map_device(flowmap) if device is None else torch.device(device)
+    common = {"max_steps": max_steps, "dtype": solver_dtype, "device": dev}
+    skipped: list[str] = []
+    for solver in solvers:
+        if solver in ("dopri5", "bosh3"):
+            S.run_torchdiffeq(system, x0, pp, t0, t1, solver, tol=max(tols), repeats=1, **common)
+            for tol in tols:
+                run = S.run_torchdiffeq(system, x0, pp, t0, t1, solver, tol=tol, repeats=repeats, **common)
+                add(solver, "tolerance", tol, run, False)
+        elif solver == "rk4":
+            S.run_torchdiffeq(system, x0, pp, t0, t1, "rk4", n_steps=min(steps), repeats=1, **common)
+            for k in steps:
+                run = S.run_torchdiffeq(system, x0, pp, t0, t1, "rk4", n_steps=k, repeats=repeats, **common)
+                add("rk4", "n_steps", k, run, False)
+        elif solver in _SCIPY:
+            m = min(n_scipy, n)
+            kw = {"max_steps": max_steps, "batch": n}
+            S.run_scipy(system, x0[:1], pp[:1], t0, t1, _SCIPY[solver], tol=max(tols), repeats=1, **kw)
+            for tol in tols:
+                run = S.run_scipy(system, x0[:m], pp[:m], t0, t1, _SCIPY[solver], tol=tol,
+                                  repeats=repeats, **kw)
+                add(solver, "tolerance", tol, run, m < n)
+        elif solver == "torchode":
+            if not S.torchode_available():
+                skipped.append("torchode (not installed: pip install torchode)")
+                continue
+            S.run_torchode(system, x0, pp, t0, t1, tol=max(tols), repeats=1, **common)
+            for tol in tols:
+                run = S.run_torchode(system, x0, pp, t0, t1, tol=tol, repeats=repeats, **common)
+                add("torchode", "tolerance", tol, run, False)
+    return _dataset(rows, n, system, flowmap, dict(
+        horizon=h, t0=t0, n_states=n, n_reference=int(x_ref.shape[0]),
+        n_reference_failed=int((~ok_ref).sum()),
+        reference=ref_desc, sigma=sigma.tolist(), n_scipy=int(min(n_scipy, n)),
+        scipy_note=(f"scipy solves one trajectory at a time: timed on the first {min(n_scipy, n)} of {n} "
+                    "states and its wall time scaled up by the ratio; its errors use those states only"),
+        tolerance_convention="rtol = atol = tolerance", solver_dtype=str(solver_dtype).replace("torch.", ""),
+        timing=f"minimum of {repeats} run(s) after one warm-up per method; torch.no_grad; one process",
+        torch_threads=torch.get_num_threads(), device=str(map_device(flowmap)), solver_device=str(dev),
+        skipped_solvers=skipped,
+        training_time=float("nan") if training_time is None else float(training_time),
+    ))
+
+
+def _positive(values: Sequence[Any], name: str, kind: type) -> list:
+    try:
+        out = sorted({kind(v) for v in values})
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a sequence of positive numbers; got {values!r}") from None
+    if not out or not all(v > 0 and math.isfinite(v) for v in out):
+        raise ConfigError(f"{name} must be a non-empty sequence of positive numbers; got {values!r}")
+    return out
+
+
+def _reference(
+    system: ODESystem, x0: Tensor, p: Tensor, t0: float, h: float, reference: Any, n_reference: int | None
+) -> tuple[Tensor, Tensor, Tensor, str]:
+    """Final reference states ``(m, dim)``, their ok mask, σ and a description."""
+    n = x0.shape[0]
+    m = n if n_reference is None else int(n_reference)
+    if not 1 <= m <= n:
+        raise ConfigError(f"n_reference must be between 1 and the batch size {n}; got {n_reference!r}")
+    if reference is None:
+        grid = torch.linspace(t0, t0 + h, 11, dtype=torch.float64)
+        kw = {"rtol": REFERENCE_TOL, "atol": REFERENCE_TOL}
+        if system.stiff:
+            sol = reference_solve(system, x0[:m], grid, p[:m], backend="scipy", method="Radau", **kw)
+        else:
+            sol = reference_solve(system, x0[:m], grid, p[:m], method="dopri5", **kw)
+        desc = f"{sol.backend} {sol.method} rtol=atol={REFERENCE_TOL:g}, float64"
+        return sol.x[:, -1].cpu(), sol.ok.cpu(), state_std(sol.x[sol.ok]), desc
+    if isinstance(reference, Solution):
+        if reference.system != system.name:
+            raise CheckpointError(f"reference is of system {reference.system!r}, not {system.name!r}")
+        t = reference.t if reference.t.ndim == 1 else reference.t[0]
+        if abs(float(t[0]) - t0) > 1e-9 * max(1.0, h) or abs(float(t[-1] - t[0]) - h) > 1e-6 * h:
+            raise TimeGridError(
+                f"reference covers [{float(t[0]):.6g}, {float(t[-1]):.6g}] but the comparison runs over "
+                f"[{t0:.6g}, {t0 + h:.6g}]; solve the reference over the same interval"
+            )
+        x_all = reference.x.detach().cpu().to(torch.float64)
+        ok = reference.ok.cpu()
+        desc = (f"given Solution: {reference.backend} {reference.method} rtol={reference.rtol:g} "
+                f"atol={reference.atol:g}")
+        x_fin, sig = x_all[:, -1], state_std(x_all[ok])
+    else:
+        x_fin = torch.as_tensor(reference).detach().cpu().to(torch.float64)
+        ok = torch.isfinite(x_fin).all(dim=-1) if x_fin.ndim == 2 else torch.ones(0, dtype=torch.bool)
+        desc = "given final states"
+        sig = None
+    if x_fin.ndim != 2 or x_fin.shape[1] != system.dim or not 1 <= x_fin.shape[0] <= n:
+        raise ShapeError(
+            f"reference final states must be (m, {system.dim}) with 1 <= m <= {n} (the first m states of "
+            f"x0); got {tuple(x_fin.shape)}"
+        )
+    x_fin, ok = x_fin[:m], ok[:m]
+    if sig is None:
+        sig = state_std(torch.cat([x0[: x_fin.shape[0]], x_fin[ok]]))
+    return x_fin, ok, sig, desc
+
+
+def _dataset(rows: list[dict[str, Any]], n: int, system: ODESystem, flowmap: Any, extra: dict) -> xr.Dataset:
+    def col(key: str) -> np.ndarray:
+        return np.array([r[key] for r in rows])
+
+    ds = xr.Dataset(coords={
+        "method": ("setting", col("method").astype(str)),
+        "setting_name": ("setting", col("setting_name").astype(str)),
+        "setting_value": ("setting", col("setting_value").astype(np.float64)),
+    })
+    units = time_units(system)
+    ds["wall_time"] = ("setting", col("wall_time"), {"units": "s", "description": "wall time, whole batch"})
+    ds["wall_time_per_trajectory"] = ("setting", col("wall_time") / n, {"units": "s"})
+    ds["nfe"] = ("setting", col("nfe"), {"description": (
+        "evaluations per trajectory: network calls for the flow map, vector-field calls for solvers "
+        "(a batched call counts once for each trajectory)")})
+    for name in ("relative_error", "normalised_error"):
+        ds[f"median_{name}"] = ("setting", col(f"median_{name}"), metric_attrs(name))
+    ds["n_failed"] = ("setting", col("n_failed"),
+                      {"description": "states whose run failed (their error counts as inf)"})
+    ds["n_timed"] = ("setting", col("n_timed"), {"description": "states actually run and timed"})
+    ds["scaled"] = ("setting", col("scaled").astype(bool),
+                    {"description": "wall time scaled up from n_timed states"})
+    ds.attrs.update(result_attrs("work_precision", system, flowmap, horizon_units=units, **extra))
+    return ds

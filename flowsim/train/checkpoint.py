@@ -1,0 +1,173 @@
+"""Checkpoints: safetensors weights + JSON config; loading never executes code."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .._utils import atomic_path
+from ..errors import CheckpointError
+from ..maps.flowmap import FlowMap, FlowMapConfig
+from ..maps.transforms import StateTransform
+from ..systems.base import ODESystem
+from ..systems.registry import get_system
+
+__all__ = ["save", "load", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+def save(flowmap: FlowMap, path: str | os.PathLike, *, training: dict[str, Any] | None = None
+         ) -> Path:
+    """Save a flow map to the directory ``path`` (``model.safetensors`` + ``config.json``).
+
+    Each file is written to a temporary name and renamed, so an interrupted save leaves the
+    previous checkpoint intact.
+
+    Arguments
+    ---------
+    flowmap:
+        The model to save (its current weights; the trainer saves the EMA weights).
+    path:
+        Target directory (created if needed).
+    training:
+        JSON-serialisable training record (config, final metrics) stored beside the config.
+
+    Returns
+    -------
+    Path
+        The checkpoint directory.
+
+    Examples
+    --------
+    >>> import flowsim, tempfile
+    >>> fm = flowsim.FlowMap("lotka_volterra", width=8, depth=1)
+    >>> d = flowsim.save(fm, tempfile.mkdtemp())
+    >>> flowsim.load(d).config.system
+    'lotka_volterra'
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in flowmap.state_dict().items()}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "flowsim_version": _version(),
+        "flowmap": flowmap.config.to_dict(),
+        "system": flowmap.system.describe(),
+        "training": training or {},
+    }
+    with atomic_path(path / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp))
+    with atomic_path(path / CONFIG) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, default=_json_default))
+    return path
+
+
+def load(path: str | os.PathLike, *, system: ODESystem | None = None,
+         map_location: str | torch.device = "cpu") -> FlowMap:
+    """Load a flow map saved by :func:`save` or by :func:`flowsim.fit`.
+
+    Arguments
+    ---------
+    path:
+        Checkpoint directory (or its ``config.json`` / ``model.safetensors``).
+    system:
+        The ODESystem, needed for systems that are not in the registry (``from_callable``);
+        checked against the stored name and state layout.
+    map_location:
+        Device to put the weights on.
+
+    Returns
+    -------
+    FlowMap
+        Ready to use, in evaluation mode, with ``.training_record`` holding the training config.
+
+    Raises
+    ------
+    CheckpointError
+        Missing or corrupted files, an unknown format, or a ``system`` that does not match.
+    """
+    path = Path(path)
+    if path.is_file():
+        path = path.parent
+    cfg_file, w_file = path / CONFIG, path / WEIGHTS
+    if not cfg_file.exists() or not w_file.exists():
+        raise CheckpointError(
+            f"{path} is not a flowsim checkpoint: expected {CONFIG} and {WEIGHTS} inside it"
+        )
+    try:
+        meta = json.loads(cfg_file.read_text())
+        cfg = FlowMapConfig(**meta["flowmap"])
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{cfg_file} is corrupted or not a flowsim config: {err}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint format {meta.get('format_version')} is not supported by this flowsim "
+            f"(format {FORMAT_VERSION}); retrain or use the flowsim version that wrote it"
+        )
+    if system is None:
+        try:
+            system = get_system(cfg.system, **cfg.system_kwargs)
+        except Exception as err:  # noqa: BLE001 - reported as a checkpoint problem
+            raise CheckpointError(
+                f"checkpoint is for system {cfg.system!r}, which is not registered here ({err}); "
+                "pass system=… (e.g. the from_callable system it was trained on)"
+            ) from None
+    check_compatible(cfg, system)
+    try:
+        tensors = load_file(str(w_file), device=str(map_location))
+    except Exception as err:  # noqa: BLE001 - safetensors raises several types
+        raise CheckpointError(f"{w_file} is corrupted: {err}") from None
+    n_log = len(cfg.log_states)
+    transform = StateTransform(torch.zeros(cfg.dim), torch.ones(cfg.dim),
+                               torch.tensor(cfg.log_states or [False] * cfg.dim)[:n_log or cfg.dim])
+    fm = FlowMap(
+        system, width=cfg.width, depth=cfg.depth, activation=cfg.activation, backbone=cfg.backbone,
+        n_frequencies=cfg.n_frequencies, tangent=cfg.tangent, backward=cfg.backward,
+        max_jump=cfg.max_jump, state_transform=transform,
+        dtype=torch.float64 if cfg.dtype == "float64" else torch.float32, seed=None,
+    )
+    try:
+        fm.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"weights in {w_file} do not match the config: {err}") from None
+    fm.to(map_location)
+    fm.training_record = meta.get("training", {})
+    return fm.eval()
+
+
+def check_compatible(cfg: FlowMapConfig, system: ODESystem) -> None:
+    """Refuse a checkpoint whose system, state layout or parameters differ from ``system``."""
+    problems = []
+    if cfg.system != system.name:
+        problems.append(f"system {cfg.system!r} != {system.name!r}")
+    if list(cfg.state_names) != list(system.state_names):
+        problems.append(f"states {cfg.state_names} != {list(system.state_names)}")
+    if list(cfg.param_names) != list(system.param_names):
+        problems.append(f"parameters {cfg.param_names} != {list(system.param_names)}")
+    if problems:
+        raise CheckpointError(
+            "checkpoint does not match the system: " + "; ".join(problems)
+            + ". Load it with the system it was trained on."
+        )
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)

@@ -1,0 +1,244 @@
+"""Training objectives for flow maps (see DESIGN.md for the formulas).
+
+Every objective is a small callable ``objective(flowmap, batch) -> scalar`` with a ``weight``
+and a ``needs`` attribute saying which batch it consumes: ``"pairs"`` (stored pairs with
+targets), ``"states"`` (start states and jump times; physics and self-consistency), or
+``"windows"`` (consecutive stored states). Errors are measured in the map's normalised
+coordinates (per-state standardisation), so every state counts equally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..maps.flowmap import FlowMap
+from .bank import PairBatch, StateBatch, WindowBatch
+
+__all__ = [
+    "Objective",
+    "Diagonal",
+    "PairRegression",
+    "Lagrangian",
+    "Eulerian",
+    "Semigroup",
+    "Rollout",
+    "make_objectives",
+]
+
+
+def _normalised(fm: FlowMap, a: Tensor, b: Tensor) -> Tensor:
+    """Difference ``a - b`` in the map's normalised coordinates (log-differences for log states)."""
+    tr = fm.state_transform
+    return tr.encode(a) - tr.encode(b)
+
+
+def _rate(fm: FlowMap, dxdt: Tensor, x: Tensor) -> Tensor:
+    """A time derivative in normalised coordinates per unit timescale."""
+    tr = fm.state_transform
+    std = tr.std.to(dxdt.dtype)
+    if fm._has_log:
+        dxdt = torch.where(tr.log_mask, dxdt / x, dxdt)
+    return dxdt / std * fm.config.timescale
+
+
+def _b(fm: FlowMap, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    return fm.system._rhs(t, x, p)
+
+
+def _sq(r: Tensor) -> Tensor:
+    return (r * r).sum(dim=-1)
+
+
+@dataclass
+class Objective:
+    """Base class: ``weight`` multiplies the loss; ``name`` labels it in logs."""
+
+    weight: float = 1.0
+    name: str = "objective"
+    needs: str = "states"
+
+    def __call__(self, fm: FlowMap, batch) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass
+class Diagonal(Objective):
+    """Tangent loss ``‖v(t, t, x) − b(t, x)‖²`` on the diagonal ``s = t``.
+
+    ``source="system"`` uses the known vector field; ``source="data"`` uses finite
+    differences of stored pairs with the smallest gaps (when ``b`` is unknown).
+    """
+
+    source: str = "system"
+    name: str = "diagonal"
+    needs: str = "states"
+
+    def __post_init__(self) -> None:
+        if self.source not in ("system", "data"):
+            raise ConfigError("Diagonal(source=…) must be 'system' or 'data'")
+        if self.source == "data":
+            self.needs = "short_pairs"
+
+    def __call__(self, fm: FlowMap, batch) -> Tensor:
+        if self.source == "system":
+            v = fm.velocity(batch.s, batch.x, batch.p)
+            target = _b(fm, batch.s, batch.x, batch.p)
+            return _sq(_rate(fm, v - target, batch.x)).mean()
+        mid = 0.5 * (batch.s + batch.t)
+        xm = 0.5 * (batch.x_s + batch.x_t)
+        v = fm.velocity(mid, xm, batch.p)
+        fd = (batch.x_t - batch.x_s) / (batch.t - batch.s)[:, None]
+        return _sq(_rate(fm, v - fd, xm)).mean()
+
+
+@dataclass
+class PairRegression(Objective):
+    """Data loss ``‖X(s, t, x_s) − x_t‖²`` over stored pairs of all gaps.
+
+    ``jump_weight=h0`` divides each pair's error by ``(h² + h0²)`` (``h`` the gap in
+    timescales), so short jumps are fitted as closely, relative to how far they move, as long
+    ones; ``None`` weighs all pairs equally.
+    """
+
+    jump_weight: float | None = 0.1
+    name: str = "pairs"
+    needs: str = "pairs"
+
+    def __call__(self, fm: FlowMap, batch: PairBatch) -> Tensor:
+        out = fm(batch.s, batch.t, batch.x_s, batch.p)
+        err = _sq(_normalised(fm, out, batch.x_t))
+        if self.jump_weight is not None:
+            h = (batch.t - batch.s) / fm.config.timescale
+            err = err * (1.0 + self.jump_weight**2) / (h * h + self.jump_weight**2)
+        return err.mean()
+
+
+@dataclass
+class Lagrangian(Objective):
+    """Lagrangian map distillation ``‖∂_t X(s,t,x) − b(t, sg[X(s,t,x)])‖²``.
+
+    ``teacher="system"`` (LMD) uses the known vector field; ``teacher="self"`` (LSD) uses the
+    map's own diagonal ``sg[v(t, t, ·)]`` and works without ``b``. ``∂_t X`` is one
+    forward-mode JVP in the scalar ``t``.
+    """
+
+    teacher: str = "system"
+    name: str = "lagrangian"
+    needs: str = "states"
+
+    def __post_init__(self) -> None:
+        if self.teacher not in ("system", "self"):
+            raise ConfigError("Lagrangian(teacher=…) must be 'system' or 'self'")
+        if self.name == "lagrangian" and self.teacher == "self":
+            self.name = "lsd"
+
+    def __call__(self, fm: FlowMap, batch: StateBatch) -> Tensor:
+        s, t, x, p = batch.s, batch.t, batch.x, batch.p
+        out, dxdt = torch.func.jvp(lambda tt: fm(s, tt, x, p), (t,), (torch.ones_like(t),))
+        xo = out.detach()
+        if self.teacher == "system":
+            target = _b(fm, t, xo, p)
+        else:
+            with torch.no_grad():
+                target = fm.velocity(t, xo, p)
+        return _sq(_rate(fm, dxdt - target, xo)).mean()
+
+
+@dataclass
+class Eulerian(Objective):
+    """Eulerian distillation ``‖∂_s X(s,t,x) + ∇_x X(s,t,x)·b(s,x)‖²`` (one JVP in ``(s, x)``).
+
+    Can help on small systems; unstable at high dimension.
+    """
+
+    name: str = "eulerian"
+    needs: str = "states"
+
+    def __call__(self, fm: FlowMap, batch: StateBatch) -> Tensor:
+        s, t, x, p = batch.s, batch.t, batch.x, batch.p
+        b = _b(fm, s, x, p).detach()
+        out, d = torch.func.jvp(lambda ss, xx: fm(ss, t, xx, p), (s, x), (torch.ones_like(s), b))
+        return _sq(_rate(fm, d, out.detach())).mean()
+
+
+@dataclass
+class Semigroup(Objective):
+    """Progressive self-distillation ``‖X(s,t,x) − sg[X(u,t,X(s,u,x))]‖²`` with ``s<u<t``."""
+
+    name: str = "semigroup"
+    needs: str = "states"
+
+    def __call__(self, fm: FlowMap, batch: StateBatch) -> Tensor:
+        s, t, x, p = batch.s, batch.t, batch.x, batch.p
+        r = torch.rand(s.shape, generator=None, dtype=s.dtype, device=s.device) * 0.8 + 0.1
+        u = s + r * (t - s)
+        with torch.no_grad():
+            target = fm(u, t, fm(s, u, x, p), p)
+        out = fm(s, t, x, p)
+        h = (t - s) / fm.config.timescale
+        return (_sq(_normalised(fm, out, target)) / (h * h + 1e-2)).mean()
+
+
+@dataclass
+class Rollout(Objective):
+    """Error of composed jumps along stored windows (mean over steps + ``max_weight`` × max)."""
+
+    length: int = 5
+    stride: int = 1
+    max_weight: float = 0.0
+    name: str = "rollout"
+    needs: str = "windows"
+
+    def __call__(self, fm: FlowMap, batch: WindowBatch) -> Tensor:
+        x = batch.x[:, 0]
+        errs = []
+        for k in range(1, batch.x.shape[1]):
+            x = fm(batch.t[:, k - 1], batch.t[:, k], x, batch.p)
+            errs.append(_sq(_normalised(fm, x, batch.x[:, k])))
+        e = torch.stack(errs, dim=1)
+        return e.mean() + self.max_weight * e.amax(dim=1).mean()
+
+
+_NAMES = {
+    "pairs": lambda: [PairRegression()],
+    "data": lambda: [PairRegression()],
+    "physics": lambda: [Lagrangian(teacher="system")],
+    "lmd": lambda: [Lagrangian(teacher="system")],
+    "lsd": lambda: [PairRegression(weight=1.0), Lagrangian(teacher="self", weight=1.0)],
+    "self": lambda: [PairRegression(weight=1.0), Lagrangian(teacher="self", weight=1.0)],
+    "both": lambda: [PairRegression(), Lagrangian(teacher="system", weight=1.0)],
+    "eulerian": lambda: [Eulerian()],
+    "semigroup": lambda: [PairRegression(), Semigroup(weight=0.5)],
+    "rollout": lambda: [PairRegression(), Rollout(weight=0.2)],
+}
+
+
+def make_objectives(spec: str | list[Objective]) -> list[Objective]:
+    """Objectives from a preset name or a list.
+
+    Presets: ``"pairs"``/``"data"`` (pair regression), ``"physics"``/``"lmd"`` (Lagrangian with
+    known ``b``), ``"both"`` (pairs + LMD), ``"lsd"``/``"self"`` (pairs + self-distillation),
+    ``"eulerian"``, ``"semigroup"``, ``"rollout"``; join with ``+`` (``"pairs+semigroup"``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown preset names.
+    """
+    if isinstance(spec, str):
+        out: list[Objective] = []
+        for part in spec.split("+"):
+            key = part.strip().lower()
+            if key not in _NAMES:
+                raise ConfigError(f"unknown objective {part!r}; presets: {sorted(_NAMES)}")
+            for obj in _NAMES[key]():
+                if obj.name not in [o.name for o in out]:
+                    out.append(obj)
+        return out
+    if not spec or not all(isinstance(o, Objective) for o in spec):
+        raise ConfigError("objectives must be a preset name or a non-empty list of Objective")
+    return list(spec)

@@ -1,0 +1,469 @@
+"""``flowsim.fit``: AdamW, warm-up + cosine schedule, clipping, EMA, checkpoints, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._utils import atomic_path
+from ..errors import CheckpointError, ConfigError
+from ..maps.flowmap import FlowMap
+from ..maps.transforms import StateTransform
+from ..solve.reference import reference_solve
+from ..solve.solution import Solution
+from . import checkpoint as ckpt
+from .bank import PairBatch, StateBatch, TrajectoryBank
+from .objectives import Objective, make_objectives
+from .validation import jump_errors
+
+__all__ = ["fit", "FitResult"]
+
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    flowmap:
+        The trained map, holding the EMA weights, in eval mode.
+    history:
+        One dict per logged step (loss terms, learning rate, validation errors).
+    metrics:
+        Final validation errors (median relative and normalised, per jump size).
+    checkpoint_dir:
+        Where the checkpoint was written (``None`` if not checkpointing).
+    steps, wall_time:
+        Steps taken in total and seconds spent in this call.
+    """
+
+    flowmap: FlowMap
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    checkpoint_dir: Path | None = None
+    steps: int = 0
+    wall_time: float = 0.0
+
+
+def _as_bank(data: Any) -> TrajectoryBank | None:
+    if data is None or isinstance(data, TrajectoryBank):
+        return data
+    if isinstance(data, Solution):
+        return TrajectoryBank.from_solution(data)
+    if isinstance(data, (str, os.PathLike)):
+        from ..data import open_store
+
+        return TrajectoryBank.from_dataset(open_store(data))
+    if hasattr(data, "data_vars"):  # an xarray Dataset
+        return TrajectoryBank.from_dataset(data)
+    raise ConfigError(
+        f"data must be a store path, an xarray Dataset, a Solution or a TrajectoryBank; "
+        f"got {type(data).__name__}"
+    )
+
+
+def _default_validation(fm: FlowMap, max_jump: float, seed: int) -> TrajectoryBank:
+    sys_ = fm.system
+    g = torch.Generator().manual_seed(seed + 99991)
+    n = 96
+    x0 = sys_.sample_initial(n, g)
+    p = sys_.sample_params(n, g)
+    t = torch.linspace(0, 2 * max_jump, 65, dtype=torch.float64)
+    kw = dict(backend="scipy", method="Radau") if sys_.stiff else {}
+    sol = reference_solve(sys_, x0, t, p, rtol=1e-9, atol=1e-11, **kw)
+    return TrajectoryBank.from_solution(sol)
+
+
+class _Sampler:
+    """Draws the batches the objectives need, from data, the system's prior and the model."""
+
+    def __init__(self, fm: FlowMap, bank: TrajectoryBank | None, batch_size: int, min_jump: float,
+                 max_jump: float, diagonal_fraction: float, generator: torch.Generator,
+                 log_fraction: float = 0.5) -> None:
+        self.fm, self.bank, self.n = fm, bank, batch_size
+        self.log_fraction = log_fraction
+        self.lo, self.hi = min_jump, max_jump
+        self.diag = diagonal_fraction
+        self.g = generator
+
+    def _cast(self, *xs: Tensor) -> list[Tensor]:
+        return [x.to(device=self.fm.device, dtype=self.fm.dtype) for x in xs]
+
+    def _jumps(self, n: int) -> Tensor:
+        u = torch.rand(n, generator=self.g, dtype=torch.float64)
+        h = torch.exp(math.log(self.lo) + u * math.log(self.hi / self.lo))
+        diag = torch.rand(n, generator=self.g) < self.diag
+        return torch.where(diag, torch.zeros_like(h), h)
+
+    def pairs(self) -> PairBatch:
+        b = self.bank.sample_pairs(self.n, self.g, min_gap=self.lo, max_gap=self.hi,
+                                   log_fraction=self.log_fraction)
+        return PairBatch(*self._cast(b.s, b.t, b.x_s, b.x_t, b.p))
+
+    def short_pairs(self) -> PairBatch:
+        gap = self.bank.min_step
+        b = self.bank.sample_pairs(self.n, self.g, min_gap=gap, max_gap=gap)
+        return PairBatch(*self._cast(b.s, b.t, b.x_s, b.x_t, b.p))
+
+    def states(self) -> StateBatch:
+        sys_ = self.fm.system
+        n = self.n
+        n_data = n // 2 if self.bank is not None else 0
+        n_prior = n - n_data
+        x = sys_.sample_initial(n_prior, self.g)
+        p = sys_.sample_params(n_prior, self.g)
+        s = torch.zeros(n_prior, dtype=torch.float64)
+        if not sys_.autonomous:
+            s = torch.rand(n_prior, generator=self.g, dtype=torch.float64) * self.hi
+        if n_data:
+            sd, xd, pd = self.bank.sample_states(n_data, self.g)
+            s, x, p = torch.cat([s, sd]), torch.cat([x, xd]), torch.cat([p, pd])
+        s, x, p = self._cast(s, x, p)
+        # a quarter of the states: where the model's own jumps take them (detached)
+        k = n // 4
+        if k:
+            with torch.no_grad():
+                hop = self._cast(self._jumps(k).clamp_min(self.lo))[0]
+                moved = self.fm(s[:k], s[:k] + hop, x[:k], p[:k])
+            ok = torch.isfinite(moved).all(dim=1)
+            x = torch.cat([torch.where(ok[:, None], moved, x[:k]), x[k:]])
+            s = torch.cat([torch.where(ok, s[:k] + hop, s[:k]), s[k:]])
+        t = s + self._cast(self._jumps(n))[0]
+        return StateBatch(s=s, t=t, x=x, p=p)
+
+
+def fit(
+    flowmap: FlowMap,
+    objectives: str | list[Objective] = "pairs",
+    data: Any = None,
+    *,
+    steps: int = 2000,
+    batch_size: int = 1024,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    warmup: float = 0.05,
+    clip: float = 1.0,
+    ema_decay: float = 0.999,
+    max_jump: float | None = None,
+    min_jump: float | None = None,
+    diagonal_fraction: float = 0.25,
+    log_fraction: float = 0.5,
+    validation: Any = None,
+    val_jumps: list[float] | None = None,
+    val_every: int | None = None,
+    log_every: int = 50,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> FitResult:
+    """Train a flow map.
+
+    Arguments
+    ---------
+    flowmap:
+        The :class:`~flowsim.FlowMap` to train (in place).
+    objectives:
+        A preset (``"pairs"``, ``"physics"``, ``"both"``, ``"lsd"``, ``"pairs+semigroup"`` …,
+        see :func:`~flowsim.train.make_objectives`) or a list of objectives.
+    data:
+        Reference trajectories: a store path, an xarray Dataset, a :class:`~flowsim.Solution`,
+        a :class:`~flowsim.train.TrajectoryBank`, or ``None`` (physics objectives only).
+    steps, batch_size, lr, weight_decay:
+        Optimisation: AdamW with ``warmup`` (fraction of steps) then cosine decay to zero.
+    clip:
+        Gradient-norm clipping.
+    ema_decay:
+        Exponential moving average of the weights; the EMA model is evaluated and saved.
+    max_jump, min_jump:
+        Range of jump sizes trained (time units; log-uniform). Default: the system's timescale
+        (capped by the data's span) and 1/200 of it.
+    diagonal_fraction:
+        Fraction of physics samples on the diagonal ``s = t``.
+    log_fraction:
+        Fraction of data pairs whose gaps are log-uniform (all scales); the rest are uniform,
+        which puts more weight on the long jumps that are hardest to learn.
+    validation:
+        Held-out trajectories (same types as ``data``); default: 10 % of ``data`` split off by
+        trajectory, or fresh reference solves from the system's prior.
+    val_jumps, val_every, log_every:
+        Jump sizes (time units) and cadence of validation and logging.
+    device:
+        ``"cpu"``, ``"cuda"``, …; default: the map's device.
+    seed:
+        Seeds every random draw: same seed, same weights on CPU.
+    checkpoint_dir:
+        Directory for the checkpoint (``model.safetensors``, ``config.json``,
+        ``trainer_state.pt``, ``log.csv``, ``metrics.json``); written atomically.
+    checkpoint_every:
+        Steps between checkpoints (default: steps / 10).
+    resume:
+        Continue from ``checkpoint_dir`` if it holds a trainer state: a run killed and resumed
+        ends with the same weights as an uninterrupted one.
+    progress:
+        Show a progress bar.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    ConfigError
+        Bad options, or objectives that need data when none is given.
+    CheckpointError
+        A checkpoint directory that belongs to another system or configuration.
+
+    Examples
+    --------
+    >>> import torch, flowsim
+    >>> sys = flowsim.get_system("lotka_volterra")
+    >>> sol = flowsim.reference_solve(sys, sys.sample_initial(64, 0), torch.linspace(0, 15, 61))
+    >>> fm = flowsim.FlowMap(sys, width=32, depth=2)
+    >>> res = flowsim.fit(fm, "pairs", sol, steps=20, batch_size=64, progress=False)
+    >>> sorted(res.metrics)[:2]
+    ['norm@0.143', 'norm@1.43']
+    """
+    t_start = time.perf_counter()
+    objs = make_objectives(objectives)
+    if steps < 1 or batch_size < 1 or not lr > 0:
+        raise ConfigError(f"steps, batch_size and lr must be positive; got {steps}, {batch_size}, {lr}")
+    fm = flowmap
+    if device is not None:
+        fm.to(device)
+    bank = _as_bank(data)
+    needs = {o.needs for o in objs}
+    if bank is None and needs & {"pairs", "short_pairs", "windows"}:
+        raise ConfigError(
+            f"objectives {[o.name for o in objs if o.needs != 'states']} need trajectory data; "
+            "pass data=… (a store, Solution or TrajectoryBank) or use objectives='physics'"
+        )
+    if any(getattr(o, "teacher", None) == "system" or getattr(o, "source", None) == "system"
+           or o.name == "eulerian" for o in objs) and not hasattr(fm.system, "_rhs"):
+        raise ConfigError("physics objectives need the system's vector field")
+
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    val_bank = _as_bank(validation)
+    if bank is not None and val_bank is None and len(bank) >= 10:
+        bank, val_bank = bank.split(0.1, g)
+    T = fm.config.timescale
+    hi = float(max_jump) if max_jump is not None else T
+    if bank is not None:
+        hi = min(hi, bank.max_gap)
+    lo = float(min_jump) if min_jump is not None else hi / 200
+    if bank is not None:
+        lo = max(lo, bank.min_step)
+    if not 0 < lo < hi:
+        raise ConfigError(f"need 0 < min_jump < max_jump; got {lo}, {hi}")
+    if val_bank is None:
+        val_bank = _default_validation(fm, hi, seed)
+    vj = val_jumps or sorted({round(v, 12) for v in (max(lo, 0.01 * T), 0.1 * T, hi)})
+    vj = [v for v in vj if v <= val_bank.max_gap]
+
+    fm.config.max_jump = hi
+    run_cfg = dict(objectives=[o.name for o in objs], weights=[o.weight for o in objs], steps=steps,
+                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup, clip=clip,
+                   ema_decay=ema_decay, max_jump=hi, min_jump=lo, diagonal_fraction=diagonal_fraction,
+                   log_fraction=log_fraction,
+                   seed=seed, val_jumps=vj)
+
+    opt = torch.optim.AdamW(fm.parameters(), lr=lr, weight_decay=weight_decay)
+    ema = [p.detach().clone() for p in fm.parameters()]
+    start = 0
+    history: list[dict[str, Any]] = []
+    ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    every = checkpoint_every or max(steps // 10, 1)
+    if ckdir is not None and resume and (ckdir / STATE_FILE).exists():
+        start, history = _restore(ckdir, fm, opt, ema, g, run_cfg)
+    elif bank is not None:  # normalise with the statistics of the training data
+        fm.set_state_transform(StateTransform.fit(bank.x, log=_log_mask(fm, bank)))
+    if start == 0:
+        fm.velocity_scale.copy_(_velocity_scale(fm, bank, seed))
+    sampler = _Sampler(fm, bank, batch_size, lo, hi, diagonal_fraction, g, log_fraction)
+    n_warm = max(1, int(warmup * steps))
+    val_every = val_every or max(steps // 5, 1)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc=f"fit {fm.config.system}", unit="step")
+    fm.train()
+    for step in range(start, steps):
+        frac = step / steps
+        scale = min(1.0, (step + 1) / n_warm) * 0.5 * (1 + math.cos(math.pi * frac))
+        for group in opt.param_groups:
+            group["lr"] = lr * scale
+        batches: dict[str, Any] = {}
+        terms: dict[str, Tensor] = {}
+        for o in objs:
+            if o.needs not in batches:
+                batches[o.needs] = getattr(sampler, o.needs)() if o.needs != "windows" else \
+                    _windows(sampler, o)
+            terms[o.name] = o(fm, batches[o.needs])
+        loss = sum(o.weight * terms[o.name] for o in objs)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(fm.parameters(), clip)
+        opt.step()
+        d = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema, fm.parameters()):
+                e.lerp_(p.detach(), 1 - d)
+        if not torch.isfinite(loss):
+            raise ConfigError(f"loss became non-finite at step {step}; lower lr or check the data")
+        done = step + 1
+        if done % log_every == 0 or done == steps or done % val_every == 0:
+            row: dict[str, Any] = {"step": done, "loss": loss.item(), "lr": lr * scale,
+                                   "grad_norm": float(gnorm)}
+            row.update({f"loss_{k}": v.item() for k, v in terms.items()})
+            if done % val_every == 0 or done == steps:
+                with _swapped(fm, ema):
+                    row.update(jump_errors(fm, val_bank, vj))
+            history.append(row)
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss.item():.3g}")
+        if bar is not None:
+            bar.update(1)
+        if ckdir is not None and (done % every == 0 or done == steps):
+            _save(ckdir, fm, opt, ema, g, done, history, run_cfg)
+    if bar is not None:
+        bar.close()
+    with torch.no_grad():
+        for e, p in zip(ema, fm.parameters()):
+            p.copy_(e)
+    fm.eval()
+    metrics = jump_errors(fm, val_bank, vj)
+    fm.training_record = {**run_cfg, "final_metrics": metrics}
+    if ckdir is not None:
+        ckpt.save(fm, ckdir, training=fm.training_record)
+        with atomic_path(ckdir / "metrics.json") as tmp:
+            tmp.write_text(json.dumps({"config": run_cfg, "metrics": metrics}, indent=2))
+    return FitResult(flowmap=fm, history=history, metrics=metrics, checkpoint_dir=ckdir,
+                     steps=steps, wall_time=time.perf_counter() - t_start)
+
+
+def _log_mask(fm: FlowMap, bank: TrajectoryBank) -> list[bool]:
+    """Log-standardise states the map already logs, and positive states whose data span more
+    than two decades (populations, concentrations)."""
+    mask = fm.state_transform.log_mask.tolist()
+    if fm.system.positive:
+        flat = bank.x.reshape(-1, bank.x.shape[-1])
+        lo, hi = flat.amin(0), flat.amax(0)
+        mask = [m or bool(a > 0 and b > 100 * a) for m, a, b in zip(mask, lo.tolist(), hi.tolist())]
+    return mask
+
+
+@torch.no_grad()
+def _velocity_scale(fm: FlowMap, bank: TrajectoryBank | None, seed: int) -> Tensor:
+    """RMS rate of change of each normalised state per timescale, from the shortest stored
+    steps (data) or from the vector field on prior states."""
+    g = torch.Generator().manual_seed(seed + 7)
+    tr, T = fm.state_transform, fm.config.timescale
+    if bank is not None:
+        b = bank.sample_pairs(4096, g, min_gap=bank.min_step, max_gap=bank.min_step)
+        rate = (tr.encode(b.x_t) - tr.encode(b.x_s)) / ((b.t - b.s) / T)[:, None]
+    else:
+        sys_ = fm.system
+        x, p = sys_.sample_initial(4096, g), sys_.sample_params(4096, g)
+        dx = sys_._rhs(torch.zeros(4096, dtype=torch.float64), x, p)
+        if fm._has_log:
+            dx = torch.where(tr.log_mask, dx / x, dx)
+        rate = dx / tr.std * T
+    rate = rate[torch.isfinite(rate).all(dim=1)]
+    return rate.pow(2).mean(dim=0).sqrt().clamp_min(1e-3).to(torch.float64)
+
+
+def _windows(sampler: _Sampler, obj: Objective):
+    from .bank import WindowBatch
+
+    w = sampler.bank.sample_windows(sampler.n, obj.length, sampler.g, obj.stride)
+    return WindowBatch(*sampler._cast(w.t, w.x, w.p))
+
+
+class _swapped:
+    """Temporarily load EMA weights into the model."""
+
+    def __init__(self, fm: FlowMap, ema: list[Tensor]) -> None:
+        self.fm, self.ema = fm, ema
+
+    def __enter__(self) -> None:
+        self.saved = [p.detach().clone() for p in self.fm.parameters()]
+        with torch.no_grad():
+            for e, p in zip(self.ema, self.fm.parameters()):
+                p.copy_(e)
+
+    def __exit__(self, *exc) -> None:
+        with torch.no_grad():
+            for s, p in zip(self.saved, self.fm.parameters()):
+                p.copy_(s)
+
+
+def _save(ckdir: Path, fm: FlowMap, opt, ema, g, step, history, run_cfg) -> None:
+    state = {
+        "step": step,
+        "model": {k: v.detach().cpu() for k, v in fm.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "ema": [e.detach().cpu() for e in ema],
+        "generator": g.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": json.dumps(history),
+        "run": json.dumps(run_cfg),
+        "system": fm.config.system,
+    }
+    ckdir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(ckdir / STATE_FILE) as tmp:
+        torch.save(state, tmp)
+    with _swapped(fm, ema):
+        ckpt.save(fm, ckdir, training={**run_cfg, "step": step})
+    with atomic_path(ckdir / "log.csv") as tmp:
+        keys = sorted({k for row in history for k in row}, key=lambda k: (k != "step", k))
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(history)
+
+
+def _restore(ckdir: Path, fm: FlowMap, opt, ema, g, run_cfg) -> tuple[int, list]:
+    try:
+        state = torch.load(ckdir / STATE_FILE, weights_only=True, map_location="cpu")
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"{ckdir / STATE_FILE} is corrupted ({err}); delete it to restart") from None
+    if state.get("system") != fm.config.system:
+        raise CheckpointError(
+            f"{ckdir} holds a training run of {state.get('system')!r}, not {fm.config.system!r}; "
+            "choose another checkpoint_dir or pass resume=False"
+        )
+    saved = json.loads(state["run"])
+    keys = ("objectives", "steps", "batch_size", "lr", "seed")
+    if any(saved.get(k) != run_cfg.get(k) for k in keys):
+        diff = {k: (saved.get(k), run_cfg.get(k)) for k in keys if saved.get(k) != run_cfg.get(k)}
+        raise CheckpointError(
+            f"{ckdir} was written by a run with other settings {diff}; resume with the same "
+            "settings, or pass resume=False / another checkpoint_dir"
+        )
+    try:
+        fm.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"trainer state does not fit this model: {err}") from None
+    opt.load_state_dict(state["optimizer"])
+    with torch.no_grad():
+        for e, s in zip(ema, state["ema"]):
+            e.copy_(s)
+    g.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), json.loads(state["history"])

@@ -1,0 +1,152 @@
+"""work_precision on a tiny case; speedup_at_matched_error and break-even on hand-made data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import flowsim
+from flowsim import CheckpointError, ConfigError, ShapeError, SolverError, TimeGridError
+from flowsim.analysis import (
+    SOLVERS,
+    ExactFlowMap,
+    break_even_trajectories,
+    speedup_at_matched_error,
+    work_precision,
+)
+from flowsim.analysis._solvers import torchode_available
+
+VARIABLES = ("wall_time", "wall_time_per_trajectory", "nfe", "median_relative_error",
+             "median_normalised_error", "n_failed", "n_timed", "scaled")
+
+
+@pytest.fixture(scope="module")
+def tiny(exact, sho):
+    x0 = sho.sample_initial(6, generator=11)
+    return work_precision(exact, sho, x0, {"omega": 1.2}, horizon=2.0, n_jumps=(1, 2),
+                          tolerances=(1e-3, 1e-6), rk4_steps=(8, 32), n_scipy=2, repeats=1,
+                          training_time=30.0)
+
+
+def test_tiny_work_precision(tiny):
+    ds = tiny
+    for name in VARIABLES:
+        assert name in ds and ds[name].dims == ("setting",)
+    methods = set(ds.method.values.tolist())
+    expected = {"flowmap", "dopri5", "bosh3", "rk4", "scipy_lsoda", "scipy_radau"}
+    if torchode_available():
+        expected.add("torchode")
+    else:
+        assert any("torchode" in s for s in ds.attrs["skipped_solvers"])
+    assert methods == expected
+    fm = ds.where(ds.method == "flowmap", drop=True)
+    assert fm.setting_value.values.tolist() == [1.0, 2.0]
+    assert float(fm.median_relative_error.max()) <= 1e-6  # exact map vs the 1e-10 reference
+    np.testing.assert_array_equal(fm.nfe.values, [1.0, 2.0])
+    dop = ds.where(ds.method == "dopri5", drop=True).sortby("setting_value")
+    assert float(dop.median_relative_error[0]) < float(dop.median_relative_error[1])  # tighter is better
+    assert (dop.nfe > 0).all() and (dop.n_failed == 0).all()
+    rk4 = ds.where(ds.method == "rk4", drop=True).sortby("setting_value")
+    np.testing.assert_array_equal(rk4.nfe.values, [32.0, 128.0])  # 4 evaluations per step
+    sci = ds.where(ds.method == "scipy_lsoda", drop=True)
+    assert bool(sci.scaled.all()) and (sci.n_timed == 2).all()
+    assert "scaled up" in ds.attrs["scipy_note"]
+    assert ds.attrs["n_states"] == 6 and ds.attrs["horizon"] == 2.0 and ds.attrs["training_time"] == 30.0
+    assert "dopri5" in ds.attrs["reference"]
+    assert (ds.wall_time > 0).all()
+    res = speedup_at_matched_error(ds)
+    assert res.matched is False and math.isnan(res.speedup)  # no dopri5 setting reaches ~1e-10
+    assert "no dopri5 setting" in res.note
+
+
+def test_given_reference_and_subset(exact, sho):
+    x0 = sho.sample_initial(4, generator=12)
+    sol = flowsim.reference_solve(sho, x0, torch.linspace(0, 1.5, 4, dtype=torch.float64), rtol=1e-11,
+                                  atol=1e-12)
+    ds = work_precision(exact, sho, x0, horizon=1.5, n_jumps=(1,), tolerances=(1e-4,), solvers=("rk4",),
+                        rk4_steps=(4,), reference=sol, repeats=1)
+    assert ds.attrs["reference"].startswith("given Solution")
+    ds2 = work_precision(exact, sho, x0, horizon=1.5, n_jumps=(1,), tolerances=(1e-4,), solvers=("rk4",),
+                         rk4_steps=(4,), reference=sol.x[:2, -1], repeats=1)
+    assert ds2.attrs["n_reference"] == 2
+    assert float(ds2.median_relative_error[0]) <= 1e-8
+    with pytest.raises(TimeGridError):
+        work_precision(exact, sho, x0, horizon=2.0, n_jumps=(1,), solvers=("rk4",), rk4_steps=(4,),
+                       reference=sol, repeats=1)
+    with pytest.raises(ShapeError):
+        work_precision(exact, sho, x0, horizon=1.5, n_jumps=(1,), solvers=("rk4",), rk4_steps=(4,),
+                       reference=torch.zeros(5, 2), repeats=1)
+
+
+def test_work_precision_bad_inputs(exact, sho):
+    x0 = sho.sample_initial(2, generator=0)
+    kw = dict(n_jumps=(1,), tolerances=(1e-3,), solvers=("rk4",), rk4_steps=(4,), repeats=1)
+    with pytest.raises(CheckpointError):
+        work_precision(exact, "pendulum", x0, **kw)
+    for h in (0.0, -2.0):
+        with pytest.raises(TimeGridError):
+            work_precision(exact, sho, x0, horizon=h, **kw)
+    with pytest.raises(TimeGridError, match="max_jump"):
+        work_precision(ExactFlowMap(sho, max_jump=1.0), sho, x0, horizon=3.0, **kw)
+    with pytest.raises(SolverError):
+        work_precision(exact, sho, x0, **{**kw, "solvers": ("dopri5", "euler_forward")})
+    with pytest.raises(ConfigError):
+        work_precision(exact, sho, x0, **{**kw, "tolerances": (1e-3, -1.0)})
+    with pytest.raises(ConfigError):
+        work_precision(exact, sho, x0, training_time=-1.0, **kw)
+    assert "torchode" in SOLVERS
+
+
+def _hand_made(training_time=None):
+    attrs = {"n_states": 1000}
+    if training_time is not None:
+        attrs["training_time"] = training_time
+    return xr.Dataset(
+        {"wall_time": ("setting", [0.02, 0.01, 0.5, 0.3, 0.9, 5.0, 8.0]),
+         "median_relative_error": ("setting", [3e-4, 2e-3, 1e-3, 1e-4, 2e-4, 1e-5, 2e-3]),
+         "median_normalised_error": ("setting", [1e-4, 1e-3, 1e-3, 5e-5, 9e-5, 1e-6, 1e-3])},
+        coords={"method": ("setting", ["flowmap", "flowmap", "dopri5", "dopri5", "dopri5", "dopri5",
+                                       "scipy_lsoda"]),
+                "setting_name": ("setting", ["n_jumps", "n_jumps"] + ["tolerance"] * 5),
+                "setting_value": ("setting", [4, 1, 1e-3, 1e-5, 1e-4, 1e-6, 1e-3])},
+        attrs=attrs,
+    )
+
+
+def test_speedup_at_matched_error_on_hand_made_data():
+    res = speedup_at_matched_error(_hand_made(training_time=60.0))
+    assert res.matched and res.flowmap_error == 3e-4 and res.flowmap_n_jumps == 4
+    # settings at least as accurate as 3e-4: 1e-4 (0.3 s), 2e-4 (0.9 s), 1e-5 (5 s) → cheapest 0.3 s
+    assert res.solver_setting_value == 1e-5 and res.solver_wall_time == 0.3
+    assert res.speedup == pytest.approx(0.3 / 0.02)
+    assert res.break_even_trajectories == pytest.approx(60.0 / (0.3 / 1000 - 0.02 / 1000))
+    assert res.to_dict()["solver"] == "dopri5"
+    res_n = speedup_at_matched_error(_hand_made(), metric="normalised_error")
+    assert res_n.flowmap_error == 1e-4 and res_n.solver_wall_time == 0.3 and math.isnan(
+        res_n.break_even_trajectories)
+
+
+def test_speedup_reports_no_match_honestly():
+    res = speedup_at_matched_error(_hand_made(), solver="scipy_lsoda")
+    assert not res.matched
+    assert math.isnan(res.speedup) and math.isnan(res.solver_wall_time) and res.solver_setting_name is None
+    assert "2e-03" in res.note or "0.002" in res.note
+    with pytest.raises(ConfigError, match="no rows for solver"):
+        speedup_at_matched_error(_hand_made(), solver="torchode")
+    with pytest.raises(ConfigError):
+        speedup_at_matched_error(_hand_made(), metric="max_error")
+    with pytest.raises(ConfigError):
+        speedup_at_matched_error(xr.Dataset())
+
+
+def test_break_even_trajectories():
+    assert break_even_trajectories(100.0, 1e-5, 1e-3) == pytest.approx(100.0 / (1e-3 - 1e-5))
+    assert break_even_trajectories(100.0, 1e-3, 1e-3) == math.inf
+    assert break_even_trajectories(0.0, 1e-5, 1e-3) == 0.0
+    for bad in ((-1.0, 1e-5, 1e-3), (1.0, float("nan"), 1e-3), (1.0, 1e-5, "x")):
+        with pytest.raises(ConfigError):
+            break_even_trajectories(*bad)

@@ -1,0 +1,112 @@
+"""The FlowMap contract: exact identity, shapes, per-sample times, JVP, odeint layout, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flowsim
+from flowsim import FlowMap
+
+
+@pytest.fixture(scope="module")
+def fm():
+    torch.manual_seed(0)
+    m = FlowMap("fitzhugh_nagumo", width=32, depth=2)
+    with torch.no_grad():  # non-trivial weights (the head starts at zero)
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return m
+
+
+@pytest.mark.parametrize("name", ["fitzhugh_nagumo", "duffing", "robertson", "hodgkin_huxley"])
+def test_identity_is_exact(name):
+    m = FlowMap(name, width=16, depth=1, tangent=name != "hodgkin_huxley")
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p))
+    x = m.system.sample_initial(64, generator=0).float()
+    s = torch.rand(64) * 3
+    out = m.jump(x, s, s)
+    assert torch.equal(out, x)
+
+
+def test_per_sample_times_and_params(fm):
+    sys = fm.system
+    x = sys.sample_initial(6, generator=1).float()
+    p = sys.sample_params(6, generator=2).float()
+    t = torch.linspace(0.5, 20, 6)
+    batch = fm.jump(x, 0.0, t, p)
+    for i in range(6):
+        one = fm.jump(x[i:i + 1], 0.0, t[i:i + 1], p[i])
+        assert torch.allclose(batch[i], one[0], atol=1e-6)
+
+
+def test_velocity_matches_finite_difference(fm):
+    sys = fm.system
+    x = sys.sample_initial(8, generator=3).float().double()
+    m = FlowMap("fitzhugh_nagumo", width=32, depth=2, dtype=torch.float64)
+    m.load_state_dict(fm.state_dict())
+    p = sys.default_params(8)
+    s = torch.zeros(8, dtype=torch.float64)
+    t = torch.full((8,), 3.0, dtype=torch.float64)
+    _, jvp = torch.func.jvp(lambda tt: m(s, tt, x, p), (t,), (torch.ones_like(t),))
+    eps = 1e-6
+    fd = (m(s, t + eps, x, p) - m(s, t - eps, x, p)) / (2 * eps)
+    assert torch.allclose(jvp, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_odeint_layout_and_composition(fm):
+    x0 = fm.system.sample_initial(4, generator=4).float()
+    t = torch.linspace(0, 60, 4)
+    out = fm.odeint(x0, t, max_jump=10.0)
+    assert out.shape == (4, 4, 2)  # (time, batch, dim) like torchdiffeq
+    assert torch.equal(out[0], x0)
+    # by hand: two jumps of 10 per interval of 20
+    x = x0
+    for k in range(3):
+        a = t[k]
+        x = fm.jump(x, a, a + 10.0)
+        x = fm.jump(x, a + 10.0, t[k + 1])
+    assert torch.allclose(out[-1], x, atol=1e-5)
+
+
+def test_compiles_and_float64():
+    m = FlowMap("lotka_volterra", width=16, depth=2, dtype=torch.float64)
+    x = m.system.sample_initial(5, generator=0)
+    out = m.jump(x, 0.0, 1.0)
+    assert out.dtype == torch.float64
+    if hasattr(torch, "compile"):
+        try:
+            compiled = torch.compile(m.forward)
+            s, t = torch.zeros(5, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
+            y = compiled(s, t, x, m.system.default_params(5))
+        except Exception as err:  # pragma: no cover - no compiler toolchain
+            pytest.skip(f"torch.compile unavailable here: {err}")
+        assert torch.allclose(y, out)
+
+
+@pytest.mark.parametrize(
+    "call, err",
+    [
+        (lambda m, x: m.jump(x[:, :1], 0.0, 1.0), flowsim.ShapeError),
+        (lambda m, x: m.jump(x.double(), 0.0, 1.0), flowsim.ShapeError),
+        (lambda m, x: m.jump(x * float("nan"), 0.0, 1.0), flowsim.ShapeError),
+        (lambda m, x: m.jump(x, 1.0, 0.0), flowsim.TimeGridError),
+        (lambda m, x: m.jump(x, 0.0, torch.ones(3)), flowsim.ShapeError),
+        (lambda m, x: m.jump(x, 0.0, 1.0, {"nope": 1.0}), flowsim.ParameterError),
+        (lambda m, x: m.jump(x, 0.0, 1.0, {"eps": 5.0}), flowsim.ParameterError),
+        (lambda m, x: m.jump(x, 0.0, 1.0, torch.ones(5, 2)), flowsim.ShapeError),
+        (lambda m, x: m.odeint(x, torch.tensor([0.0, 2.0, 1.0])), flowsim.TimeGridError),
+    ],
+)
+def test_bad_input(fm, call, err):
+    x = fm.system.sample_initial(5, generator=0).float()
+    with pytest.raises(err):
+        call(fm, x)
+
+
+def test_extrapolation_allowed_on_request(fm):
+    x = fm.system.sample_initial(2, generator=0).float()
+    out = fm.jump(x, 0.0, 1.0, {"eps": 0.2}, allow_extrapolation=True)
+    assert out.shape == (2, 2)
