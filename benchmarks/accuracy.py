@@ -64,13 +64,14 @@ def main(argv=None):
     ap.add_argument("--objectives", nargs="+", default=DEFAULT_OBJECTIVES)
     ap.add_argument("--minutes", type=float, default=10.0, help="training budget per run")
     ap.add_argument("--steps", type=int, default=None, help="fixed step count instead of a budget")
-    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--backbone", default="mlp")
     ap.add_argument("--activation", default="gelu")
-    ap.add_argument("--batch", type=int, default=1024)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--jump-weight", type=float, default=0.1)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--jump-weight", type=float, default=0.3)
+    ap.add_argument("--log-fraction", type=float, default=0.5)
     ap.add_argument("--tangent", action="store_true", help="build b into the map")
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-test", type=int, default=500)
@@ -80,6 +81,8 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="benchmarks/results/accuracy")
+    ap.add_argument("--save-models", default=None,
+                    help="folder to save each trained map in (<system>-<objective>/)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,9 +113,13 @@ def main(argv=None):
             t0 = time.perf_counter()
             res = flowsim.fit(fm, objs, bank if objective != "physics" else None, steps=steps,
                               batch_size=args.batch, lr=args.lr, progress=False, device=device,
-                              validation=test, max_jump=args.max_jump_T * T)
+                              validation=test, max_jump=args.max_jump_T * T,
+                              log_fraction=args.log_fraction)
             train_time = time.perf_counter() - t0
             fm = res.flowmap
+            if args.save_models:
+                flowsim.save(fm, Path(args.save_models) / f"{name}-{objective}",
+                             training={"train_seconds": train_time, "steps": steps})
             errs = error_vs_jump(fm, test, jumps)
             worst = max(max(e["rel"], e["norm"]) for e in errs)
             row = dict(system=name, objective=objective, steps=steps, train_seconds=train_time,

@@ -109,8 +109,9 @@ class ParamTransform(nn.Module):
         out = 2 * (p - lo) / width - 1
         return torch.where(hi > lo, out, torch.zeros_like(out))
 
-    def outside(self, p: Tensor, slack: float = 1e-9) -> Tensor:
-        """Mask ``(batch,)`` of parameter rows outside the trained range."""
+    def outside(self, p: Tensor, slack: float = 1e-6) -> Tensor:
+        """Mask ``(batch,)`` of parameter rows outside the trained range (with a relative
+        ``slack`` that absorbs float32 rounding of the stored range)."""
         lo, hi = self.low.to(p.dtype), self.high.to(p.dtype)
-        tol = slack * (hi - lo).abs().clamp_min(1.0)
+        tol = slack * ((hi - lo).abs() + torch.maximum(lo.abs(), hi.abs()))
         return ((p < lo - tol) | (p > hi + tol)).any(dim=-1)

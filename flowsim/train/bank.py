@@ -88,6 +88,9 @@ class TrajectoryBank:
         if nt < 2:
             raise ShapeError("trajectories need at least two time points")
         self.x, self.t, self.p = x[keep].contiguous(), t[keep].contiguous(), p[keep].contiguous()
+        self._max_gap = float((self.t[:, -1] - self.t[:, 0]).max())
+        self._min_step = float(self.t.diff(dim=1).min())
+        self._shared = bool((self.t == self.t[:1]).all())
 
     @classmethod
     def from_solution(cls, sol: Solution) -> TrajectoryBank:
@@ -97,10 +100,10 @@ class TrajectoryBank:
     @classmethod
     def from_dataset(cls, ds) -> TrajectoryBank:
         """Build from a flowsim store opened with xarray (loads it into memory)."""
-        x = torch.from_numpy(ds["x"].values)
-        t = torch.from_numpy(ds["t"].values if "t" in ds else ds["time"].values)
-        p = torch.from_numpy(ds["params"].values) if "params" in ds else torch.zeros(x.shape[0], 0)
-        status = torch.from_numpy(ds["status"].values) if "status" in ds else None
+        x = torch.tensor(ds["x"].values)
+        t = torch.tensor(ds["t"].values if "t" in ds else ds["time"].values)
+        p = torch.tensor(ds["params"].values) if "params" in ds else torch.zeros(x.shape[0], 0)
+        status = torch.tensor(ds["status"].values) if "status" in ds else None
         return cls(x, t, p, status)
 
     def __len__(self) -> int:
@@ -113,11 +116,12 @@ class TrajectoryBank:
     @property
     def max_gap(self) -> float:
         """Longest time span of a trajectory."""
-        return float((self.t[:, -1] - self.t[:, 0]).max())
+        return self._max_gap
 
     @property
     def min_step(self) -> float:
-        return float(self.t.diff(dim=1).min())
+        """Shortest stored time step."""
+        return self._min_step
 
     def split(self, fraction: float, generator: torch.Generator) -> tuple[TrajectoryBank, TrajectoryBank]:
         """Split by trajectory into two banks (e.g. train / validation)."""
@@ -138,17 +142,27 @@ class TrajectoryBank:
         lin = torch.rand(n, generator=generator, dtype=torch.float64) >= log_fraction
         gap = torch.where(lin, lo + u * (hi - lo), log_gap)
         i = torch.randint(0, len(self), (n,), generator=generator)
-        ti = self.t[i]
+        if self._shared:  # one grid for all: 1-D searches (the common, fast case)
+            g1 = self.t[0]
+            last_start = torch.searchsorted(g1, g1[-1] - gap, right=True) - 1
+        else:
+            ti = self.t[i]
+            last_start = torch.searchsorted(ti, (ti[:, -1] - gap)[:, None], right=True)[:, 0] - 1
         # start uniformly among the times that leave room for the gap
-        last_start = torch.searchsorted(ti, (ti[:, -1] - gap)[:, None], right=True)[:, 0] - 1
         last_start = last_start.clamp(min=0)
         a = (torch.rand(n, generator=generator, dtype=torch.float64) * (last_start + 1)).long()
         a = torch.minimum(a, last_start)
-        target = ti.gather(1, a[:, None])[:, 0] + gap
-        b = torch.searchsorted(ti, target[:, None])[:, 0].clamp(max=self.n_times - 1)
-        b = torch.maximum(b, a + 1)
-        rows = torch.arange(n)
-        return PairBatch(s=ti[rows, a], t=ti[rows, b], x_s=self.x[i, a], x_t=self.x[i, b], p=self.p[i])
+        if self._shared:
+            s = g1[a]
+            b = torch.searchsorted(g1, s + gap).clamp(max=self.n_times - 1)
+            b = torch.maximum(b, a + 1)
+            t = g1[b]
+        else:
+            s = ti.gather(1, a[:, None])[:, 0]
+            b = torch.searchsorted(ti, (s + gap)[:, None])[:, 0].clamp(max=self.n_times - 1)
+            b = torch.maximum(b, a + 1)
+            t = ti.gather(1, b[:, None])[:, 0]
+        return PairBatch(s=s, t=t, x_s=self.x[i, a], x_t=self.x[i, b], p=self.p[i])
 
     def sample_states(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """Draw ``n`` stored states with their times and parameters: ``(t, x, p)``."""

@@ -73,6 +73,18 @@ def _as_bank(data: Any) -> TrajectoryBank | None:
     )
 
 
+def _store_splits(ds):
+    import numpy as np
+
+    from ..data import split_of
+
+    codes = split_of(np.arange(ds.sizes["trajectory"]))
+    train, val = np.flatnonzero(codes == 0), np.flatnonzero(codes == 1)
+    if len(train) == 0 or len(val) == 0:  # tiny stores: fall back to a random split
+        return ds, None
+    return ds.isel(trajectory=train), ds.isel(trajectory=val)
+
+
 def _default_validation(fm: FlowMap, max_jump: float, seed: int) -> TrajectoryBank:
     sys_ = fm.system
     g = torch.Generator().manual_seed(seed + 99991)
@@ -244,6 +256,14 @@ def fit(
     fm = flowmap
     if device is not None:
         fm.to(device)
+    if isinstance(data, (str, os.PathLike)):
+        from ..data import open_store
+
+        data = open_store(data)
+    if hasattr(data, "data_vars") and validation is None and "trajectory" in data.dims:
+        # a store: train on its train split, validate on its validation split; its test split
+        # stays unseen for `flowsim evaluate --store`
+        data, validation = _store_splits(data)
     bank = _as_bank(data)
     needs = {o.needs for o in objs}
     if bank is None and needs & {"pairs", "short_pairs", "windows"}:
@@ -281,7 +301,7 @@ def fit(
                    log_fraction=log_fraction,
                    seed=seed, val_jumps=vj)
 
-    opt = torch.optim.AdamW(fm.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(fm.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
     ema = [p.detach().clone() for p in fm.parameters()]
     start = 0
     history: list[dict[str, Any]] = []
@@ -322,8 +342,7 @@ def fit(
         opt.step()
         d = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            for e, p in zip(ema, fm.parameters()):
-                e.lerp_(p.detach(), 1 - d)
+            torch._foreach_lerp_(ema, [p.detach() for p in fm.parameters()], 1 - d)
         if not torch.isfinite(loss):
             raise ConfigError(f"loss became non-finite at step {step}; lower lr or check the data")
         done = step + 1

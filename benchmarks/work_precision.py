@@ -1,0 +1,133 @@
+"""Work-precision: flow map at N jumps vs torchdiffeq, torchode and scipy, side by side.
+
+For each system: 10,000 held-out states, a horizon of one timescale, the flow map at N jumps
+against torchdiffeq dopri5 / bosh3 (tolerance sweep), rk4 (step sweep), scipy LSODA (and Radau
+for the stiff system; timed on a subset and scaled), torchode where installed — all in this
+process. Reports the speed-up at matched median error over dopri5 and the training cost with
+its break-even number of trajectories.
+
+    python benchmarks/work_precision.py --models /tmp/models      # maps from accuracy.py --save-models
+    python benchmarks/work_precision.py --train-minutes 5         # train what is missing
+
+Writes ``benchmarks/results/work_precision.json`` and ``work_precision.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import flowsim
+from flowsim import analysis as an
+
+SYSTEMS = ["fitzhugh_nagumo", "lotka_volterra", "sir", "robertson"]
+
+
+def get_model(name, args):
+    path = Path(args.models) / f"{name}-pairs" if args.models else None
+    if path is not None and (path / "config.json").exists():
+        fm = flowsim.load(path)
+        return fm, float(fm.training_record.get("train_seconds", float("nan")))
+    sys_ = flowsim.get_system(name)
+    T = sys_.timescale
+    t = torch.linspace(0, 2 * T, 401, dtype=torch.float64)
+    if sys_.stiff:  # dense early output: Robertson's fast transient
+        t = torch.cat([torch.zeros(1, dtype=torch.float64),
+                       torch.logspace(-4, math.log10(2 * T), 400, dtype=torch.float64)])
+    g = torch.Generator().manual_seed(1)
+    n = args.n_train_stiff if sys_.stiff else args.n_train
+    x0, p = sys_.sample_initial(n, g), sys_.sample_params(n, g)
+    kw = dict(backend="scipy", method="Radau", rtol=1e-8, atol=1e-12) if sys_.stiff else \
+        dict(rtol=1e-10, atol=1e-12)
+    t0 = time.perf_counter()
+    sol = flowsim.reference_solve(sys_, x0, t, p, **kw)
+    print(f"{name}: {n} training trajectories in {time.perf_counter() - t0:.0f}s", flush=True)
+    fm = flowsim.FlowMap(sys_, width=128, depth=4)
+    probe = flowsim.FlowMap(sys_, width=128, depth=4)
+    t0 = time.perf_counter()
+    flowsim.fit(probe, "pairs", sol, steps=30, batch_size=512, progress=False, val_every=10**9)
+    steps = max(200, int(60 * args.train_minutes / ((time.perf_counter() - t0) / 30)))
+    t0 = time.perf_counter()
+    res = flowsim.fit(fm, "pairs", sol, steps=steps, batch_size=512, lr=2e-3, progress=False,
+                      max_jump=T)
+    return res.flowmap, time.perf_counter() - t0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--systems", nargs="+", default=SYSTEMS)
+    ap.add_argument("--models", default=None)
+    ap.add_argument("--train-minutes", type=float, default=5.0)
+    ap.add_argument("--n-train", type=int, default=4000)
+    ap.add_argument("--n-train-stiff", type=int, default=600)
+    ap.add_argument("--n", type=int, default=10_000, help="evaluation states")
+    ap.add_argument("--n-reference", type=int, default=2000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="benchmarks/results/work_precision")
+    args = ap.parse_args(argv)
+    rows, datasets = [], {}
+    for name in args.systems:
+        fm, train_s = get_model(name, args)
+        fm = fm.to(args.device)
+        sys_ = fm.system
+        g = torch.Generator().manual_seed(2024)
+        x0 = sys_.sample_initial(args.n, g)
+        lo, hi = fm.param_transform.low.double().cpu(), fm.param_transform.high.double().cpu()
+        p = lo + (hi - lo) * torch.rand(args.n, sys_.n_params, generator=g, dtype=torch.float64)
+        solvers = ("dopri5", "bosh3", "rk4", "scipy_lsoda", "torchode")
+        if sys_.stiff:
+            solvers = ("dopri5", "rk4", "scipy_lsoda", "scipy_radau", "torchode")
+        t0 = time.perf_counter()
+        ds = an.work_precision(fm, sys_, x0, p, horizon=sys_.timescale, solvers=solvers,
+                               n_reference=min(args.n_reference, 200 if sys_.stiff else args.n),
+                               n_scipy=8 if sys_.stiff else 16, training_time=train_s,
+                               device=args.device, max_steps=20_000)
+        datasets[name] = ds
+        row = dict(system=name, stiff=sys_.stiff, n_states=args.n, horizon=sys_.timescale,
+                   training_seconds=train_s, seconds=time.perf_counter() - t0,
+                   skipped=ds.attrs.get("skipped_solvers"))
+        for solver in ("dopri5", "torchode", "scipy_lsoda"):
+            if solver in [str(m) for m in ds["method"].values]:
+                row[f"vs_{solver}"] = an.speedup_at_matched_error(ds, solver).to_dict()
+        row["settings"] = [
+            {k: (v.item() if hasattr(v, "item") else v) for k, v in
+             dict(method=str(ds["method"].values[i]), setting=str(ds["setting_name"].values[i]),
+                  value=float(ds["setting_value"].values[i]),
+                  wall_time=float(ds["wall_time"].values[i]), nfe=float(ds["nfe"].values[i]),
+                  median_relative_error=float(ds["median_relative_error"].values[i]),
+                  median_normalised_error=float(ds["median_normalised_error"].values[i]),
+                  n_failed=int(ds["n_failed"].values[i])).items()}
+            for i in range(ds.sizes["setting"])
+        ]
+        rows.append(row)
+        sp = row.get("vs_dopri5", {})
+        print(f"{name}: flow map best error {sp.get('flowmap_error', float('nan')):.2e}; "
+              f"speed-up vs dopri5 at matched error: {sp.get('speedup', float('nan')):.1f}x "
+              f"({sp.get('note', '')})", flush=True)
+    meta = dict(machine=f"{platform.machine()} {platform.processor()}", device=args.device,
+                threads=torch.get_num_threads(), torch=torch.__version__, args=vars(args))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "results": rows}, indent=2, default=str).replace("NaN", "null"))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets), 3.8), squeeze=False)
+    for ax, (name, ds) in zip(axes[0], datasets.items()):
+        an.plot_work_precision(ds, ax=ax)
+        ax.set_title(name)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=110)
+
+
+if __name__ == "__main__":
+    main()
