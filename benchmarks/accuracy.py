@@ -47,17 +47,6 @@ def error_vs_jump(fm, bank, jumps, n=2000, seed=7):
     return [{"jump": h, "rel": out[f"rel@{h:.4g}"], "norm": out[f"norm@{h:.4g}"]} for h in jumps]
 
 
-def calibrate_steps(make_fm, objective, bank, args, device, budget_s):
-    fm = make_fm()
-    n = 40
-    t0 = time.perf_counter()
-    flowsim.fit(fm, objective, bank if objective != "physics" else None, steps=n,
-                batch_size=args.batch, progress=False, device=device, val_every=10**9,
-                validation=bank, max_jump=args.max_jump_T * fm.config.timescale)
-    per_step = (time.perf_counter() - t0) / n
-    return max(100, int(0.97 * budget_s / per_step)), per_step
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS)
@@ -100,11 +89,8 @@ def main(argv=None):
                 return flowsim.FlowMap(system, width=args.width, depth=args.depth,
                                        backbone=args.backbone, activation=args.activation,
                                        tangent=args.tangent)
-            if args.steps:
-                steps, per_step = args.steps, float("nan")
-            else:
-                steps, per_step = calibrate_steps(make_fm, objective, bank, args, device,
-                                                  60 * args.minutes)
+            budget = None if args.steps else 60 * args.minutes
+            steps = args.steps or 10**9
             fm = make_fm()
             objs = flowsim.train.make_objectives(objective)
             for o in objs:
@@ -114,8 +100,10 @@ def main(argv=None):
             res = flowsim.fit(fm, objs, bank if objective != "physics" else None, steps=steps,
                               batch_size=args.batch, lr=args.lr, progress=False, device=device,
                               validation=test, max_jump=args.max_jump_T * T,
-                              log_fraction=args.log_fraction)
+                              log_fraction=args.log_fraction, time_budget=budget,
+                              val_every=10**9)
             train_time = time.perf_counter() - t0
+            steps = res.steps
             fm = res.flowmap
             if args.save_models:
                 flowsim.save(fm, Path(args.save_models) / f"{name}-{objective}",
@@ -123,7 +111,7 @@ def main(argv=None):
             errs = error_vs_jump(fm, test, jumps)
             worst = max(max(e["rel"], e["norm"]) for e in errs)
             row = dict(system=name, objective=objective, steps=steps, train_seconds=train_time,
-                       seconds_per_step=per_step, data_seconds=gen_time, errors=errs,
+                       seconds_per_step=train_time / steps, data_seconds=gen_time, errors=errs,
                        worst_median_error=worst, target_met=worst <= 1e-3)
             results.append(row)
             print(f"{name:18s} {objective:10s} steps={steps:6d} train={train_time:6.0f}s "

@@ -1,6 +1,5 @@
 """flowsim: neural flow maps as fast, differentiable surrogates for ODE solvers."""
 
-from . import analysis as analysis
 from . import errors as errors
 from . import systems as systems
 from . import train as train
@@ -45,6 +44,12 @@ __all__ = [
     "SystemNotFoundError",
     "TimeGridError",
     "analysis",
+    "data",
+    "evaluate",
+    "open_store",
+    "quickstart",
+    "report",
+    "simulate_ensemble",
     "errors",
     "fit",
     "from_callable",
@@ -57,3 +62,16 @@ __all__ = [
     "register_system",
     "systems",
 ]
+
+
+def __getattr__(name: str):
+    """Import the heavier layers (``analysis``, ``data``, ``report``) on first use."""
+    import importlib
+
+    if name in ("analysis", "data", "report"):
+        return importlib.import_module(f".{name}", __name__)
+    if name in ("simulate_ensemble", "open_store"):
+        return getattr(importlib.import_module(".data", __name__), name)
+    if name in ("quickstart", "evaluate"):
+        return getattr(importlib.import_module(".report", __name__), name)
+    raise AttributeError(f"module 'flowsim' has no attribute {name!r}")

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import FlowsimError
+from .errors import ConfigError, FlowsimError
 
 __all__ = ["main"]
 
@@ -46,6 +46,53 @@ def cmd_systems(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a flow map on a system (physics) and/or a store (data)."""
+    from .maps.flowmap import FlowMap
+    from .systems.registry import get_system
+    from .train.trainer import fit
+
+    if not args.system and not args.store:
+        raise ConfigError("give --system NAME (physics objectives) and/or --store STORE (data)")
+    data = None
+    if args.store:
+        from .data import open_store, store_system
+
+        data = open_store(args.store)
+        system = store_system(data)
+        if args.system and get_system(args.system).name != system.name:
+            raise ConfigError(f"--system {args.system} does not match the store's {system.name}")
+    else:
+        system = get_system(args.system)
+    objective = args.objective or ("pairs" if data is not None else "physics")
+    fm = FlowMap(system, width=args.width, depth=args.depth, tangent=args.tangent)
+    res = fit(fm, objective, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+              device=args.device, checkpoint_dir=args.out, seed=args.seed,
+              progress=not args.no_progress, max_jump=args.max_jump, resume=not args.restart)
+    print(f"saved {args.out}; validation: "
+          + ", ".join(f"{k}={v:.2e}" for k, v in res.metrics.items()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Write the evaluation report of a checkpoint."""
+    from .report import evaluate
+
+    evaluate(args.checkpoint, args.out, store=args.store, n_eval=args.n_eval, params=args.params,
+             progress=not args.no_progress)
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """Simulate, train, evaluate: the main job end to end."""
+    from .report import quickstart
+
+    quickstart(args.system, args.out, size="small" if args.small else "default", steps=args.steps,
+               n=args.n, params=args.params, device=args.device, seed=args.seed,
+               client=args.scheduler or "sync", progress=not args.no_progress)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``flowsim`` command."""
     parser = argparse.ArgumentParser(
@@ -57,6 +104,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("systems", help="list the catalogue of ODE systems")
     p.add_argument("-v", "--verbose", action="store_true", help="descriptions and citations")
     p.set_defaults(func=cmd_systems)
+
+    from .data.cli import add_commands
+
+    add_commands(sub)
+
+    p = sub.add_parser("train", help="train a flow map (physics from --system, data from --store)")
+    p.add_argument("--system", help="catalogue name (physics objectives need the vector field)")
+    p.add_argument("--store", help="trajectory store written by `flowsim simulate`")
+    p.add_argument("--objective", help="pairs | physics | both | lsd | pairs+semigroup | …")
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--tangent", action="store_true", help="build the vector field into the map")
+    p.add_argument("--max-jump", type=float, help="longest jump to train (default: timescale)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint directory")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy and speed report of a trained checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default=None, help="report folder (default: CHECKPOINT/report)")
+    p.add_argument("--store", default=None, help="evaluate on this store's test split")
+    p.add_argument("--n-eval", type=int, default=2000)
+    p.add_argument("--params", choices=["prior", "default"], default="prior")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("quickstart", help="simulate, train and evaluate on a default system")
+    p.add_argument("--system", default="fitzhugh_nagumo")
+    p.add_argument("--out", default="flowsim-quickstart")
+    p.add_argument("--small", action="store_true", help="a seconds-long smoke run")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--n", type=int, default=None, help="number of trajectories")
+    p.add_argument("--params", choices=["default", "prior"], default="default")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address for the ensemble")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_quickstart)
     return parser
 
 

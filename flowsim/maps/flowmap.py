@@ -18,6 +18,8 @@ from .transforms import ParamTransform, StateTransform
 __all__ = ["FlowMap", "FlowMapConfig"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: typical largest displacement of a jump, in standard deviations of the states
+_MAX_DISPLACEMENT = 4.0
 
 
 @dataclass
@@ -187,7 +189,9 @@ class FlowMap(nn.Module):
                  self.jump_embedding(h)]
         if self.time_embedding is not None:
             feats.append(self.time_embedding(s / T))
-        w = self.net(torch.cat(feats, dim=-1)) * self.velocity_scale.to(x.dtype)
+        # rate scale for short jumps, bounded displacement (a few σ) for long ones
+        vs = self.velocity_scale.to(x.dtype)
+        w = self.net(torch.cat(feats, dim=-1)) * vs / (1 + h.abs()[:, None] * vs / _MAX_DISPLACEMENT)
         if self.config.tangent:
             b = self.system._rhs(s, x, p)
             std = self.state_transform.std.to(x.dtype)

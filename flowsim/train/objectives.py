@@ -53,6 +53,13 @@ def _sq(r: Tensor) -> Tensor:
     return (r * r).sum(dim=-1)
 
 
+def _robust(r: Tensor, delta: float = 10.0) -> Tensor:
+    """Pseudo-Huber of the squared residual: ``‖r‖²`` for small residuals, linear in ``‖r‖``
+    beyond ``delta`` — the physics targets ``b(X)`` of a still-wrong map can be huge (a
+    quadratic field far from the data) and must not blow the gradient up."""
+    return 2 * delta**2 * (torch.sqrt(1 + _sq(r) / delta**2) - 1)
+
+
 @dataclass
 class Objective:
     """Base class: ``weight`` multiplies the loss; ``name`` labels it in logs."""
@@ -87,7 +94,7 @@ class Diagonal(Objective):
         if self.source == "system":
             v = fm.velocity(batch.s, batch.x, batch.p)
             target = _b(fm, batch.s, batch.x, batch.p)
-            return _sq(_rate(fm, v - target, batch.x)).mean()
+            return _robust(_rate(fm, v - target, batch.x)).mean()
         mid = 0.5 * (batch.s + batch.t)
         xm = 0.5 * (batch.x_s + batch.x_t)
         v = fm.velocity(mid, xm, batch.p)
@@ -145,7 +152,7 @@ class Lagrangian(Objective):
         else:
             with torch.no_grad():
                 target = fm.velocity(t, xo, p)
-        return _sq(_rate(fm, dxdt - target, xo)).mean()
+        return _robust(_rate(fm, dxdt - target, xo)).mean()
 
 
 @dataclass
@@ -162,7 +169,7 @@ class Eulerian(Objective):
         s, t, x, p = batch.s, batch.t, batch.x, batch.p
         b = _b(fm, s, x, p).detach()
         out, d = torch.func.jvp(lambda ss, xx: fm(ss, t, xx, p), (s, x), (torch.ones_like(s), b))
-        return _sq(_rate(fm, d, out.detach())).mean()
+        return _robust(_rate(fm, d, out.detach())).mean()
 
 
 @dataclass

@@ -28,6 +28,8 @@ from .validation import jump_errors
 __all__ = ["fit", "FitResult"]
 
 STATE_FILE = "trainer_state.pt"
+#: stores whose states take more memory than this stream from disk instead of being loaded
+STREAM_ABOVE_BYTES = 2 * 2**30
 
 
 @dataclass
@@ -73,13 +75,15 @@ def _as_bank(data: Any) -> TrajectoryBank | None:
     )
 
 
-def _store_splits(ds):
+def _store_splits(ds, probe: int | None = None):
     import numpy as np
 
     from ..data import split_of
 
     codes = split_of(np.arange(ds.sizes["trajectory"]))
     train, val = np.flatnonzero(codes == 0), np.flatnonzero(codes == 1)
+    if probe is not None:  # streaming: only a bounded sample is loaded into memory
+        train, val = train[:probe], val[: max(probe // 2, 1)]
     if len(train) == 0 or len(val) == 0:  # tiny stores: fall back to a random split
         return ds, None
     return ds.isel(trajectory=train), ds.isel(trajectory=val)
@@ -118,7 +122,24 @@ class _Sampler:
         diag = torch.rand(n, generator=self.g) < self.diag
         return torch.where(diag, torch.zeros_like(h), h)
 
+    stream = None
+    _it = None
+
+    def _next_streamed(self) -> PairBatch:
+        for _ in range(2):
+            if self._it is None:
+                self._it = iter(self.stream)
+            try:
+                d = next(self._it)
+                return PairBatch(*self._cast(d["s"], d["t"], d["x_s"], d["x_t"], d["p"]))
+            except StopIteration:  # next epoch
+                self.stream.set_epoch(self.stream.epoch + 1)
+                self._it = None
+        raise ConfigError("the store's training split yields no pairs; is it empty?")
+
     def pairs(self) -> PairBatch:
+        if self.stream is not None:
+            return self._next_streamed()
         b = self.bank.sample_pairs(self.n, self.g, min_gap=self.lo, max_gap=self.hi,
                                    log_fraction=self.log_fraction)
         return PairBatch(*self._cast(b.s, b.t, b.x_s, b.x_t, b.p))
@@ -148,7 +169,9 @@ class _Sampler:
             with torch.no_grad():
                 hop = self._cast(self._jumps(k).clamp_min(self.lo))[0]
                 moved = self.fm(s[:k], s[:k] + hop, x[:k], p[:k])
-            ok = torch.isfinite(moved).all(dim=1)
+            # keep only jumps that land where states live (within 6 σ of the data/prior)
+            z = self.fm.state_transform.encode(moved)
+            ok = torch.isfinite(moved).all(dim=1) & (z.abs() < 6).all(dim=1)
             x = torch.cat([torch.where(ok[:, None], moved, x[:k]), x[k:]])
             s = torch.cat([torch.where(ok, s[:k] + hop, s[:k]), s[k:]])
         t = s + self._cast(self._jumps(n))[0]
@@ -181,6 +204,8 @@ def fit(
     checkpoint_every: int | None = None,
     resume: bool = True,
     progress: bool = True,
+    stream: bool | None = None,
+    time_budget: float | None = None,
 ) -> FitResult:
     """Train a flow map.
 
@@ -227,6 +252,17 @@ def fit(
         ends with the same weights as an uninterrupted one.
     progress:
         Show a progress bar.
+    stream:
+        For a store path: stream pairs from disk chunk by chunk with
+        :class:`~flowsim.data.PairSampler` (memory bounded by a few chunks) instead of loading
+        the store; default: stream when its states exceed 2 GiB. Statistics, physics states and
+        validation then use a bounded sample of the store. (Resuming a streamed run restarts the
+        stream, so it is not bit-identical to an uninterrupted one.)
+
+    time_budget:
+        Wall-clock seconds: stop when spent (the learning-rate schedule then follows the
+        elapsed fraction of the budget, so it still decays to zero). Runs are then not
+        reproducible step for step; ``steps`` becomes an upper bound.
 
     Returns
     -------
@@ -256,14 +292,18 @@ def fit(
     fm = flowmap
     if device is not None:
         fm.to(device)
+    store_path = None
     if isinstance(data, (str, os.PathLike)):
         from ..data import open_store
 
-        data = open_store(data)
+        store_path, data = data, open_store(data)
+    streaming = False
+    if store_path is not None:
+        streaming = bool(stream) if stream is not None else data["x"].nbytes > STREAM_ABOVE_BYTES
     if hasattr(data, "data_vars") and validation is None and "trajectory" in data.dims:
         # a store: train on its train split, validate on its validation split; its test split
         # stays unseen for `flowsim evaluate --store`
-        data, validation = _store_splits(data)
+        data, validation = _store_splits(data, probe=512 if streaming else None)
     bank = _as_bank(data)
     needs = {o.needs for o in objs}
     if bank is None and needs & {"pairs", "short_pairs", "windows"}:
@@ -314,6 +354,12 @@ def fit(
     if start == 0:
         fm.velocity_scale.copy_(_velocity_scale(fm, bank, seed))
     sampler = _Sampler(fm, bank, batch_size, lo, hi, diagonal_fraction, g, log_fraction)
+    if streaming:  # pairs stream from the store chunk by chunk; `bank` is a bounded probe of it
+        from ..data import PairSampler
+
+        sampler.stream = PairSampler(store_path, batch_size=batch_size, split="train",
+                                     min_gap=lo, max_gap=hi, gaps="log-uniform", seed=seed,
+                                     drop_last=True)
     n_warm = max(1, int(warmup * steps))
     val_every = val_every or max(steps // 5, 1)
 
@@ -323,11 +369,24 @@ def fit(
 
         bar = tqdm(total=steps, initial=start, desc=f"fit {fm.config.system}", unit="step")
     fm.train()
+    t_loop = time.perf_counter()
+    steps_done = start
     for step in range(start, steps):
         frac = step / steps
-        scale = min(1.0, (step + 1) / n_warm) * 0.5 * (1 + math.cos(math.pi * frac))
+        warm = min(1.0, (step + 1) / n_warm)
+        if time_budget is not None:
+            used = (time.perf_counter() - t_loop) / time_budget
+            if used >= 1.0:
+                break
+            frac = max(frac, used)
+            warm = min(1.0, max(warm, used / max(warmup, 1e-9)))
+        scale = warm * 0.5 * (1 + math.cos(math.pi * frac))
         for group in opt.param_groups:
             group["lr"] = lr * scale
+        if not needs & {"pairs", "short_pairs", "windows"}:
+            # physics only: a curriculum from short to long jumps (long-jump targets come from
+            # the map itself, so they are only meaningful once short jumps are right)
+            sampler.hi = lo + (hi - lo) * min(1.0, 0.1 + 0.9 * frac / 0.5)
         batches: dict[str, Any] = {}
         terms: dict[str, Tensor] = {}
         for o in objs:
@@ -346,6 +405,7 @@ def fit(
         if not torch.isfinite(loss):
             raise ConfigError(f"loss became non-finite at step {step}; lower lr or check the data")
         done = step + 1
+        steps_done = done
         if done % log_every == 0 or done == steps or done % val_every == 0:
             row: dict[str, Any] = {"step": done, "loss": loss.item(), "lr": lr * scale,
                                    "grad_norm": float(gnorm)}
@@ -362,18 +422,20 @@ def fit(
             _save(ckdir, fm, opt, ema, g, done, history, run_cfg)
     if bar is not None:
         bar.close()
+    if steps_done < steps and ckdir is not None:  # stopped by the time budget
+        _save(ckdir, fm, opt, ema, g, steps_done, history, run_cfg)
     with torch.no_grad():
         for e, p in zip(ema, fm.parameters()):
             p.copy_(e)
     fm.eval()
     metrics = jump_errors(fm, val_bank, vj)
-    fm.training_record = {**run_cfg, "final_metrics": metrics}
+    fm.training_record = {**run_cfg, "steps_done": steps_done, "final_metrics": metrics}
     if ckdir is not None:
         ckpt.save(fm, ckdir, training=fm.training_record)
         with atomic_path(ckdir / "metrics.json") as tmp:
             tmp.write_text(json.dumps({"config": run_cfg, "metrics": metrics}, indent=2))
     return FitResult(flowmap=fm, history=history, metrics=metrics, checkpoint_dir=ckdir,
-                     steps=steps, wall_time=time.perf_counter() - t_start)
+                     steps=steps_done, wall_time=time.perf_counter() - t_start)
 
 
 def _log_mask(fm: FlowMap, bank: TrajectoryBank) -> list[bool]:
@@ -395,14 +457,16 @@ def _velocity_scale(fm: FlowMap, bank: TrajectoryBank | None, seed: int) -> Tens
     tr, T = fm.state_transform, fm.config.timescale
     if bank is not None:
         b = bank.sample_pairs(4096, g, min_gap=bank.min_step, max_gap=bank.min_step)
-        rate = (tr.encode(b.x_t) - tr.encode(b.x_s)) / ((b.t - b.s) / T)[:, None]
+        dev = fm.device
+        rate = (tr.encode(b.x_t.to(dev)) - tr.encode(b.x_s.to(dev))) / ((b.t - b.s) / T).to(dev)[:, None]
     else:
         sys_ = fm.system
         x, p = sys_.sample_initial(4096, g), sys_.sample_params(4096, g)
-        dx = sys_._rhs(torch.zeros(4096, dtype=torch.float64), x, p)
+        x, p = x.to(fm.device), p.to(fm.device)
+        dx = sys_._rhs(torch.zeros(4096, dtype=torch.float64, device=fm.device), x, p)
         if fm._has_log:
             dx = torch.where(tr.log_mask, dx / x, dx)
-        rate = dx / tr.std * T
+        rate = dx / tr.std.to(dx.dtype) * T
     rate = rate[torch.isfinite(rate).all(dim=1)]
     return rate.pow(2).mean(dim=0).sqrt().clamp_min(1e-3).to(torch.float64)
 

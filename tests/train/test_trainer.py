@@ -156,3 +156,15 @@ def test_fit_bad_inputs():
         flowsim.fit(fm, "pairs", [1, 2, 3], steps=5, progress=False)
     with pytest.raises(flowsim.ConfigError):
         flowsim.fit(fm, "physics", None, steps=0, progress=False)
+
+
+def test_fit_streams_a_store_from_disk(tmp_path):
+    sysm = flowsim.get_system("lotka_volterra")
+    store = tmp_path / "lv.zarr"
+    flowsim.simulate_ensemble(sysm, 64, torch.linspace(0, 10, 41), store=store, client="sync",
+                              chunk_size=16, progress=False)
+    fm = flowsim.FlowMap(sysm, width=16, depth=2)
+    res = flowsim.fit(fm, "pairs", str(store), steps=40, batch_size=32, progress=False,
+                      stream=True, max_jump=5.0)
+    assert all(v == v for v in res.metrics.values())  # finite validation numbers
+    assert res.history[-1]["step"] == 40

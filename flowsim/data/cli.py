@@ -1,0 +1,100 @@
+"""``flowsim simulate`` and ``flowsim info``: the data layer's subcommands.
+
+:func:`add_commands` adds them to the ``flowsim`` parser's subparsers; each sets ``func``, which
+takes the parsed arguments and returns an exit code (raising :class:`~flowsim.FlowsimError` on bad
+input, which the main command turns into a message and exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["add_commands", "cmd_info", "cmd_simulate"]
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Run ``simulate_ensemble`` from command-line arguments and print the store's summary."""
+    import torch
+
+    from .ensemble import simulate_ensemble
+    from .store import format_summary, store_summary
+
+    if args.n_times < 1:
+        raise ConfigError(f"--n-times must be at least 1, got {args.n_times}")
+    if not args.t_end > args.t_start:
+        raise ConfigError(f"--t-end ({args.t_end}) must be greater than --t-start ({args.t_start})")
+    t = torch.linspace(args.t_start, args.t_end, args.n_times, dtype=torch.float64)
+    if args.scheduler and args.workers:
+        raise ConfigError("give either --scheduler (an existing cluster) or --workers (a local one)")
+    client: Any = args.scheduler or None
+    if args.sync:
+        client = "sync"
+    simulate_ensemble(
+        args.system, args.n, t, params=args.params, store=args.out, chunk_size=args.chunk_size,
+        client=client, seed=args.seed, method=args.method, rtol=args.rtol, atol=args.atol,
+        backend=args.backend, progress=not args.no_progress, overwrite=args.overwrite,
+        n_workers=args.workers,
+    )
+    print(format_summary(store_summary(args.out)))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print a store's summary (``--json`` for machine-readable output)."""
+    from .store import format_summary, store_summary
+
+    summary = store_summary(args.store)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``simulate`` and ``info`` to an ``argparse`` subparsers object.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from flowsim.data.cli import add_commands
+    >>> parser = argparse.ArgumentParser(prog="flowsim")
+    >>> add_commands(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["info", "runs/fhn.zarr"])
+    >>> args.func.__name__
+    'cmd_info'
+    """
+    p = subparsers.add_parser(
+        "simulate", help="simulate an ensemble of trajectories into a zarr store (Dask-parallel)",
+        description="Solve an ensemble with the reference solver, one Dask task per chunk, into a "
+                    "zarr store. Rerunning the same command resumes an interrupted run.")
+    p.add_argument("system", help="catalogue name (see `flowsim systems`)")
+    p.add_argument("--n", type=int, required=True, help="number of trajectories")
+    p.add_argument("--t-end", type=float, required=True, help="last output time")
+    p.add_argument("--n-times", type=int, required=True, help="number of output times (evenly spaced)")
+    p.add_argument("--t-start", type=float, default=0.0, help="first output time (default 0)")
+    p.add_argument("--out", required=True, help="store path or fsspec URL, e.g. runs/fhn.zarr")
+    p.add_argument("--chunk-size", type=int, default=None, help="trajectories per chunk/task (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="ensemble seed (default 0)")
+    p.add_argument("--params", choices=("default", "prior"), default="default",
+                   help="parameters: the system's defaults, or sampled from its prior")
+    p.add_argument("--method", default=None, help="solver method (default dopri5 / Radau for scipy)")
+    p.add_argument("--backend", choices=("torchdiffeq", "scipy"), default="torchdiffeq")
+    p.add_argument("--rtol", type=float, default=1e-8)
+    p.add_argument("--atol", type=float, default=1e-10)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", metavar="ADDR", default=None,
+                       help="address of a running Dask scheduler, e.g. tcp://10.0.0.1:8786")
+    group.add_argument("--sync", action="store_true", help="run in this process, without Dask")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store instead of resuming")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
+
+    q = subparsers.add_parser(
+        "info", help="summarise a trajectory store",
+        description="System, counts, failed trajectories, progress and size of a store.")
+    q.add_argument("store", help="store path or fsspec URL")
+    q.add_argument("--json", action="store_true", help="print the summary as JSON")
+    q.set_defaults(func=cmd_info)

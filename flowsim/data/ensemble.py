@@ -1,0 +1,326 @@
+"""``simulate_ensemble``: reference solves of many trajectories on Dask, into a zarr store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ..errors import ConfigError, FlowsimError, ShapeError, SolverError, StoreError
+from ..solve import DEFAULT_ATOL, DEFAULT_RTOL
+from ..solve.scipy_backend import SCIPY_METHODS
+from ..solve.torch_backend import ADAPTIVE_METHODS, FIXED_METHODS
+from ..solve.validate import check_initial, check_times
+from ..systems import ODESystem, get_system
+from ._chunks import ChunkJob, prepare_worker, run_chunk
+from ._io import StorePath, open_group, read_flags
+from ._writer import create_store
+from .cluster import resolve_client
+from .schema import build_template
+from .store import open_store
+
+__all__ = ["simulate_ensemble", "default_chunk_size"]
+
+
+def default_chunk_size(n: int, n_times: int, dim: int) -> int:
+    """About 16 MiB of float64 states per chunk (a power of two in [64, 16384]), and ≥ 8 chunks."""
+    per_traj = max(1, n_times * dim * 8)
+    cs = 2 ** round(math.log2(max(1.0, (16 << 20) / per_traj)))
+    cs = min(max(cs, 64), 16384)
+    return int(max(1, min(cs, math.ceil(n / 8))))
+
+
+def _digest(a: np.ndarray | torch.Tensor) -> str:
+    arr = np.ascontiguousarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
+    return hashlib.sha256(arr.tobytes()).hexdigest()[:32] + f"-{arr.dtype}-{arr.shape}"
+
+
+def _check_solver(backend: str, method: str | None, rtol: float, atol: float,
+                  step_size: float | None) -> str:
+    if backend == "torchdiffeq":
+        method = method or "dopri5"
+        if method not in ADAPTIVE_METHODS + FIXED_METHODS:
+            raise SolverError(f"unknown torchdiffeq method {method!r}; choose one of "
+                              f"{ADAPTIVE_METHODS + FIXED_METHODS}")
+        if method in FIXED_METHODS and step_size is None:
+            raise SolverError(f"fixed-step method {method!r} needs step_size=…")
+    elif backend == "scipy":
+        method = method or "Radau"
+        if method not in SCIPY_METHODS:
+            raise SolverError(f"unknown scipy method {method!r}; choose one of {SCIPY_METHODS}")
+    else:
+        raise SolverError(f"unknown backend {backend!r}; choose 'torchdiffeq' or 'scipy'")
+    if not all(isinstance(v, (int, float, np.floating)) and v > 0 for v in (rtol, atol)):
+        raise SolverError(f"rtol and atol must be positive; got rtol={rtol}, atol={atol}")
+    return method
+
+
+def _inputs(system: ODESystem, n: int, params: Any, x0: Any) -> tuple[Any, Any, dict[str, str]]:
+    """Validate ``params``/``x0``; return arrays (or mode strings) and their fingerprints."""
+    if isinstance(x0, str):
+        if x0 != "prior":
+            raise ConfigError(f"x0 must be 'prior' or an (n, dim) array, got {x0!r}")
+        x0_arr, x0_key = None, "prior"
+    else:
+        x0_t = check_initial(system, torch.as_tensor(x0), torch.float64)
+        if x0_t.shape[0] != n:
+            raise ShapeError(f"x0 has {x0_t.shape[0]} rows but n={n}; give one initial state per trajectory")
+        x0_arr, x0_key = x0_t.numpy(), _digest(x0_t)
+    if isinstance(params, str):
+        if params not in ("default", "prior"):
+            raise ConfigError(f"params must be 'default', 'prior', a dict or an array, got {params!r}")
+        p_arr, p_key = params, params
+    else:
+        p_t = system.params_tensor(params if isinstance(params, Mapping) else torch.as_tensor(params),
+                                   n, dtype=torch.float64)
+        p_arr, p_key = p_t.contiguous().numpy(), _digest(p_t)
+    return x0_arr, p_arr, {"x0": x0_key, "params": p_key}
+
+
+def simulate_ensemble(
+    system: ODESystem | str,
+    n: int,
+    t: Any,
+    *,
+    params: str | Mapping[str, float] | Any = "default",
+    x0: str | Any = "prior",
+    store: str | os.PathLike,
+    chunk_size: int | None = None,
+    client: Any = None,
+    seed: int = 0,
+    method: str | None = None,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    backend: str = "torchdiffeq",
+    progress: bool = True,
+    overwrite: bool = False,
+    batch_size: int | None = None,
+    max_steps: int = 100_000,
+    step_size: float | None = None,
+    n_workers: int | None = None,
+    compressors: Any = None,
+    storage_options: Mapping[str, Any] | None = None,
+    stats: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Solve an ensemble of trajectories in parallel (one Dask task per chunk) into a zarr store.
+
+    Each chunk of ``chunk_size`` trajectories is one task: it draws its initial states and
+    parameters from ``(seed, chunk index)``, solves them with :func:`flowsim.reference_solve`,
+    writes its chunk-aligned region and only then marks the chunk complete. Run the same call
+    again after an interruption (Ctrl-C, ``kill -9``, a lost worker) and only the missing chunks
+    are solved; the arrays are identical, byte for byte, to an uninterrupted run.
+
+    Arguments
+    ---------
+    system:
+        An :class:`~flowsim.ODESystem` or a catalogue name.
+    n:
+        Number of trajectories.
+    t:
+        Output times: a shared grid ``(time,)`` or per-trajectory grids ``(n, time)``.
+    params:
+        ``"default"`` (the system's defaults), ``"prior"`` (uniform over each parameter's prior,
+        drawn per chunk), a dict of overrides, ``(n_params,)`` or ``(n, n_params)``.
+    x0:
+        ``"prior"`` (the system's initial-state sampler, drawn per chunk) or an ``(n, dim)`` array.
+    store:
+        Path or fsspec URL of the store.
+    chunk_size:
+        Trajectories per chunk = per task = per zarr chunk (default: about 16 MiB of states, at
+        least 8 chunks). The ensemble depends on it (each chunk draws its own samples).
+    client:
+        ``None``: start a :func:`~flowsim.data.local_cluster` (one single-threaded worker process
+        per core) for this call; a ``dask.distributed.Client``; a scheduler address string; or
+        ``"sync"`` to run in this process without Dask (small runs, tests, debugging).
+    seed:
+        Seed of the ensemble.
+    method, rtol, atol, backend, max_steps, step_size:
+        Solver options, as in :func:`flowsim.reference_solve` (``method`` defaults to dopri5 for
+        torchdiffeq, Radau for scipy).
+    progress:
+        Show a progress bar (tqdm) over trajectories.
+    overwrite:
+        Delete an existing store first instead of resuming it.
+    batch_size:
+        Trajectories per torchdiffeq solve inside a chunk (default: the whole chunk).
+    n_workers:
+        Worker processes when ``client=None`` (default: one per core).
+    compressors:
+        zarr v3 compressor chain for the large variables.
+    storage_options:
+        fsspec options for a remote ``store``.
+    stats:
+        If a dict is given, it is filled with run statistics: ``chunks_run``, ``wall_s``,
+        ``startup_s``, ``run_s``, ``solve_s`` and ``write_s`` (summed over chunks), ``n_failed``,
+        ``workers`` (distinct worker processes).
+
+    Returns
+    -------
+    xarray.Dataset
+        The completed store, opened with :func:`~flowsim.data.open_store`. Failed trajectories
+        are NaN and keep their :class:`~flowsim.Status` code in ``status``.
+
+    Raises
+    ------
+    StoreError
+        ``store`` holds a different ensemble (other system, ``n``, grid, seed, chunk size, inputs
+        or solver) and ``overwrite`` is false; or chunks could not be written.
+    ShapeError, TimeGridError, ParameterError, SolverError, ConfigError
+        Invalid inputs, checked before any work starts.
+
+    Examples
+    --------
+    >>> import torch, tempfile, flowsim
+    >>> ds = flowsim.data.simulate_ensemble(
+    ...     "fitzhugh_nagumo", 64, torch.linspace(0, 20, 41), params="prior",
+    ...     store=tempfile.mkdtemp() + "/fhn.zarr", chunk_size=32, client="sync", progress=False)
+    >>> ds.x.shape, int((ds.status != 0).sum())
+    ((64, 41, 2), 0)
+    """
+    t_call = time.perf_counter()
+    system = get_system(system) if isinstance(system, str) else system
+    if not isinstance(system, ODESystem):
+        raise ConfigError(f"system must be an ODESystem or a catalogue name, got {type(system).__name__}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"n must be a positive integer, got {n!r}")
+    n = int(n)
+    t_arr = check_times(torch.as_tensor(t), n, torch.float64, torch.device("cpu")).numpy()
+    n_times = int(t_arr.shape[-1])
+    cs = default_chunk_size(n, n_times, system.dim) if chunk_size is None else chunk_size
+    if isinstance(cs, bool) or not isinstance(cs, (int, np.integer)) or cs < 1:
+        raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    cs = int(cs)
+    method = _check_solver(backend, method, rtol, atol, step_size)
+    x0_arr, p_arr, keys = _inputs(system, n, params, x0)
+    solver: dict[str, Any] = dict(method=method, rtol=float(rtol), atol=float(atol), backend=backend,
+                                  max_steps=int(max_steps), chunk_size=int(batch_size or cs))
+    if step_size is not None:
+        solver["step_size"] = float(step_size)
+    config = {
+        "system": system.name, "constructor": system.constructor_kwargs(), "n": n, "chunk_size": cs,
+        "t": _digest(t_arr), "seed": int(seed), **keys,
+        **{k: v for k, v in solver.items() if k != "chunk_size"}, "batch_size": int(batch_size or cs),
+    }
+    config = json.loads(json.dumps(config, default=str))
+    where = StorePath(store, storage_options)
+    if overwrite and where.exists():
+        where.remove()
+    if where.exists():
+        _check_resume(where, config)
+    else:
+        attrs = {"source": "simulate_ensemble", "method": method, "backend": backend, "rtol": float(rtol),
+                 "atol": float(atol), "seed": int(seed),
+                 "params_mode": params if isinstance(params, str) else "given",
+                 "x0_mode": x0 if isinstance(x0, str) else "given",
+                 "ensemble_json": json.dumps(config, sort_keys=True)}
+        template, encoding = build_template(
+            system, n, n_times, chunk_size=cs, time=t_arr if t_arr.ndim == 1 else None,
+            extra=("x0", "nfe", "completed"), attrs=attrs, compressors=compressors)
+        create_store(template, encoding, where)
+
+    done = read_flags(open_group(where)["completed"])
+    jobs = []
+    for c in np.nonzero(done == 0)[0].tolist():
+        a, b = c * cs, min((c + 1) * cs, n)
+        jobs.append(ChunkJob(
+            store=where, chunk=c, start=a, stop=b, system=system,
+            t=t_arr if t_arr.ndim == 1 else t_arr[a:b], x0=None if x0_arr is None else x0_arr[a:b],
+            params=p_arr if isinstance(p_arr, str) else p_arr[a:b], seed=int(seed), solver=solver))
+    n_done = n - sum(j.stop - j.start for j in jobs)
+    reports = _execute(jobs, client, n_workers, progress, total=n, initial=n_done, name=system.name,
+                       timing=stats)
+    final = read_flags(open_group(where)["completed"])
+    if not final.all():
+        raise StoreError(f"{int((final == 0).sum())} chunks of {where.url} were not written; "
+                         "run the same call again to resume")
+    if stats is not None:
+        stats.update(
+            chunks_run=len(reports), solve_s=sum(r["solve_s"] for r in reports),
+            write_s=sum(r["write_s"] for r in reports), n_failed=sum(r["n_failed"] for r in reports),
+            workers=len({r["pid"] for r in reports}), wall_s=time.perf_counter() - t_call)
+    return open_store(where.url, system, storage_options=storage_options)
+
+
+def _check_resume(where: StorePath, config: dict[str, Any]) -> None:
+    attrs = dict(open_group(where).attrs)
+    stored = attrs.get("ensemble_json")
+    if stored is None:
+        raise StoreError(f"{where.url} exists and is not a flowsim ensemble; choose another path or "
+                         "pass overwrite=True")
+    old = json.loads(stored)
+    diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: stored {old.get(k)!r} vs now {config.get(k)!r}" for k in diff[:4])
+        raise StoreError(f"{where.url} holds a different ensemble ({detail}); rerun with the original "
+                         "arguments to resume it, or pass overwrite=True to start over")
+
+
+def _execute(jobs: list[ChunkJob], client: Any, n_workers: int | None, progress: bool, *, total: int,
+             initial: int, name: str, timing: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Run the chunk jobs on Dask (or in process) with a progress bar; return their reports."""
+    from tqdm.auto import tqdm
+
+    reports: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    if not jobs:
+        if timing is not None:
+            timing.update(startup_s=0.0, run_s=0.0)
+        return reports
+    with resolve_client(client, n_workers) as c, tqdm(
+        total=total, initial=initial, unit="traj", desc=f"{name} ensemble", disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
+        if c is not None:
+            c.run(prepare_worker)  # imports torch & flowsim on every worker: start-up, not run time
+        t1 = time.perf_counter()
+        if c is None:
+            for job in jobs:
+                reports.append(run_chunk(job))
+                bar.update(job.stop - job.start)
+        else:
+            reports = _run_dask(c, jobs, bar)
+        if timing is not None:
+            timing.update(startup_s=t1 - t0, run_s=time.perf_counter() - t1)
+    return reports
+
+
+def _run_dask(client: Any, jobs: list[ChunkJob], bar: Any, rounds: int = 3) -> list[dict[str, Any]]:
+    """Submit one task per chunk; resubmit chunks whose task failed (e.g. lost workers)."""
+    from distributed import as_completed
+
+    reports: list[dict[str, Any]] = []
+    pending = jobs
+    last_error: BaseException | None = None
+    for _ in range(rounds):
+        futures = {client.submit(run_chunk, job, pure=False, retries=1): job for job in pending}
+        failed: list[ChunkJob] = []
+        try:
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    rep = fut.result()
+                except FlowsimError:
+                    raise  # bad input or solver misuse: retrying would not help
+                except Exception as err:  # lost workers, I/O hiccups: retry the chunk
+                    failed.append(job)
+                    last_error = err
+                    continue
+                reports.append(rep)
+                bar.update(job.stop - job.start)
+                bar.set_postfix(failed=sum(r["n_failed"] for r in reports), refresh=False)
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+        if not failed:
+            return reports
+        pending = failed
+    raise StoreError(f"{len(pending)} chunks failed {rounds} times (last error: {last_error!r}); "
+                     "run the same call again to resume")

@@ -1,0 +1,280 @@
+"""The trajectory store's layout (schema version 1) and its validation.
+
+One ``xarray.Dataset`` per ensemble, stored as zarr v3:
+
+========================  ==============================  ==========================================
+name                      dims                            meaning
+========================  ==============================  ==========================================
+``x``                     (trajectory, time, state)       states; NaN rows for failed trajectories
+``params``                (trajectory, param)             parameters of each trajectory (float64)
+``status``                (trajectory)                    int8 :class:`~flowsim.Status` code;
+                                                          ``-1`` = not simulated yet
+``time`` (coordinate)     (time)                          the shared output grid, **or**
+``t`` (coordinate)        (trajectory, time)              per-trajectory grids (trailing NaN pads
+                                                          shorter trajectories)
+``state``, ``param``      (state), (param)                names (variable-length strings)
+``trajectory``            (trajectory)                    0 … n-1
+``x0``, ``nfe``           (trajectory, state), (trajectory)  optional: initial states, solver cost
+``completed``             (chunk)                         optional (ensembles): 1 once a chunk of
+                                                          ``chunk_size`` trajectories is written
+========================  ==============================  ==========================================
+
+Attributes: ``flowsim_schema_version``, ``flowsim_version``, ``system`` (name), ``system_json``
+(the system's :meth:`~flowsim.ODESystem.describe`, as JSON), ``time_grid`` (``"shared"`` or
+``"per-trajectory"``), ``time_units``, ``state_units``, ``source``, and for ensembles the solver,
+tolerances, seed and ``chunk_size``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..errors import StoreError
+from ..solve import Status
+from ..systems import ODESystem, get_system
+from ._io import default_compressors, local_values
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "REQUIRED_VARIABLES",
+    "OPTIONAL_VARIABLES",
+    "STATUS_PENDING",
+    "build_template",
+    "flowsim_version",
+    "validate_dataset",
+]
+
+#: Version of the store layout; bumped on incompatible changes.
+SCHEMA_VERSION = 1
+
+#: ``{name: dims}`` every store must have.
+REQUIRED_VARIABLES: dict[str, tuple[str, ...]] = {
+    "x": ("trajectory", "time", "state"),
+    "params": ("trajectory", "param"),
+    "status": ("trajectory",),
+}
+#: ``{name: dims}`` a store may have.
+OPTIONAL_VARIABLES: dict[str, tuple[str, ...]] = {
+    "t": ("trajectory", "time"),
+    "x0": ("trajectory", "state"),
+    "nfe": ("trajectory",),
+    "completed": ("chunk",),
+}
+#: ``status`` of a trajectory whose chunk has not been written yet.
+STATUS_PENDING = -1
+
+
+def flowsim_version() -> str:
+    """The installed flowsim version (looked up lazily to avoid an import cycle)."""
+    import flowsim
+
+    return str(getattr(flowsim, "__version__", "unknown"))
+
+
+def _status_attrs() -> dict[str, Any]:
+    codes = {STATUS_PENDING: "PENDING", **Status.describe()}
+    return {
+        "long_name": "outcome of the trajectory's solve",
+        "flag_values": list(codes),
+        "flag_meanings": " ".join(codes.values()),
+    }
+
+
+def build_template(
+    system: ODESystem,
+    n: int,
+    n_times: int,
+    *,
+    chunk_size: int,
+    time: np.ndarray | None,
+    x_dtype: np.dtype | type = np.float64,
+    extra: tuple[str, ...] = (),
+    attrs: Mapping[str, Any] | None = None,
+    compressors: Any = None,
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    """A lazy dataset with the store's layout, and the zarr encoding to write it with.
+
+    Arguments
+    ---------
+    system:
+        The system the trajectories belong to (names, units, description).
+    n, n_times:
+        Numbers of trajectories and of output times.
+    chunk_size:
+        Trajectories per zarr chunk (the unit of writing and of streaming).
+    time:
+        The shared grid ``(n_times,)``, or ``None`` for per-trajectory grids (variable ``t``).
+    x_dtype:
+        Floating dtype of ``x``.
+    extra:
+        Optional variables to include: any of ``"x0"``, ``"nfe"``, ``"completed"``.
+    attrs:
+        Additional dataset attributes (JSON-compatible scalars, strings and lists).
+    compressors:
+        zarr v3 compressor chain for the large variables (default Blosc/zstd with shuffle).
+
+    Returns
+    -------
+    (Dataset, encoding)
+        Data variables are Dask-backed zeros: writing with ``compute=False`` creates them
+        without writing chunks.
+    """
+    cs = int(chunk_size)
+    dim, n_params = system.dim, system.n_params
+    comp = default_compressors() if compressors is None else compressors
+
+    def lazy(shape: tuple[int, ...], dtype: Any) -> da.Array:
+        chunks = (cs,) + tuple(max(s, 1) for s in shape[1:])
+        return da.zeros(shape, dtype=dtype, chunks=chunks)
+
+    data_vars: dict[str, Any] = {
+        "x": (REQUIRED_VARIABLES["x"], lazy((n, n_times, dim), x_dtype),
+              {"long_name": "state", "units_per_state": list(system.units)}),
+        "params": (REQUIRED_VARIABLES["params"], lazy((n, n_params), np.float64),
+                   {"long_name": "parameters", "defaults": [float(q.default) for q in system.parameters]}),
+        "status": (REQUIRED_VARIABLES["status"], lazy((n,), np.int8), _status_attrs()),
+    }
+    coords: dict[str, Any] = {
+        "trajectory": ("trajectory", np.arange(n, dtype=np.int64)),
+        "state": ("state", np.array(list(system.state_names), dtype=object)),
+        "param": ("param", np.array(list(system.param_names), dtype=object)),
+    }
+    if time is None:
+        coords["t"] = (OPTIONAL_VARIABLES["t"], lazy((n, n_times), np.float64),
+                       {"long_name": "time of each sample", "units": system.time_units})
+    else:
+        coords["time"] = ("time", np.asarray(time, dtype=np.float64),
+                          {"long_name": "time", "units": system.time_units})
+    if "x0" in extra:
+        data_vars["x0"] = (OPTIONAL_VARIABLES["x0"], lazy((n, dim), np.float64),
+                           {"long_name": "initial state"})
+    if "nfe" in extra:
+        data_vars["nfe"] = (OPTIONAL_VARIABLES["nfe"], lazy((n,), np.int64),
+                            {"long_name": "right-hand-side evaluations of the trajectory's solve"})
+    n_chunks = -(-n // cs)
+    if "completed" in extra:
+        data_vars["completed"] = (
+            OPTIONAL_VARIABLES["completed"], np.zeros(n_chunks, dtype=np.uint8),
+            {"long_name": f"1 once trajectories [i*{cs}, (i+1)*{cs}) are written"},
+        )
+    ds = xr.Dataset(data_vars, coords=coords)
+    ds.attrs = {
+        "flowsim_schema_version": SCHEMA_VERSION,
+        "flowsim_version": flowsim_version(),
+        "system": system.name,
+        "system_json": json.dumps(system.describe(), sort_keys=True, default=str),
+        "time_grid": "per-trajectory" if time is None else "shared",
+        "time_units": system.time_units,
+        "state_units": list(system.units),
+        "chunk_size": cs,
+        **dict(attrs or {}),
+    }
+    encoding: dict[str, Any] = {
+        "x": {"compressors": comp},
+        "params": {"compressors": comp},
+        "status": {"_FillValue": None, "fill_value": STATUS_PENDING},
+    }
+    if time is None:
+        encoding["t"] = {"compressors": comp}
+    if "x0" in extra:
+        encoding["x0"] = {"compressors": comp}
+    if "nfe" in extra:
+        encoding["nfe"] = {"_FillValue": None, "fill_value": 0}
+    if "completed" in extra:
+        encoding["completed"] = {"chunks": (1,), "_FillValue": None, "fill_value": 0}
+    return ds, encoding
+
+
+def _fail(msg: str, where: str | None) -> StoreError:
+    return StoreError(f"{where}: {msg}" if where else msg)
+
+
+def validate_dataset(
+    ds: xr.Dataset,
+    system: ODESystem | str | None = None,
+    *,
+    allow_incomplete: bool = False,
+    where: str | None = None,
+) -> None:
+    """Check that ``ds`` follows the flowsim store schema.
+
+    Arguments
+    ---------
+    ds:
+        A dataset, typically opened from a store.
+    system:
+        If given (name or :class:`~flowsim.ODESystem`), the store must hold this system's
+        trajectories, with the same state and parameter names.
+    allow_incomplete:
+        Accept an ensemble whose chunks are not all written yet.
+    where:
+        A path to name in error messages.
+
+    Raises
+    ------
+    StoreError
+        Wrong or missing schema version, missing variables, wrong dimensions, another system,
+        or (unless ``allow_incomplete``) an unfinished ensemble.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from flowsim.data import validate_dataset
+    >>> try:
+    ...     validate_dataset(xr.Dataset())
+    ... except Exception as err:
+    ...     print(type(err).__name__)
+    StoreError
+    """
+    version = ds.attrs.get("flowsim_schema_version")
+    if version is None:
+        raise _fail("not a flowsim store (no 'flowsim_schema_version' attribute); create stores "
+                    "with flowsim.data.simulate_ensemble or flowsim.data.from_arrays", where)
+    if int(version) != SCHEMA_VERSION:
+        raise _fail(f"store schema version {version} is not supported by this flowsim "
+                    f"(schema version {SCHEMA_VERSION}); convert it with the flowsim version "
+                    f"that wrote it ({ds.attrs.get('flowsim_version', 'unknown')})", where)
+    missing = [k for k in REQUIRED_VARIABLES if k not in ds.variables]
+    if "time" not in ds.coords and "t" not in ds.variables:
+        missing.append("time (or t)")
+    if missing:
+        raise _fail(f"the store is missing required variable(s) {missing}; it is incomplete or "
+                    "was modified — recreate it", where)
+    for name, dims in {**REQUIRED_VARIABLES, **OPTIONAL_VARIABLES}.items():
+        if name in ds.variables and tuple(ds[name].dims) != dims:
+            raise _fail(f"variable {name!r} has dims {tuple(ds[name].dims)}, expected {dims}", where)
+    if not np.issubdtype(ds["x"].dtype, np.floating):
+        raise _fail(f"'x' must be floating point, got {ds['x'].dtype}", where)
+    if not np.issubdtype(ds["status"].dtype, np.integer):
+        raise _fail(f"'status' must be integer codes, got {ds['status'].dtype}", where)
+    if "system" not in ds.attrs:
+        raise _fail("the store has no 'system' attribute", where)
+    if system is not None:
+        _check_system(ds, system, where)
+    if "completed" in ds.variables and not allow_incomplete:
+        done = local_values(ds["completed"])
+        if not done.all():
+            raise _fail(f"the ensemble is incomplete: {int(done.sum())} of {done.size} chunks written; "
+                        "rerun simulate_ensemble with the same arguments to finish it", where)
+
+
+def _check_system(ds: xr.Dataset, system: ODESystem | str, where: str | None) -> None:
+    stored = str(ds.attrs["system"])
+    if isinstance(system, str):
+        system = get_system(system)
+    if stored != system.name:
+        raise _fail(f"the store holds trajectories of system {stored!r}, not {system.name!r}", where)
+    states = [str(s) for s in np.asarray(ds["state"].values).tolist()] if "state" in ds.coords else []
+    if states != list(system.state_names):
+        raise _fail(f"the store's states {states} differ from {system.name}'s "
+                    f"{list(system.state_names)}", where)
+    params = [str(s) for s in np.asarray(ds["param"].values).tolist()] if "param" in ds.coords else []
+    if params != list(system.param_names):
+        raise _fail(f"the store's parameters {params} differ from {system.name}'s "
+                    f"{list(system.param_names)}", where)

@@ -1,0 +1,76 @@
+"""`flowsim quickstart --small`, `flowsim train` and `flowsim evaluate`, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import flowsim
+from flowsim.cli import main
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qs")
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowsim", "quickstart", "--small", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_quickstart_writes_every_report_file(quick):
+    out, proc = quick
+    assert "[1/3]" in proc.stdout and "[3/3]" in proc.stdout
+    assert "median rel. err" in proc.stdout
+    report = out / "report"
+    for name in ["report.json", "report.md", "error_vs_jump.png", "error_vs_steps.png",
+                 "work_precision.png"]:
+        assert (report / name).stat().st_size > 0, name
+    data = json.loads((report / "report.json").read_text())
+    assert data["system"] == "fitzhugh_nagumo"
+    errs = [r["median_relative_error"] for r in data["error_vs_jump"]]
+    assert len(errs) >= 3 and all(e is not None and e > 0 for e in errs)
+    assert (out / "model" / "model.safetensors").exists()
+    assert (out / "data.zarr").exists()
+    assert flowsim.load(out / "model").config.system == "fitzhugh_nagumo"
+
+
+def test_evaluate_checkpoint_on_store(quick, tmp_path):
+    out, _ = quick
+    rc = main(["evaluate", str(out / "model"), "--store", str(out / "data.zarr"), "--out",
+               str(tmp_path / "rep"), "--n-eval", "64", "--no-progress"])
+    assert rc == 0
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert data["reference"] == "store test split"
+
+
+def test_evaluate_refuses_store_of_another_system(quick, tmp_path, capsys):
+    out, _ = quick
+    other = tmp_path / "lv.zarr"
+    assert main(["simulate", "lotka_volterra", "--n", "16", "--t-end", "2", "--n-times", "5",
+                 "--out", str(other), "--no-progress"]) == 0
+    rc = main(["evaluate", str(out / "model"), "--store", str(other), "--no-progress"])
+    assert rc == 2
+    assert "lotka_volterra" in capsys.readouterr().err
+
+
+def test_train_command_from_store_and_physics(quick, tmp_path):
+    out, _ = quick
+    assert main(["train", "--store", str(out / "data.zarr"), "--steps", "20", "--width", "16",
+                 "--depth", "1", "--out", str(tmp_path / "m1"), "--no-progress"]) == 0
+    assert flowsim.load(tmp_path / "m1").config.system == "fitzhugh_nagumo"
+    assert main(["train", "--system", "harmonic_oscillator", "--steps", "10", "--width", "16",
+                 "--depth", "1", "--batch-size", "64", "--out", str(tmp_path / "m2"),
+                 "--no-progress"]) == 0
+
+
+def test_train_command_bad_input(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "x")]) == 2
+    assert main(["train", "--system", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "known systems" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
