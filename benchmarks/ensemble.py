@@ -6,8 +6,11 @@ rtol=1e-8/atol=1e-10, float64, written to a zarr store. Measures trajectories/s 
 * ``serial``       — ``simulate_ensemble(client="sync")``: one process, solve + write;
 * ``torch_2proc``  — two plain ``multiprocessing`` (spawn) processes solving the same chunks, no
   Dask, no writing: the ceiling for two processes;
-* ``dask_naive``   — a default ``LocalCluster(n_workers=2, threads_per_worker=1)`` (the nanny's
-  default ``MALLOC_TRIM_THRESHOLD_=65536``), solve + write in the workers;
+* ``dask_naive``   — a hand-written Dask ensemble: ``client.map`` of "draw, solve, write the region"
+  on a default ``LocalCluster(n_workers=2, threads_per_worker=1)`` (the nanny's default
+  ``MALLOC_TRIM_THRESHOLD_=65536``);
+* ``dask_user_client`` — ``simulate_ensemble(client=Client(LocalCluster(n_workers=2)))``: a user's
+  default cluster, which flowsim's tasks tune at run time (``tune_malloc``);
 * ``dask_tuned``   — ``simulate_ensemble(client=None)``: flowsim's ``local_cluster`` set-up;
 
 plus a per-process diagnosis: one chunk solved in a fresh process under each environment.
@@ -37,7 +40,9 @@ import torch
 import flowsim
 from flowsim.data import WORKER_ENV, simulate_ensemble
 from flowsim.data._chunks import ChunkJob, make_inputs
-from flowsim.data._io import StorePath
+from flowsim.data._io import StorePath, open_group
+from flowsim.data._writer import create_store, mark_completed, write_region
+from flowsim.data.schema import build_template
 
 RESULTS = Path(__file__).parent / "results"
 SYSTEM = "fitzhugh_nagumo"
@@ -47,6 +52,9 @@ SOLVER = dict(method="dopri5", rtol=1e-8, atol=1e-10)
 DIAGNOSE = """
 import sys, time, torch, flowsim
 threads = int(sys.argv[2])
+if sys.argv[3] == "1":
+    from flowsim.data.cluster import tune_malloc
+    assert tune_malloc()
 torch.set_num_threads(threads)
 s = flowsim.get_system("fitzhugh_nagumo")
 n = int(sys.argv[1])
@@ -133,7 +141,47 @@ def run_simulate(store: Path, n: int, chunk: int, seed: int, client) -> dict:
     return stats
 
 
+def _naive_task(job: ChunkJob) -> dict:
+    """A hand-written Dask ensemble task: draw the chunk, solve it, write its region. No tuning."""
+    t0 = time.perf_counter()
+    x0, p = make_inputs(job)
+    sol = flowsim.reference_solve(job.system, x0, torch.as_tensor(job.t), p, **job.solver)
+    t1 = time.perf_counter()
+    group = open_group(job.store, mode="r+")
+    write_region(group, job.start, job.stop, {"x": sol.x.numpy(), "params": sol.p.numpy(),
+                                              "status": sol.status.numpy(), "x0": x0.numpy(),
+                                              "nfe": sol.nfe.numpy()})
+    mark_completed(group, job.chunk)
+    return {"solve_s": t1 - t0, "write_s": time.perf_counter() - t1, "pid": os.getpid()}
+
+
 def dask_naive(store: Path, n: int, chunk: int, seed: int) -> dict:
+    """``client.map`` of :func:`_naive_task` on a default ``LocalCluster(n_workers=2)``."""
+    from distributed import Client, LocalCluster, wait
+
+    system = flowsim.get_system(SYSTEM)
+    template, encoding = build_template(system, n, int(T.numel()), chunk_size=chunk, time=T.numpy(),
+                                        extra=("x0", "nfe", "completed"))
+    where = StorePath(store)
+    create_store(template, encoding, where)
+    jobs = [ChunkJob(store=where, chunk=c, start=a, stop=min(a + chunk, n), system=system, t=T.numpy(),
+                     x0=None, params="prior", seed=seed, solver={**SOLVER, "chunk_size": chunk})
+            for c, a in enumerate(range(0, n, chunk))]
+    t0 = time.perf_counter()
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        client.run(lambda: torch.get_num_threads())  # workers up and torch imported
+        t1 = time.perf_counter()
+        futures = client.map(_naive_task, jobs, pure=False)
+        wait(futures)
+        reports = client.gather(futures)
+        run = time.perf_counter() - t1
+    return {"startup_s": t1 - t0, "run_s": run, "solve_s": sum(r["solve_s"] for r in reports),
+            "write_s": sum(r["write_s"] for r in reports), "workers": len({r["pid"] for r in reports})}
+
+
+def dask_default_client(store: Path, n: int, chunk: int, seed: int) -> dict:
+    """``simulate_ensemble`` on a user's default ``LocalCluster(n_workers=2)`` (tuned at run time)."""
     from distributed import Client, LocalCluster
 
     t0 = time.perf_counter()
@@ -148,19 +196,21 @@ def dask_naive(store: Path, n: int, chunk: int, seed: int) -> dict:
 def diagnose(chunk: int) -> list[dict]:
     """Throughput of one chunk in a fresh process under each environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "OMP_", "MKL_", "OPENBLAS_"))}
+    nanny = {"MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
     cases = [
-        ("plain process, 1 thread", {}, 1),
-        ("dask nanny default env (MALLOC_TRIM_THRESHOLD_=65536)",
-         {"MALLOC_TRIM_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}, 1),
-        ("flowsim WORKER_ENV", dict(WORKER_ENV), 1),
-        ("plain process, 2 torch threads", {}, 2),
+        ("plain process, 1 thread", {}, 1, False),
+        ("dask nanny default env (MALLOC_TRIM_THRESHOLD_=65536)", nanny, 1, False),
+        ("nanny env + flowsim tune_malloc() at run time", nanny, 1, True),
+        ("flowsim WORKER_ENV", dict(WORKER_ENV), 1, False),
+        ("plain process, 2 torch threads", {}, 2, False),
     ]
     out = []
-    for name, env, threads in cases:
-        res = subprocess.run([sys.executable, "-c", DIAGNOSE, str(chunk), str(threads)], env={**base, **env},
-                             capture_output=True, text=True, check=True)
+    for name, env, threads, tune in cases:
+        res = subprocess.run([sys.executable, "-c", DIAGNOSE, str(chunk), str(threads), str(int(tune))],
+                             env={**base, **env}, capture_output=True, text=True, check=True)
         rate = float(res.stdout.strip().splitlines()[-1])
-        out.append({"case": name, "env": env, "torch_threads": threads, "traj_per_s": rate})
+        out.append({"case": name, "env": env, "torch_threads": threads, "tune_malloc": tune,
+                    "traj_per_s": rate})
         print(f"  diagnose {name:55s} {rate:8.0f} traj/s", flush=True)
     return out
 
@@ -176,6 +226,17 @@ def summarise(name: str, n: int, stats: dict) -> dict:
     }
 
 
+def markdown_table(results: list[dict]) -> str:
+    """The results as the Markdown table used in docs/ensembles.md."""
+    rows = ["| config | traj/s | vs serial | run (s) | start-up (s) | writing | other processes (cores) |",
+            "|---|---|---|---|---|---|---|"]
+    for r in results:
+        rows.append(f"| {r['config']} | {r['traj_per_s']:.0f} | {r['speedup_vs_serial']:.2f}x "
+                    f"| {r['run_s']:.1f} | {r['startup_s']:.1f} | {100 * r['write_share_of_wall']:.1f} % "
+                    f"| {r.get('others_cores_during', 0.0):.2f} |")
+    return "\n".join(rows)
+
+
 def plot(results: list[dict], diag: list[dict], path: Path, n: int, chunk: int, load: float) -> None:
     import matplotlib
 
@@ -186,7 +247,9 @@ def plot(results: list[dict], diag: list[dict], path: Path, n: int, chunk: int, 
     serial = next(r for r in results if r["config"] == "serial")["traj_per_s"]
     names = [r["config"] for r in results]
     rates = [r["traj_per_s"] for r in results]
-    bars = a.bar(names, rates, color=["#888", "#4c72b0", "#dd8452", "#55a868"][: len(names)])
+    colors = {"serial": "#888", "torch_2proc": "#4c72b0", "dask_naive": "#dd8452",
+              "dask_user_client": "#8172b3", "dask_tuned": "#55a868"}
+    bars = a.bar(names, rates, color=[colors.get(k, "#999") for k in names])
     for bar, r in zip(bars, results):
         a.text(bar.get_x() + bar.get_width() / 2, bar.get_height(),
                f"{r['traj_per_s'] / serial:.2f}x\nwrite {100 * r['write_share_of_wall']:.1f}%\n"
@@ -229,6 +292,7 @@ def main() -> None:
             ("serial", lambda s: run_simulate(s, n, chunk, args.seed, "sync")),
             ("torch_2proc", lambda s: torch_two_processes(n, chunk, args.seed)),
             ("dask_naive", lambda s: dask_naive(s, n, chunk, args.seed)),
+            ("dask_user_client", lambda s: dask_default_client(s, n, chunk, args.seed)),
             ("dask_tuned", lambda s: run_simulate(s, n, chunk, args.seed, None)),
         ]
         all_runs: dict[str, list[dict]] = {}
@@ -277,6 +341,7 @@ def main() -> None:
         }
         (RESULTS / "ensemble.json").write_text(json.dumps(out, indent=2))
         plot(results, diag, RESULTS / "ensemble.png", n, chunk, os.getloadavg()[1])
+        print(markdown_table(results))
         print(f"wrote {RESULTS / 'ensemble.json'} and ensemble.png in {out['benchmark_wall_s']:.0f} s; "
               f"identical bytes: {identical}")
     finally:

@@ -49,14 +49,15 @@ def get_model(name, args):
     sol = flowsim.reference_solve(sys_, x0, t, p, **kw)
     print(f"{name}: {n} training trajectories in {time.perf_counter() - t0:.0f}s", flush=True)
     fm = flowsim.FlowMap(sys_, width=128, depth=4)
-    probe = flowsim.FlowMap(sys_, width=128, depth=4)
     t0 = time.perf_counter()
-    flowsim.fit(probe, "pairs", sol, steps=30, batch_size=512, progress=False, val_every=10**9)
-    steps = max(200, int(60 * args.train_minutes / ((time.perf_counter() - t0) / 30)))
-    t0 = time.perf_counter()
-    res = flowsim.fit(fm, "pairs", sol, steps=steps, batch_size=512, lr=2e-3, progress=False,
-                      max_jump=T)
-    return res.flowmap, time.perf_counter() - t0
+    res = flowsim.fit(fm, "pairs", sol, steps=10**9, batch_size=512, lr=2e-3, progress=False,
+                      max_jump=T, time_budget=60 * args.train_minutes, val_every=10**9)
+    train_s = time.perf_counter() - t0
+    print(f"{name}: trained {res.steps} steps in {train_s:.0f}s; validation {res.metrics}", flush=True)
+    if args.models:
+        flowsim.save(fm, Path(args.models) / f"{name}-pairs",
+                     training={"train_seconds": train_s, "steps": res.steps})
+    return res.flowmap, train_s
 
 
 def main(argv=None):

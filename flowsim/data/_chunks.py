@@ -19,6 +19,7 @@ from ..solve import reference_solve
 from ..systems import ODESystem
 from ._io import StorePath, open_group
 from ._writer import mark_completed, write_region
+from .cluster import tune_malloc
 
 __all__ = ["ChunkJob", "chunk_seed", "make_inputs", "prepare_worker", "run_chunk"]
 
@@ -56,6 +57,8 @@ def _single_threaded() -> Iterator[None]:
         in_worker = True
     except (ImportError, ValueError):
         pass
+    if in_worker:
+        tune_malloc()  # a cluster flowsim did not start: undo the nanny's malloc set-up
     old = torch.get_num_threads()
     if old != 1:
         torch.set_num_threads(1)
@@ -69,6 +72,7 @@ def _single_threaded() -> Iterator[None]:
 def prepare_worker() -> int:
     """Run on each Dask worker before the chunks: import the solver stack, torch on one thread."""
     torch.set_num_threads(1)
+    tune_malloc()
     return os.getpid()
 
 

@@ -23,6 +23,7 @@ Batch = dict[str, torch.Tensor]
 
 
 def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int, or :class:`~flowsim.ConfigError` unless it is a positive integer."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
@@ -68,6 +69,9 @@ class StoreStream(IterableDataset):
         chunk = int(ds["x"].encoding.get("chunks", (n,))[0])
         status = local_values(ds["status"])
         self.mask = (status == 0) & split_mask(n, split, self.fractions, split_seed)
+        if not self.mask.any():
+            raise ConfigError(f"{where.url}: no trajectory to sample in split {split!r} ({n} trajectories, "
+                              f"{int((status == 0).sum())} with status OK, fractions {self.fractions})")
         self.reader = BlockReader(where, chunk, n, time)
         self.per_trajectory = self._default_per_trajectory() if per_trajectory is None else \
             positive_int(per_trajectory, "per_trajectory")

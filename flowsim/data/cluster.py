@@ -9,7 +9,8 @@ see ``benchmarks/ensemble.py`` and ``docs/ensembles.md``):
   of 128 KiB or more is ``mmap``-ed and unmapped again — and an adaptive solver allocates a
   handful of batch-sized tensors per step. Each allocation then page-faults fresh zeroed pages:
   a solve of 10 000 FitzHugh–Nagumo trajectories ran 2.5× slower than in a plain process.
-  :data:`WORKER_ENV` keeps trimming but raises the mmap threshold to 16 MiB.
+  :data:`WORKER_ENV` keeps trimming but raises the mmap threshold to 16 MiB; in workers of
+  clusters flowsim did not start, :func:`tune_malloc` sets the same thresholds at run time.
 * **Intra-op threads.** torch sizes its thread pool to the machine's cores in every process;
   two workers × two threads on two cores oversubscribe, and for the small per-step tensors of a
   batched ODE solve the OpenMP fork/join costs more than it gains (a 2-thread solve was up to
@@ -21,8 +22,10 @@ see ``benchmarks/ensemble.py`` and ``docs/ensembles.md``):
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -31,7 +34,7 @@ import dask
 
 from ..errors import ConfigError
 
-__all__ = ["WORKER_ENV", "default_n_workers", "local_cluster", "resolve_client"]
+__all__ = ["WORKER_ENV", "default_n_workers", "local_cluster", "resolve_client", "tune_malloc"]
 
 #: Environment for worker processes (set before they start, via the nanny's pre-spawn environ).
 WORKER_ENV: dict[str, str] = {
@@ -41,6 +44,9 @@ WORKER_ENV: dict[str, str] = {
     "MALLOC_TRIM_THRESHOLD_": str(64 << 20),
     "MALLOC_MMAP_THRESHOLD_": str(16 << 20),
 }
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_malloc_tuned = False
 
 #: Accepted spellings of the in-process (no cluster) mode.
 SYNC_NAMES = ("sync", "synchronous", "single-threaded")
@@ -52,6 +58,36 @@ def default_n_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def tune_malloc() -> bool:
+    """In a worker started with the nanny's bare ``MALLOC_TRIM_THRESHOLD_``, restore fast large allocations.
+
+    Sets glibc's mmap threshold to 16 MiB and trim threshold to 64 MiB (as :data:`WORKER_ENV`) with
+    ``mallopt``, once per process. Does nothing where an mmap threshold was chosen explicitly,
+    where no trim threshold is set (glibc's dynamic defaults are fine), off glibc, or when the
+    environment variable ``FLOWSIM_MALLOC_TUNING=0``.
+
+    Returns
+    -------
+    bool
+        Whether the thresholds are tuned in this process.
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    env = os.environ
+    if (env.get("FLOWSIM_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux")
+            or "MALLOC_TRIM_THRESHOLD_" not in env or "MALLOC_MMAP_THRESHOLD_" in env):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, int(WORKER_ENV["MALLOC_MMAP_THRESHOLD_"])) == 1
+        ok = ok and libc.mallopt(_M_TRIM_THRESHOLD, int(WORKER_ENV["MALLOC_TRIM_THRESHOLD_"])) == 1
+    except (OSError, AttributeError):  # not glibc
+        return False
+    _malloc_tuned = ok
+    return ok
 
 
 @contextmanager

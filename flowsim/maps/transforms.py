@@ -91,7 +91,8 @@ class StateTransform(nn.Module):
         """``decode(encode(x) + dz)``, written so that ``dz = 0`` returns ``x`` exactly."""
         dy = dz * self.std.to(dz.dtype)
         if bool(self.log_mask.any()):
-            return torch.where(self.log_mask, x * torch.exp(dy), x + dy)
+            # a bounded exponent keeps an untrained map finite (e^30 is ~13 decades)
+            return torch.where(self.log_mask, x * torch.exp(dy.clamp(-30.0, 30.0)), x + dy)
         return x + dy
 
 

@@ -37,12 +37,16 @@ def _normalised(fm: FlowMap, a: Tensor, b: Tensor) -> Tensor:
 
 
 def _rate(fm: FlowMap, dxdt: Tensor, x: Tensor) -> Tensor:
-    """A time derivative in normalised coordinates per unit timescale."""
+    """A time derivative per unit timescale, in units of each state's spread.
+
+    Log-standardised states use a fixed linear scale (their geometric mean times their
+    log-spread) rather than dividing by the state itself, which would let a collapsing map
+    (``X → 0``) look consistent."""
     tr = fm.state_transform
-    std = tr.std.to(dxdt.dtype)
+    scale = tr.std.to(dxdt.dtype)
     if fm._has_log:
-        dxdt = torch.where(tr.log_mask, dxdt / x, dxdt)
-    return dxdt / std * fm.config.timescale
+        scale = torch.where(tr.log_mask, torch.exp(tr.mean.to(dxdt.dtype)) * scale, scale)
+    return dxdt / scale * fm.config.timescale
 
 
 def _b(fm: FlowMap, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
@@ -57,6 +61,7 @@ def _robust(r: Tensor, delta: float = 10.0) -> Tensor:
     """Pseudo-Huber of the squared residual: ``‖r‖²`` for small residuals, linear in ``‖r‖``
     beyond ``delta`` — the physics targets ``b(X)`` of a still-wrong map can be huge (a
     quadratic field far from the data) and must not blow the gradient up."""
+    r = r.clamp(-1e6, 1e6)  # garbage far from the data must not overflow float32
     return 2 * delta**2 * (torch.sqrt(1 + _sq(r) / delta**2) - 1)
 
 
@@ -215,9 +220,10 @@ _NAMES = {
     "data": lambda: [PairRegression()],
     "physics": lambda: [Lagrangian(teacher="system")],
     "lmd": lambda: [Lagrangian(teacher="system")],
-    "lsd": lambda: [PairRegression(weight=1.0), Lagrangian(teacher="self", weight=1.0)],
-    "self": lambda: [PairRegression(weight=1.0), Lagrangian(teacher="self", weight=1.0)],
-    "both": lambda: [PairRegression(), Lagrangian(teacher="system", weight=1.0)],
+    "lsd": lambda: [PairRegression(weight=1.0), Lagrangian(teacher="self", weight=0.01)],
+    "self": lambda: [PairRegression(weight=1.0), Lagrangian(teacher="self", weight=0.01)],
+    # the physics term is noisier and larger than the data term: a small weight balances them
+    "both": lambda: [PairRegression(), Lagrangian(teacher="system", weight=0.01)],
     "eulerian": lambda: [Eulerian()],
     "semigroup": lambda: [PairRegression(), Semigroup(weight=0.5)],
     "rollout": lambda: [PairRegression(), Rollout(weight=0.2)],

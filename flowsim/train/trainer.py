@@ -116,9 +116,12 @@ class _Sampler:
     def _cast(self, *xs: Tensor) -> list[Tensor]:
         return [x.to(device=self.fm.device, dtype=self.fm.dtype) for x in xs]
 
+    states_hi: float | None = None
+
     def _jumps(self, n: int) -> Tensor:
+        hi = self.states_hi or self.hi
         u = torch.rand(n, generator=self.g, dtype=torch.float64)
-        h = torch.exp(math.log(self.lo) + u * math.log(self.hi / self.lo))
+        h = torch.exp(math.log(self.lo) + u * math.log(hi / self.lo))
         diag = torch.rand(n, generator=self.g) < self.diag
         return torch.where(diag, torch.zeros_like(h), h)
 
@@ -383,10 +386,9 @@ def fit(
         scale = warm * 0.5 * (1 + math.cos(math.pi * frac))
         for group in opt.param_groups:
             group["lr"] = lr * scale
-        if not needs & {"pairs", "short_pairs", "windows"}:
-            # physics only: a curriculum from short to long jumps (long-jump targets come from
-            # the map itself, so they are only meaningful once short jumps are right)
-            sampler.hi = lo + (hi - lo) * min(1.0, 0.1 + 0.9 * frac / 0.5)
+        # physics terms: a curriculum from short to long jumps (their long-jump targets come
+        # from the map itself, so they are only meaningful once short jumps are right)
+        sampler.states_hi = lo + (hi - lo) * min(1.0, 0.1 + 0.9 * frac / 0.5)
         batches: dict[str, Any] = {}
         terms: dict[str, Tensor] = {}
         for o in objs:
