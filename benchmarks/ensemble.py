@@ -310,7 +310,7 @@ def main() -> None:
                 all_runs.setdefault(name, []).append(res)
                 if store.exists() and name not in stores:
                     stores[name] = store
-                print(f"{name:12s} {res['traj_per_s']:8.0f} traj/s  run {res['run_s']:6.1f} s  start-up "
+                print(f"{name:16s} {res['traj_per_s']:8.0f} traj/s  run {res['run_s']:6.1f} s  start-up "
                       f"{res['startup_s']:4.1f} s  write share {100 * res['write_share_of_wall']:4.1f}%  "
                       f"other processes used {res['others_cores_during']:.2f} cores", flush=True)
         for reps in all_runs.values():  # best of the repeats: the least disturbed run

@@ -172,3 +172,22 @@ def test_killing_a_worker_loses_nothing(tmp_path, dask_client, slow_clean):
     assert_same_bytes(read_arrays(path), slow_clean)
     assert victim not in dask_client.run(os.getpid).values()  # the nanny replaced the dead worker
     assert StorePath(path).exists()
+
+
+def test_tune_malloc_only_undoes_the_nanny_trap():
+    script = (
+        "import os\n"
+        "from flowsim.data.cluster import tune_malloc\n"
+        "os.environ.pop('MALLOC_TRIM_THRESHOLD_', None); os.environ.pop('MALLOC_MMAP_THRESHOLD_', None)\n"
+        "a = tune_malloc()\n"  # glibc's dynamic defaults: leave them
+        "os.environ['MALLOC_TRIM_THRESHOLD_'] = '65536'; os.environ['FLOWSIM_MALLOC_TUNING'] = '0'\n"
+        "b = tune_malloc()\n"  # opted out
+        "del os.environ['FLOWSIM_MALLOC_TUNING']\n"
+        "c = tune_malloc()\n"  # the nanny's bare trim threshold: tuned
+        "print(a, b, c, tune_malloc())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    expected = "False False True True" if sys.platform.startswith("linux") else "False False False False"
+    assert out.stdout.split("\n")[-2] == expected
