@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,6 +57,7 @@ def work_precision(
     t0: float = 0.0,
     solver_dtype: torch.dtype = torch.float64,
     max_steps: int = 100_000,
+    max_seconds: float | None = 120.0,
     device: torch.device | str | None = None,
 ) -> xr.Dataset:
     """Error against cost for the flow map at N jumps and for solvers over their sweeps.
@@ -106,6 +108,11 @@ def work_precision(
         Dtype of the torch solvers (float64 default: tight tolerances need it).
     max_steps:
         Step limit of the adaptive solvers; a run that hits it counts as failed.
+    max_seconds:
+        Effort cap per solver: sweeps run from the loosest setting to the tightest, and once
+        one run of a solver takes longer than this (an explicit solver on a stiff system, scipy
+        on a big batch), its tighter settings are skipped and listed in
+        ``attrs["truncated_sweeps"]``. ``None``: no cap.
     device:
         Device of the torch solvers (default: the flow map's, so both run on the same
         hardware); scipy always runs on the CPU.
@@ -156,6 +163,8 @@ def work_precision(
     for name, v in (("n_scipy", n_scipy), ("repeats", repeats), ("max_steps", max_steps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{name} must be a positive integer; got {v!r}")
+    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+        raise ConfigError(f"max_seconds must be a positive number of seconds or None; got {max_seconds!r}")
     if training_time is not None and not (float(training_time) >= 0 and math.isfinite(float(training_time))):
         raise ConfigError(f"training_time must be a non-negative number of seconds; got {training_time!r}")
     x_ref, ok_ref, sigma, ref_desc = _reference(system, x0, pp, t0, h, reference, n_reference)
@@ -184,33 +193,43 @@ def work_precision(
     dev = map_device(flowmap) if device is None else torch.device(device)
     common = {"max_steps": max_steps, "dtype": solver_dtype, "device": dev}
     skipped: list[str] = []
+    truncated: list[str] = []
+    loose_first = sorted(tols, reverse=True)
+
+    def sweep(solver: str, setting: str, values: list, run_one, scaled: bool = False) -> None:
+        """Loosest to tightest; stop once a run is slower than the effort cap."""
+        for i, v in enumerate(values):
+            t_start = time.perf_counter()
+            run = run_one(v)
+            add(solver, setting, v, run, scaled)
+            slow = max_seconds is not None and time.perf_counter() - t_start > max_seconds
+            if slow and i + 1 < len(values):
+                truncated.append(f"{solver}: stopped after {setting}={v:g} (one run took longer than "
+                                 f"max_seconds={max_seconds:g} s); skipped {values[i + 1:]}")
+                return
+
     for solver in solvers:
         if solver in ("dopri5", "bosh3"):
             S.run_torchdiffeq(system, x0, pp, t0, t1, solver, tol=max(tols), repeats=1, **common)
-            for tol in tols:
-                run = S.run_torchdiffeq(system, x0, pp, t0, t1, solver, tol=tol, repeats=repeats, **common)
-                add(solver, "tolerance", tol, run, False)
+            sweep(solver, "tolerance", loose_first, lambda tol, solver=solver: S.run_torchdiffeq(
+                system, x0, pp, t0, t1, solver, tol=tol, repeats=repeats, **common))
         elif solver == "rk4":
             S.run_torchdiffeq(system, x0, pp, t0, t1, "rk4", n_steps=min(steps), repeats=1, **common)
-            for k in steps:
-                run = S.run_torchdiffeq(system, x0, pp, t0, t1, "rk4", n_steps=k, repeats=repeats, **common)
-                add("rk4", "n_steps", k, run, False)
+            sweep("rk4", "n_steps", steps, lambda k: S.run_torchdiffeq(
+                system, x0, pp, t0, t1, "rk4", n_steps=k, repeats=repeats, **common))
         elif solver in _SCIPY:
             m = min(n_scipy, n)
             kw = {"max_steps": max_steps, "batch": n}
             S.run_scipy(system, x0[:1], pp[:1], t0, t1, _SCIPY[solver], tol=max(tols), repeats=1, **kw)
-            for tol in tols:
-                run = S.run_scipy(system, x0[:m], pp[:m], t0, t1, _SCIPY[solver], tol=tol,
-                                  repeats=repeats, **kw)
-                add(solver, "tolerance", tol, run, m < n)
+            sweep(solver, "tolerance", loose_first, lambda tol, solver=solver, m=m, kw=kw: S.run_scipy(
+                system, x0[:m], pp[:m], t0, t1, _SCIPY[solver], tol=tol, repeats=repeats, **kw), m < n)
         elif solver == "torchode":
             if not S.torchode_available():
                 skipped.append("torchode (not installed: pip install torchode)")
                 continue
             S.run_torchode(system, x0, pp, t0, t1, tol=max(tols), repeats=1, **common)
-            for tol in tols:
-                run = S.run_torchode(system, x0, pp, t0, t1, tol=tol, repeats=repeats, **common)
-                add("torchode", "tolerance", tol, run, False)
+            sweep("torchode", "tolerance", loose_first, lambda tol: S.run_torchode(
+                system, x0, pp, t0, t1, tol=tol, repeats=repeats, **common))
     return _dataset(rows, n, system, flowmap, dict(
         horizon=h, t0=t0, n_states=n, n_reference=int(x_ref.shape[0]),
         n_reference_failed=int((~ok_ref).sum()),
@@ -220,7 +239,8 @@ def work_precision(
         tolerance_convention="rtol = atol = tolerance", solver_dtype=str(solver_dtype).replace("torch.", ""),
         timing=f"minimum of {repeats} run(s) after one warm-up per method; torch.no_grad; one process",
         torch_threads=torch.get_num_threads(), device=str(map_device(flowmap)), solver_device=str(dev),
-        skipped_solvers=skipped,
+        skipped_solvers=skipped, truncated_sweeps=truncated,
+        max_seconds=float("nan") if max_seconds is None else float(max_seconds),
         training_time=float("nan") if training_time is None else float(training_time),
     ))
 

@@ -150,3 +150,33 @@ def test_break_even_trajectories():
     for bad in ((-1.0, 1e-5, 1e-3), (1.0, float("nan"), 1e-3), (1.0, 1e-5, "x")):
         with pytest.raises(ConfigError):
             break_even_trajectories(*bad)
+
+
+def test_effort_cap_truncates_sweeps_loosest_first(exact, sho):
+    x0 = sho.sample_initial(4, generator=3)
+    ds = work_precision(exact, sho, x0, horizon=1.0, n_jumps=(1,), tolerances=(1e-3, 1e-5, 1e-7),
+                        rk4_steps=(8, 16), solvers=("dopri5", "rk4"), repeats=1, max_seconds=1e-9)
+    dop = ds.where(ds.method == "dopri5", drop=True)
+    assert dop.setting_value.values.tolist() == [1e-3]  # only the loosest ran
+    rk4 = ds.where(ds.method == "rk4", drop=True)
+    assert rk4.setting_value.values.tolist() == [8.0]  # only the cheapest ran
+    notes = ds.attrs["truncated_sweeps"]
+    assert len(notes) == 2 and "dopri5" in notes[0] and "1e-05" in notes[0]
+    full = work_precision(exact, sho, x0, horizon=1.0, n_jumps=(1,), tolerances=(1e-3, 1e-5),
+                          solvers=("dopri5",), repeats=1, max_seconds=None)
+    assert full.attrs["truncated_sweeps"] == [] and (full.method == "dopri5").sum() == 2
+    with pytest.raises(ConfigError, match="max_seconds"):
+        work_precision(exact, sho, x0, horizon=1.0, n_jumps=(1,), solvers=("dopri5",), max_seconds=-1)
+
+
+def test_speedup_at_best_speedup_picks_the_jump_count_that_pays_most():
+    res = speedup_at_matched_error(_hand_made(), at="best_speedup")
+    # 1 jump (2e-3, 0.01 s) is matched by dopri5 at 0.3 s: 30x, beating 4 jumps' 15x
+    assert res.matched and res.flowmap_n_jumps == 1 and res.speedup == pytest.approx(30.0)
+    assert "at 1 jumps" in res.note
+    assert speedup_at_matched_error(_hand_made()).speedup == pytest.approx(15.0)
+    # lsoda (2e-3, 8 s) never reaches the 4-jump error but does match the 1-jump one
+    lsoda = speedup_at_matched_error(_hand_made(), solver="scipy_lsoda", at="best_speedup")
+    assert lsoda.matched and lsoda.speedup == pytest.approx(800.0)
+    with pytest.raises(ConfigError, match="at must be"):
+        speedup_at_matched_error(_hand_made(), at="fastest")
