@@ -110,11 +110,9 @@ def quickstart(
     sim_time = time.perf_counter() - t0
 
     _say(f"[2/3] training a flow map for {cfg['steps']} steps on {dev}", quiet)
-    fm = FlowMap(sys_, width=cfg["width"], depth=cfg["depth"])
-    if params == "default":  # a single parameter set: no parametric range to cover
-        fm.param_transform.low.copy_(sys_.default_params())
-        fm.param_transform.high.copy_(sys_.default_params())
-    res = fit(fm, "pairs", ds, steps=cfg["steps"], batch_size=cfg["batch"], lr=2e-3, device=dev,
+    # params="default": a single parameter set, no parametric range to cover
+    fm = FlowMap(sys_, width=cfg["width"], depth=cfg["depth"], param_range=params)
+    res = fit(fm, "pairs", ds, steps=cfg["steps"], batch_size=cfg["batch"], lr=5e-3, device=dev,
               checkpoint_dir=out / "model", seed=seed, progress=progress, max_jump=T,
               resume=True)
     summary = _evaluate(res.flowmap, out / "report", n_eval=cfg["n_eval"], params=params,

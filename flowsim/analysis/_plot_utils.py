@@ -12,7 +12,8 @@ from matplotlib.ticker import NullFormatter
 
 from ..errors import ConfigError
 
-__all__ = ["COLORS", "LABEL", "MARKERS", "STYLE", "axes", "band", "check_metric", "log_axes", "pos", "tu"]
+__all__ = ["COLORS", "LABEL", "MARKERS", "STYLE", "NotebookFigure", "axes", "band", "check_metric",
+           "log_axes", "pos", "tu"]
 
 LABEL = {"relative_error": "relative error ‖X − X_ref‖ / ‖X_ref‖",
          "normalised_error": "normalised error ‖(X − X_ref)/σ‖ / √dim"}
@@ -21,9 +22,25 @@ COLORS = ["C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9"]  # C3 is the flo
 MARKERS = ["s", "^", "v", "D", "P", "X", "<", ">", "*"]
 
 
+class NotebookFigure(Figure):
+    """A Figure that shows itself when it ends a Jupyter cell.
+
+    Figures built without pyplot have no display hook unless the inline backend was switched on
+    (``%matplotlib inline`` or an earlier ``import matplotlib.pyplot``); ``_repr_png_`` gives
+    IPython a PNG either way. Where the inline backend is active its own formatter takes over.
+    """
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        return buf.getvalue()
+
+
 def axes(ax: Axes | None) -> tuple[Figure, Axes]:
     if ax is None:
-        fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+        fig = NotebookFigure(figsize=(6.4, 4.4), layout="constrained")
         return fig, fig.add_subplot()
     if not isinstance(ax, Axes):
         raise ConfigError(f"ax must be a matplotlib Axes; got {type(ax).__name__}")

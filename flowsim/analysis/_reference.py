@@ -55,11 +55,17 @@ class Reference:
         return float(self.t.diff(dim=1).min()) if self.t.shape[1] > 1 else math.inf
 
     def stored_gaps(self) -> Tensor:
-        """Sorted distinct gaps ``t_j − t_i`` (``j > i``) of a shared grid."""
+        """Sorted distinct gaps ``t_j − t_i`` (``j > i``) of a shared grid.
+
+        Gaps within ``1e-6`` of the span of each other count once: a float32 time grid (what
+        ``torch.linspace`` gives by default) makes equal gaps differ in their last digits."""
         g = self.t[0]
         d = g[None, :] - g[:, None]
         d = d[d > 0]
-        return torch.unique(torch.round(d / self.span * 1e12) * self.span / 1e12) if d.numel() else d
+        if not d.numel():
+            return d
+        q = 1e6
+        return torch.unique(torch.round(d / self.span * q) * self.span / q)
 
     def snap(self, jumps: Sequence[float], strict: bool = True) -> list[float]:
         """For a shared grid, each jump replaced by the nearest stored gap (with ``strict``,

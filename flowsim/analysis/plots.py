@@ -18,7 +18,19 @@ from matplotlib.figure import Figure
 
 from .._utils import atomic_path
 from ..errors import ConfigError
-from ._plot_utils import COLORS, LABEL, MARKERS, STYLE, axes, band, check_metric, log_axes, pos, tu
+from ._plot_utils import (
+    COLORS,
+    LABEL,
+    MARKERS,
+    STYLE,
+    NotebookFigure,
+    axes,
+    band,
+    check_metric,
+    log_axes,
+    pos,
+    tu,
+)
 
 __all__ = [
     "plot_error_vs_jump",
@@ -244,7 +256,7 @@ def plot_invariant_drift(ds: xr.Dataset, ax: Axes | None = None) -> Figure:
     2
     """
     if ax is None:
-        fig = Figure(figsize=(11, 4.2), layout="constrained")
+        fig = NotebookFigure(figsize=(11, 4.2), layout="constrained")
         ax, ax2 = fig.subplots(1, 2)
     else:
         fig, ax = axes(ax)

@@ -266,7 +266,10 @@ def _check_resume(where: StorePath, config: dict[str, Any]) -> None:
 def _execute(jobs: list[ChunkJob], client: Any, n_workers: int | None, progress: bool, *, total: int,
              initial: int, name: str, timing: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Run the chunk jobs on Dask (or in process) with a progress bar; return their reports."""
-    from tqdm.auto import tqdm
+    if progress:  # tqdm.auto warns in notebooks without ipywidgets: import it only when asked
+        from tqdm.auto import tqdm
+    else:
+        from ._progress import silent_bar as tqdm
 
     reports: list[dict[str, Any]] = []
     t0 = time.perf_counter()

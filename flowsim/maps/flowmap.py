@@ -48,6 +48,36 @@ class FlowMapConfig:
         return asdict(self)
 
 
+def _param_range(sys_: ODESystem, spec: str | dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """``(low, high)`` of each parameter for ``FlowMap(param_range=spec)``."""
+    lo = torch.tensor([q.prior[0] for q in sys_.parameters], dtype=torch.float64)
+    hi = torch.tensor([q.prior[1] for q in sys_.parameters], dtype=torch.float64)
+    if isinstance(spec, str):
+        if spec == "prior":
+            return lo, hi
+        if spec == "default":
+            d = sys_.default_params()
+            return d.clone(), d.clone()
+        raise ConfigError(f"param_range must be 'prior', 'default' or a dict; got {spec!r}")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"param_range must be 'prior', 'default' or a dict; got {type(spec).__name__}")
+    names = list(sys_.param_names)
+    for name, value in spec.items():
+        if name not in names:
+            raise ConfigError(f"param_range names unknown parameter {name!r}; {sys_.name} has {names}")
+        try:
+            pair = (value, value) if isinstance(value, (int, float)) else (value[0], value[1])
+            a, b = float(pair[0]), float(pair[1])
+        except (TypeError, ValueError, IndexError):
+            raise ConfigError(
+                f"param_range[{name!r}] must be a number or (low, high); got {value!r}") from None
+        if not (math.isfinite(a) and math.isfinite(b) and a <= b):
+            raise ConfigError(f"param_range[{name!r}] must be finite with low <= high; got {value!r}")
+        i = names.index(name)
+        lo[i], hi[i] = a, b
+    return lo, hi
+
+
 class FlowMap(nn.Module):
     """A neural flow map ``X(s, t, x; p)`` of an :class:`~flowsim.ODESystem`.
 
@@ -76,6 +106,14 @@ class FlowMap(nn.Module):
         with log-standardisation of positive states spanning more than two decades.
     dtype:
         ``torch.float32`` (default) or ``torch.float64``.
+    seed:
+        Seed for the initial weights (``None``: torch's current state).
+    param_range:
+        The parameters the map is for: ``"prior"`` (default, each parameter's prior range — one
+        map for the whole prior), ``"default"`` (the system's default parameters only), or a
+        dict ``{name: value or (low, high)}`` overriding some parameters' ranges (the others
+        keep their priors). Jumps with parameters outside it are refused unless
+        ``allow_extrapolation=True``.
 
     Raises
     ------
@@ -109,6 +147,7 @@ class FlowMap(nn.Module):
         log_states: bool | list[bool] | str = "auto",
         dtype: torch.dtype = torch.float32,
         seed: int | None = 0,
+        param_range: str | dict[str, Any] = "prior",
     ) -> None:
         super().__init__()
         self.system = get_system(system) if isinstance(system, str) else system
@@ -132,8 +171,7 @@ class FlowMap(nn.Module):
         if seed is not None:
             torch.manual_seed(seed)
         self.state_transform = state_transform
-        lo = torch.tensor([q.prior[0] for q in sys_.parameters], dtype=torch.float64)
-        hi = torch.tensor([q.prior[1] for q in sys_.parameters], dtype=torch.float64)
+        lo, hi = _param_range(sys_, param_range)
         self.param_transform = ParamTransform(lo, hi)
         self.jump_embedding = FourierEmbedding(n_frequencies, f_min=0.25, f_max=8.0)
         self.time_embedding = (

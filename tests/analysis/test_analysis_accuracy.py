@@ -122,3 +122,11 @@ def test_error_vs_steps_default_counts_respect_max_jump(sho, sho_ref):
     fm = ExactFlowMap(sho, max_jump=1.0)
     ds = error_vs_steps(fm, sho_ref, horizon=math.pi)
     assert ds.n_steps.values.tolist() == [4, 8, 16, 32, 64, 128]
+
+
+def test_float32_time_grid_gives_no_near_duplicate_jumps(sho):
+    """torch.linspace's float32 grid makes equal gaps differ in their last digits."""
+    x0 = sho.sample_initial(4, generator=0)
+    ref = flowsim.reference_solve(sho, x0, torch.linspace(0, 4 * sho.timescale, 401))
+    jumps = error_vs_jump(ExactFlowMap(sho, max_jump=sho.timescale / 2), ref).jump.values
+    assert np.all(np.diff(np.log(jumps)) > 1e-3), jumps

@@ -71,3 +71,10 @@ def test_plot_onto_given_axes_and_bad_inputs(tmp_path, exact, sho_ref):
         plot_error_vs_jump(ds, ax="not an axes")
     with pytest.raises(ConfigError):
         save_figure("not a figure", tmp_path / "x.png")
+
+
+def test_figures_show_themselves_in_notebooks(sho, sho_ref, exact):
+    """No pyplot, no %matplotlib inline: IPython still gets a PNG from ``_repr_png_``."""
+    fig = plot_error_vs_jump(error_vs_jump(exact, sho_ref))
+    png = fig._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

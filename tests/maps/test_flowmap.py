@@ -110,3 +110,24 @@ def test_extrapolation_allowed_on_request(fm):
     x = fm.system.sample_initial(2, generator=0).float()
     out = fm.jump(x, 0.0, 1.0, {"eps": 0.2}, allow_extrapolation=True)
     assert out.shape == (2, 2)
+
+
+def test_param_range_default_prior_and_dict():
+    sys_ = flowsim.get_system("fitzhugh_nagumo")
+    d = sys_.default_params()
+    fixed = flowsim.FlowMap(sys_, width=8, depth=1, param_range="default")
+    lo, hi = fixed.param_transform.low, fixed.param_transform.high
+    assert torch.equal(lo, hi) and torch.allclose(lo.double(), d, rtol=1e-7)
+    x = torch.zeros(2, 2)
+    fixed.jump(x, 0.0, 1.0)  # defaults are inside
+    with pytest.raises(flowsim.ParameterError):
+        fixed.jump(x, 0.0, 1.0, d * 1.1)
+    name = sys_.param_names[0]
+    some = flowsim.FlowMap(sys_, width=8, depth=1, param_range={name: (0.5, 0.6)})
+    assert float(some.param_transform.low[0]) == 0.5
+    assert float(some.param_transform.high[0]) == pytest.approx(0.6, rel=1e-7)
+    prior = flowsim.FlowMap(sys_, width=8, depth=1)
+    assert torch.equal(some.param_transform.low[1:], prior.param_transform.low[1:])
+    for bad in ("everything", {"nope": 1.0}, {name: (2.0, 1.0)}, {name: "x"}, 3):
+        with pytest.raises(flowsim.ConfigError):
+            flowsim.FlowMap(sys_, width=8, depth=1, param_range=bad)
