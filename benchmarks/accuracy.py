@@ -6,6 +6,10 @@ timescale, on held-out initial states *and* parameters drawn from the training p
 
     python benchmarks/accuracy.py --minutes 10                 # the full benchmark (hours)
     python benchmarks/accuracy.py --systems lotka_volterra --objectives pairs --minutes 2
+    # two single-threaded runs side by side on a 2-core machine, then one table and figure:
+    python benchmarks/accuracy.py --systems sir pendulum --threads 1 --out /tmp/a1 &
+    python benchmarks/accuracy.py --systems van_der_pol --threads 1 --out /tmp/a2 &
+    wait; python benchmarks/accuracy.py --merge /tmp/a1.json /tmp/a2.json
 
 Writes ``benchmarks/results/accuracy.json`` and ``accuracy.png``.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -58,9 +63,9 @@ def main(argv=None):
     ap.add_argument("--backbone", default="mlp")
     ap.add_argument("--activation", default="gelu")
     ap.add_argument("--batch", type=int, default=512)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--jump-weight", type=float, default=0.3)
-    ap.add_argument("--log-fraction", type=float, default=0.5)
+    ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--jump-weight", type=float, default=0.0, help="0: uniform (default)")
+    ap.add_argument("--log-fraction", type=float, default=0.2)
     ap.add_argument("--tangent", action="store_true", help="build b into the map")
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-test", type=int, default=500)
@@ -72,7 +77,11 @@ def main(argv=None):
     ap.add_argument("--out", default="benchmarks/results/accuracy")
     ap.add_argument("--save-models", default=None,
                     help="folder to save each trained map in (<system>-<objective>/)")
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="combine these result JSON files into --out (table and figure); trains nothing")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -119,11 +128,25 @@ def main(argv=None):
                   flush=True)
     meta = dict(machine=platform.processor() or platform.machine(), device=str(device),
                 torch=torch.__version__, threads=torch.get_num_threads(), args=vars(args),
-                cuda=torch.cuda.get_device_name() if device.type == "cuda" else None)
+                cuda=torch.cuda.get_device_name() if device.type == "cuda" else None,
+                cpus=os.cpu_count(), loadavg_end=os.getloadavg())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     plot(results, out.with_suffix(".png"))
+
+
+def merge(files, out):
+    """Combine the results of several runs (e.g. run side by side) into one JSON and figure."""
+    parts = [json.loads(Path(f).read_text()) for f in files]
+    results = [r for part in parts for r in part["results"]]
+    meta = {"merged_from": [str(f) for f in files], "runs": [part["meta"] for part in parts]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    plot(results, out.with_suffix(".png"))
+    for r in results:
+        print(f"{r['system']:18s} {r['objective']:10s} steps={r['steps']:6d} "
+              f"worst={r['worst_median_error']:.1e}")
 
 
 def plot(results, path):

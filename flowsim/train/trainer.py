@@ -106,7 +106,7 @@ class _Sampler:
 
     def __init__(self, fm: FlowMap, bank: TrajectoryBank | None, batch_size: int, min_jump: float,
                  max_jump: float, diagonal_fraction: float, generator: torch.Generator,
-                 log_fraction: float = 0.5) -> None:
+                 log_fraction: float = 0.2) -> None:
         self.fm, self.bank, self.n = fm, bank, batch_size
         self.log_fraction = log_fraction
         self.lo, self.hi = min_jump, max_jump
@@ -196,7 +196,7 @@ def fit(
     max_jump: float | None = None,
     min_jump: float | None = None,
     diagonal_fraction: float = 0.25,
-    log_fraction: float = 0.5,
+    log_fraction: float = 0.2,
     validation: Any = None,
     val_jumps: list[float] | None = None,
     val_every: int | None = None,
