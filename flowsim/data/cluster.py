@@ -149,7 +149,10 @@ def local_cluster(
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV, **dict(env or {})}
     kwargs.setdefault("dashboard_address", ":0")  # the HTTP server always starts; any free port
     kwargs.setdefault("silence_logs", logging.ERROR)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), _restore_environ(environ):
+    # the workers' statistical profiler samples every thread's stack every 10 ms: a few per cent
+    # of a core that a CPU-bound solve on a small machine can use (the nanny passes this config on)
+    tuned = {"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.profile.enabled": False}
+    with dask.config.set(tuned), _restore_environ(environ):
         return LocalCluster(n_workers=n_workers, threads_per_worker=int(threads_per_worker),
                             processes=True, **kwargs)
 

@@ -140,6 +140,15 @@ def test_dask_cluster_matches_sync(tmp_path, dask_client, fhn_arrays):
     assert_same_bytes(read_arrays(tmp_path / "d.zarr"), fhn_arrays)
 
 
+def test_tuned_cluster_workers_run_without_the_profiler(dask_client):
+    """Dask's stack sampler costs CPU a solve could use; flowsim's clusters switch it off."""
+    import dask
+
+    on = dask_client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert set(on.values()) == {False}
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # ours is untouched
+
+
 def test_default_local_cluster_restores_environment(tmp_path, fhn_arrays):
     before = {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
     simulate_ensemble("fitzhugh_nagumo", store=tmp_path / "l.zarr", client=None, n_workers=2, **FHN)
@@ -191,3 +200,14 @@ def test_tune_malloc_only_undoes_the_nanny_trap():
     assert out.returncode == 0, out.stderr
     expected = "False False True True" if sys.platform.startswith("linux") else "False False False False"
     assert out.stdout.split("\n")[-2] == expected
+
+
+def test_progress_false_never_imports_tqdm(tmp_path):
+    """tqdm.auto warns in notebooks without ipywidgets; progress=False must not touch it."""
+    store = str(tmp_path / "s.zarr")
+    code = ("import sys, torch; from flowsim.data import simulate_ensemble; "
+            f"simulate_ensemble('fitzhugh_nagumo', 8, torch.linspace(0, 1, 3), store={store!r}, "
+            "client='sync', progress=False); print('tqdm.auto' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
