@@ -1,4 +1,5 @@
-"""The tutorials execute (nbmake, fast mode) and the documentation site builds strictly."""
+"""The tutorials execute (nbmake, fast mode), the site's executed copies match them, and the
+documentation site builds strictly."""
 
 from __future__ import annotations
 
@@ -14,14 +15,66 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+TUTORIALS = sorted((ROOT / "tutorials").glob("*.ipynb"))
+RENDERED = ROOT / "docs" / "tutorials"
+
+
+def _code_sources(path: Path) -> list[str]:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
 def test_tutorials_execute(tmp_path):
+    # only the notebooks travel: not the generator script, nor stores left by earlier runs
     work = tmp_path / "tutorials"
-    shutil.copytree(ROOT / "tutorials", work)
+    work.mkdir()
+    for nb in TUTORIALS:
+        shutil.copy2(nb, work / nb.name)
     env = {**os.environ, "FLOWSIM_TUTORIAL_FAST": "1", "MPLBACKEND": "Agg"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbmake", "-q", "-p", "no:cacheprovider",
-                           str(work)], capture_output=True, text=True, env=env, timeout=900)
+                           *[str(work / nb.name) for nb in TUTORIALS]],
+                          capture_output=True, text=True, env=env, timeout=900, cwd=work)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert len(list((ROOT / "tutorials").glob("*.ipynb"))) >= 2
+    assert f"{len(TUTORIALS)} passed" in proc.stdout, proc.stdout[-2000:]
+    assert len(TUTORIALS) >= 6
+
+
+def test_generated_tutorials_are_up_to_date():
+    proc = subprocess.run([sys.executable, str(ROOT / "tutorials" / "make_tutorials.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_tutorial_has_an_executed_copy_for_the_site():
+    sources = {p.name for p in TUTORIALS}
+    rendered = {p.name for p in RENDERED.glob("*.ipynb")}
+    assert sources - rendered == set(), "run python docs/render_tutorials.py"
+    assert rendered - sources == set(), "docs/tutorials has copies of tutorials that no longer exist"
+
+
+@pytest.mark.parametrize("name", [p.name for p in TUTORIALS])
+def test_executed_copy_has_the_tutorials_code_and_real_outputs(name):
+    import nbformat
+
+    assert _code_sources(RENDERED / name) == _code_sources(ROOT / "tutorials" / name), (
+        f"docs/tutorials/{name} is stale: run python docs/render_tutorials.py {name[:2]}")
+    nb = nbformat.read(RENDERED / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "not executed"
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "no figure in the executed copy"
+    assert nb.metadata.get("flowsim", {}).get("mode") == "full", "rendered in fast mode"
+
+
+def test_tutorials_are_in_the_site_nav_and_the_readme():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for nb in TUTORIALS:
+        assert f"tutorials/{nb.name}" in nav, f"{nb.name} missing from mkdocs.yml nav"
+        assert f"(tutorials/{nb.name})" in readme, f"README does not link {nb.name}"
 
 
 def test_tutorial_outputs_are_stripped():
