@@ -84,6 +84,12 @@ def quickstart(
     ------
     ConfigError
         Unknown ``size`` or ``params``.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> summary = flowsim.quickstart(out="flowsim-quickstart", size="small")  # doctest: +SKIP
+    >>> sorted(p.name for p in (Path("flowsim-quickstart") / "report").iterdir())  # doctest: +SKIP
     """
     from .data import simulate_ensemble
     from .train.trainer import fit
@@ -164,6 +170,12 @@ def evaluate(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None
         system.
     StoreError
         The store is missing or has the wrong schema.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> summary = flowsim.evaluate("runs/fhn-model", "runs/fhn-report")  # doctest: +SKIP
+    >>> summary["errors"]  # doctest: +SKIP
     """
     from .errors import CheckpointError
     from .train.checkpoint import load

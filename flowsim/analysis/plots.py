@@ -109,8 +109,8 @@ def plot_error_vs_jump(ds: xr.Dataset, ax: Axes | None = None, *, metric: str = 
     --------
     >>> import xarray as xr
     >>> ds = xr.Dataset({"median_relative_error": ("jump", [1e-3, 1e-2])}, coords={"jump": [0.1, 1.0]})
-    >>> type(plot_error_vs_jump(ds)).__name__
-    'Figure'
+    >>> plot_error_vs_jump(ds).get_size_inches().tolist()
+    [6.4, 4.4]
     """
     fig, ax = axes(ax)
     check_metric(ds, metric)
@@ -154,8 +154,8 @@ def plot_error_vs_steps(ds: xr.Dataset, ax: Axes | None = None, *, metric: str =
     --------
     >>> import xarray as xr
     >>> ds = xr.Dataset({"median_relative_error": ("n_steps", [1e-2, 1e-3])}, coords={"n_steps": [1, 2]})
-    >>> type(plot_error_vs_steps(ds)).__name__
-    'Figure'
+    >>> plot_error_vs_steps(ds).get_size_inches().tolist()
+    [6.4, 4.4]
     """
     fig, ax = axes(ax)
     check_metric(ds, metric)
@@ -199,8 +199,8 @@ def plot_valid_prediction_time(ds: xr.Dataset, ax: Axes | None = None) -> Figure
     ...                  "valid_prediction_time_lyapunov": ("trajectory", [1.5])},
     ...                 coords={"lead_time": [0.0, 1.0, 2.0]},
     ...                 attrs={"lyapunov_exponent": 1.0, "threshold": 0.4})
-    >>> type(plot_valid_prediction_time(ds)).__name__
-    'Figure'
+    >>> plot_valid_prediction_time(ds).get_size_inches().tolist()
+    [6.4, 4.4]
     """
     fig, ax = axes(ax)
     lam = float(ds.attrs.get("lyapunov_exponent", 1.0))
@@ -306,8 +306,8 @@ def plot_indicator_quality(ds: xr.Dataset, ax: Axes | None = None) -> Figure:
     >>> import xarray as xr
     >>> ds = xr.Dataset({"indicator": ("sample", [1e-4, 1e-3]), "error": ("sample", [2e-4, 3e-3]),
     ...                  "jump": ("sample", [0.1, 1.0]), "spearman": ((), 1.0)})
-    >>> type(plot_indicator_quality(ds)).__name__
-    'Figure'
+    >>> plot_indicator_quality(ds).get_size_inches().tolist()
+    [6.4, 4.4]
     """
     fig, ax = axes(ax)
     sc = ax.scatter(pos(ds["error"].values), pos(ds["indicator"].values), c=np.log10(ds["jump"].values),
@@ -353,8 +353,8 @@ def plot_work_precision(
     >>> ds = xr.Dataset({"wall_time": ("setting", [0.01, 0.1, 1.0]), "nfe": ("setting", [1, 50, 500]),
     ...                  "median_relative_error": ("setting", [1e-3, 1e-3, 1e-6])},
     ...                 coords={"method": ("setting", ["flowmap", "dopri5", "dopri5"])})
-    >>> type(plot_work_precision(ds)).__name__
-    'Figure'
+    >>> plot_work_precision(ds).get_size_inches().tolist()
+    [6.4, 4.4]
     """
     if x not in ("wall_time", "nfe"):
         raise ConfigError(f"x must be 'wall_time' or 'nfe'; got {x!r}")

@@ -21,6 +21,14 @@ class MatchedSpeedup:
     ``matched`` is False when no setting of the solver's sweep reached the flow map's error;
     then ``solver_*`` fields are NaN / None and ``speedup`` is NaN — never extrapolated.
     ``speedup`` > 1 means the flow map is faster. Times are for the whole batch (seconds).
+
+    Examples
+    --------
+    See :func:`speedup_at_matched_error`, which returns one:
+
+    >>> from flowsim.analysis import MatchedSpeedup
+    >>> sorted(MatchedSpeedup.__dataclass_fields__)[:3]
+    ['break_even_trajectories', 'flowmap_error', 'flowmap_n_jumps']
     """
 
     solver: str

@@ -72,11 +72,29 @@ def open_store(
 def store_system(ds: xr.Dataset) -> ODESystem:
     """Rebuild the catalogue system a store was made with (name and constructor arguments).
 
+    Arguments
+    ---------
+    ds:
+        The store's Dataset (from :func:`open_store` or ``xarray.open_zarr``).
+
+    Returns
+    -------
+    ODESystem
+        The system, built with the constructor arguments recorded in ``ds.attrs``.
+
     Raises
     ------
     StoreError
         The system is not registered in this session (e.g. a ``from_callable`` system: pass it
         explicitly instead).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, flowsim
+    >>> path = tempfile.mkdtemp() + "/s.zarr"
+    >>> ds = flowsim.data.from_arrays("lotka_volterra", np.ones((3, 4, 2)), np.arange(4.0), store=path)
+    >>> flowsim.data.store_system(ds).name
+    'lotka_volterra'
     """
     info = json.loads(ds.attrs.get("system_json", "{}"))
     try:
@@ -185,6 +203,16 @@ def _bytes(n: float) -> str:
 
 def format_summary(summary: Mapping[str, Any]) -> str:
     """Render :func:`store_summary` as the text ``flowsim info`` prints.
+
+    Arguments
+    ---------
+    summary:
+        The dict returned by :func:`store_summary`.
+
+    Returns
+    -------
+    str
+        Several lines: path, system, sizes, time grid, status counts, parameter ranges, chunks.
 
     Examples
     --------

@@ -24,7 +24,15 @@ _MAX_DISPLACEMENT = 4.0
 
 @dataclass
 class FlowMapConfig:
-    """Everything needed to rebuild a :class:`FlowMap` (stored as JSON in checkpoints)."""
+    """Everything needed to rebuild a :class:`FlowMap` (stored as JSON in checkpoints).
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> cfg = flowsim.FlowMap("lotka_volterra", width=16, depth=1).config
+    >>> cfg.system, cfg.dim, cfg.state_names, cfg.to_dict()["width"]
+    ('lotka_volterra', 2, ['x', 'y'], 16)
+    """
 
     system: str
     system_kwargs: dict[str, Any]

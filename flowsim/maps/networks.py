@@ -24,6 +24,14 @@ class FourierEmbedding(nn.Module):
     f_min, f_max:
         Frequency range, in cycles per unit of ``u`` (``u`` is a time in units of the
         system's timescale).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flowsim.maps import FourierEmbedding
+    >>> emb = FourierEmbedding(4)
+    >>> emb(torch.tensor([0.0, 0.5])).shape, emb.out_features
+    (torch.Size([2, 9]), 9)
     """
 
     def __init__(self, n_frequencies: int = 8, f_min: float = 0.25, f_max: float = 8.0) -> None:

@@ -97,7 +97,18 @@ class StateTransform(nn.Module):
 
 
 class ParamTransform(nn.Module):
-    """Affine map of each parameter's prior range ``[low, high]`` onto ``[-1, 1]``."""
+    """Affine map of each parameter's prior range ``[low, high]`` onto ``[-1, 1]``.
+
+    A parameter with ``low == high`` (fixed) encodes to 0.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flowsim.maps import ParamTransform
+    >>> tr = ParamTransform(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 2.0]))
+    >>> tr.encode(torch.tensor([[0.5, 2.0]], dtype=torch.float64)).tolist()
+    [[0.0, 0.0]]
+    """
 
     def __init__(self, low: Tensor, high: Tensor) -> None:
         super().__init__()

@@ -24,6 +24,21 @@ def register_system(
 
     Usable as a decorator on an :class:`~flowsim.systems.ODESystem` subclass.
 
+    Arguments
+    ---------
+    factory:
+        An ``ODESystem`` subclass, or any callable returning an ``ODESystem`` (its keyword
+        arguments become the system's constructor arguments, e.g. ``lorenz96(n=…)``).
+    name:
+        Registry name (default: ``factory.name``).
+    overwrite:
+        Replace an existing registration of the same name.
+
+    Returns
+    -------
+    callable
+        ``factory`` itself, so it can be used as a decorator.
+
     Raises
     ------
     ParameterError

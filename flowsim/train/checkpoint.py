@@ -93,6 +93,16 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
     ------
     CheckpointError
         Missing or corrupted files, an unknown format, or a ``system`` that does not match.
+
+    Examples
+    --------
+    >>> import tempfile, torch, flowsim
+    >>> fm = flowsim.FlowMap("lotka_volterra", width=16, depth=1)
+    >>> path = flowsim.save(fm, tempfile.mkdtemp() + "/lv")
+    >>> back = flowsim.load(path)
+    >>> x = torch.ones(3, 2)
+    >>> bool(torch.equal(back.jump(x, 0.0, 1.0), fm.jump(x, 0.0, 1.0)))
+    True
     """
     path = Path(path)
     if path.is_file():

@@ -67,7 +67,18 @@ def _robust(r: Tensor, delta: float = 10.0) -> Tensor:
 
 @dataclass
 class Objective:
-    """Base class: ``weight`` multiplies the loss; ``name`` labels it in logs."""
+    """Base class: ``weight`` multiplies the loss; ``name`` labels it in logs.
+
+    Subclasses set ``needs`` to the batch they consume (``"pairs"``, ``"states"``,
+    ``"windows"``, ``"short_pairs"``); :func:`flowsim.fit` draws it.
+
+    Examples
+    --------
+    >>> from flowsim.train import PairRegression, Semigroup, make_objectives
+    >>> [(o.name, o.weight) for o in make_objectives("pairs+semigroup")]
+    [('pairs', 1.0), ('semigroup', 0.5)]
+    >>> objs = [PairRegression(), Semigroup(weight=0.05)]  # a list works wherever a preset does
+    """
 
     weight: float = 1.0
     name: str = "objective"
@@ -83,6 +94,12 @@ class Diagonal(Objective):
 
     ``source="system"`` uses the known vector field; ``source="data"`` uses finite
     differences of stored pairs with the smallest gaps (when ``b`` is unknown).
+
+    Examples
+    --------
+    >>> from flowsim.train import Diagonal
+    >>> Diagonal().needs, Diagonal(source="data").needs
+    ('states', 'short_pairs')
     """
 
     source: str = "system"
@@ -117,6 +134,12 @@ class PairRegression(Objective):
     far they move, as long ones — at the cost of the long jumps (on Lotka–Volterra, 8,000 steps:
     ``h0 = 0.3`` gave 6.9e-4 at 0.01 T but 1.9e-2 at 1 T; uniform with more long gaps sampled,
     1.7e-3 and 9.5e-3).
+
+    Examples
+    --------
+    >>> from flowsim.train import PairRegression
+    >>> PairRegression().needs, PairRegression(jump_weight=0.3).jump_weight
+    ('pairs', 0.3)
     """
 
     jump_weight: float | None = None
@@ -139,6 +162,12 @@ class Lagrangian(Objective):
     ``teacher="system"`` (LMD) uses the known vector field; ``teacher="self"`` (LSD) uses the
     map's own diagonal ``sg[v(t, t, ·)]`` and works without ``b``. ``∂_t X`` is one
     forward-mode JVP in the scalar ``t``.
+
+    Examples
+    --------
+    >>> from flowsim.train import Lagrangian
+    >>> Lagrangian().teacher, Lagrangian(teacher="self").teacher
+    ('system', 'self')
     """
 
     teacher: str = "system"
@@ -168,6 +197,12 @@ class Eulerian(Objective):
     """Eulerian distillation ``‖∂_s X(s,t,x) + ∇_x X(s,t,x)·b(s,x)‖²`` (one JVP in ``(s, x)``).
 
     Can help on small systems; unstable at high dimension.
+
+    Examples
+    --------
+    >>> from flowsim.train import Eulerian
+    >>> Eulerian(weight=0.5).needs
+    'states'
     """
 
     name: str = "eulerian"
@@ -182,7 +217,14 @@ class Eulerian(Objective):
 
 @dataclass
 class Semigroup(Objective):
-    """Progressive self-distillation ``‖X(s,t,x) − sg[X(u,t,X(s,u,x))]‖²`` with ``s<u<t``."""
+    """Progressive self-distillation ``‖X(s,t,x) − sg[X(u,t,X(s,u,x))]‖²`` with ``s<u<t``.
+
+    Examples
+    --------
+    >>> from flowsim.train import Semigroup
+    >>> Semigroup(weight=0.1).needs
+    'states'
+    """
 
     name: str = "semigroup"
     needs: str = "states"
@@ -200,7 +242,14 @@ class Semigroup(Objective):
 
 @dataclass
 class Rollout(Objective):
-    """Error of composed jumps along stored windows (mean over steps + ``max_weight`` × max)."""
+    """Error of composed jumps along stored windows (mean over steps + ``max_weight`` × max).
+
+    Examples
+    --------
+    >>> from flowsim.train import Rollout
+    >>> Rollout(length=8, stride=2).needs
+    'windows'
+    """
 
     length: int = 5
     stride: int = 1
@@ -240,10 +289,26 @@ def make_objectives(spec: str | list[Objective]) -> list[Objective]:
     known ``b``), ``"both"`` (pairs + LMD), ``"lsd"``/``"self"`` (pairs + self-distillation),
     ``"eulerian"``, ``"semigroup"``, ``"rollout"``; join with ``+`` (``"pairs+semigroup"``).
 
+    Arguments
+    ---------
+    spec:
+        A preset name (or several joined with ``+``), or a list of :class:`Objective`.
+
+    Returns
+    -------
+    list of Objective
+        Fresh objective objects, duplicates removed.
+
     Raises
     ------
     ConfigError
-        Unknown preset names.
+        Unknown preset names, or an empty or mixed list.
+
+    Examples
+    --------
+    >>> from flowsim.train import make_objectives
+    >>> [o.name for o in make_objectives("both")]
+    ['pairs', 'lagrangian']
     """
     if isinstance(spec, str):
         out: list[Objective] = []

@@ -48,6 +48,15 @@ class FitResult:
         Where the checkpoint was written (``None`` if not checkpointing).
     steps, wall_time:
         Steps taken in total and seconds spent in this call.
+
+    Examples
+    --------
+    >>> import torch, flowsim
+    >>> sys = flowsim.get_system("lotka_volterra")
+    >>> sol = flowsim.reference_solve(sys, sys.sample_initial(32, 0), torch.linspace(0, 15, 31))
+    >>> res = flowsim.fit(flowsim.FlowMap(sys, width=16, depth=1), "pairs", sol, steps=5, progress=False)
+    >>> res.steps, res.flowmap.training
+    (5, False)
     """
 
     flowmap: FlowMap
@@ -285,8 +294,8 @@ def fit(
     >>> sol = flowsim.reference_solve(sys, sys.sample_initial(64, 0), torch.linspace(0, 15, 61))
     >>> fm = flowsim.FlowMap(sys, width=32, depth=2)
     >>> res = flowsim.fit(fm, "pairs", sol, steps=20, batch_size=64, progress=False)
-    >>> sorted(res.metrics)[:2]
-    ['norm@0.143', 'norm@1.43']
+    >>> res.steps, sorted(res.metrics)[:2]
+    (20, ['norm@0.25', 'norm@1.43'])
     """
     t_start = time.perf_counter()
     objs = make_objectives(objectives)
