@@ -269,7 +269,7 @@ def _execute(jobs: list[ChunkJob], client: Any, n_workers: int | None, progress:
     if progress:  # tqdm.auto warns in notebooks without ipywidgets: import it only when asked
         from tqdm.auto import tqdm
     else:
-        from ._progress import silent_bar as tqdm
+        from tqdm import tqdm  # disabled below; the plain module never touches IPython
 
     reports: list[dict[str, Any]] = []
     t0 = time.perf_counter()
