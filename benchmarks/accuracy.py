@@ -66,6 +66,9 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--jump-weight", type=float, default=0.0, help="0: uniform (default)")
     ap.add_argument("--log-fraction", type=float, default=0.2)
+    ap.add_argument("--loss", default="norm", choices=["norm", "squared"],
+                    help="PairRegression(loss=…) for the data term")
+    ap.add_argument("--jump-margin", type=float, default=0.1, help="fit(jump_margin=…)")
     ap.add_argument("--tangent", action="store_true", help="build b into the map")
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-test", type=int, default=500)
@@ -89,9 +92,13 @@ def main(argv=None):
     for name in args.systems:
         system = flowsim.get_system(name)
         T = system.timescale
-        horizon = (args.max_jump_T + 1.0) * T
-        bank, gen_time = make_bank(system, args.n_train, horizon, 401, 1, args.prior_scale)
-        test, _ = make_bank(system, args.n_test, horizon, 401, 2, args.prior_scale)
+        horizon = (args.max_jump_T * (1 + args.jump_margin) + 1.0) * T
+        # training trajectories reach past the longest jump by the margin; both grids step T/200
+        n_times = round(horizon / T * 200) + 1
+        bank, gen_time = make_bank(system, args.n_train, horizon, n_times, 1, args.prior_scale)
+        test_horizon = (args.max_jump_T + 1.0) * T
+        test, _ = make_bank(system, args.n_test, test_horizon, round(test_horizon / T * 200) + 1, 2,
+                            args.prior_scale)
         jumps = [T * v for v in torch.logspace(-2, math.log10(args.max_jump_T), 7).tolist()]
         for objective in args.objectives:
             def make_fm(system=system):
@@ -105,11 +112,13 @@ def main(argv=None):
             for o in objs:
                 if isinstance(o, flowsim.train.PairRegression):
                     o.jump_weight = args.jump_weight if args.jump_weight > 0 else None
+                    o.loss = args.loss
             t0 = time.perf_counter()
             res = flowsim.fit(fm, objs, bank if objective != "physics" else None, steps=steps,
                               batch_size=args.batch, lr=args.lr, progress=False, device=device,
                               validation=test, max_jump=args.max_jump_T * T,
                               log_fraction=args.log_fraction, time_budget=budget,
+                              jump_margin=args.jump_margin,
                               val_every=10**9)
             train_time = time.perf_counter() - t0
             steps = res.steps

@@ -46,6 +46,9 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--jw", type=float, default=0.3, help="PairRegression jump_weight (0: uniform)")
     ap.add_argument("--logf", type=float, default=0.5, help="fit(log_fraction=…)")
+    ap.add_argument("--loss", default="squared", choices=["norm", "squared"],
+                    help="PairRegression(loss=…) (the library's default is 'norm')")
+    ap.add_argument("--margin", type=float, default=0.0, help="fit(jump_margin=…) (default 0.1)")
     ap.add_argument("--max-jump-T", type=float, default=1.0)
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--lbfgs", type=int, default=0, help="L-BFGS iterations after Adam")
@@ -56,14 +59,17 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     system = flowsim.get_system(a.system)
     T = system.timescale
-    bank, _ = make_bank(system, a.n_train, (a.max_jump_T + 1) * T, 401, 1, 1.0)
+    horizon = (a.max_jump_T * (1 + a.margin) + 1) * T  # same T/200 grid step as the test data
+    bank, _ = make_bank(system, a.n_train, horizon, round(horizon / T * 200) + 1, 1, 1.0)
     test, _ = make_bank(system, 500, 2 * T, 401, 2, 1.0)
     fm = flowsim.FlowMap(system, width=a.width, depth=a.depth, backbone=a.backbone)
     objs = flowsim.train.make_objectives("pairs")
     objs[0].jump_weight = a.jw if a.jw > 0 else None
+    objs[0].loss = a.loss
     t0 = time.perf_counter()
     res = flowsim.fit(fm, objs, bank, steps=a.steps, batch_size=a.batch, lr=a.lr, progress=False,
-                      validation=test, max_jump=a.max_jump_T * T, log_fraction=a.logf, val_every=10**9)
+                      validation=test, max_jump=a.max_jump_T * T, log_fraction=a.logf, val_every=10**9,
+                      jump_margin=a.margin)
     train_s = time.perf_counter() - t0
     fm = res.flowmap
     if a.lbfgs:

@@ -206,6 +206,7 @@ def fit(
     min_jump: float | None = None,
     diagonal_fraction: float = 0.25,
     log_fraction: float = 0.2,
+    jump_margin: float = 0.1,
     validation: Any = None,
     val_jumps: list[float] | None = None,
     val_every: int | None = None,
@@ -238,8 +239,14 @@ def fit(
     ema_decay:
         Exponential moving average of the weights; the EMA model is evaluated and saved.
     max_jump, min_jump:
-        Range of jump sizes trained (time units; log-uniform). Default: the system's timescale
-        (capped by the data's span) and 1/200 of it.
+        Range of jump sizes the map is for (time units). Default: the system's timescale
+        (capped by the data's span) and 1/200 of it. ``max_jump`` becomes the map's
+        :attr:`~flowsim.FlowMap.max_jump`, the longest jump ``odeint`` takes.
+    jump_margin:
+        Train gaps up to ``max_jump · (1 + jump_margin)`` where the data reach that far. A
+        network is least accurate at the edge of the range it was trained on: on
+        Lotka–Volterra (16,000 steps) the median error at exactly ``max_jump`` was 2.5× that at
+        0.85 ``max_jump`` with no margin, and on the trend of the shorter jumps with 10 %.
     diagonal_fraction:
         Fraction of physics samples on the diagonal ``s = t``.
     log_fraction:
@@ -341,6 +348,11 @@ def fit(
         lo = max(lo, bank.min_step)
     if not 0 < lo < hi:
         raise ConfigError(f"need 0 < min_jump < max_jump; got {lo}, {hi}")
+    if not 0 <= jump_margin <= 10:
+        raise ConfigError(f"jump_margin must be in [0, 10]; got {jump_margin}")
+    train_hi = hi * (1 + jump_margin)
+    if bank is not None:
+        train_hi = max(hi, min(train_hi, bank.max_gap))
     if val_bank is None:
         val_bank = _default_validation(fm, hi, seed)
     vj = val_jumps or sorted({round(v, 12) for v in (max(lo, 0.01 * T), 0.1 * T, hi)})
@@ -350,7 +362,7 @@ def fit(
     run_cfg = dict(objectives=[o.name for o in objs], weights=[o.weight for o in objs], steps=steps,
                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup, clip=clip,
                    ema_decay=ema_decay, max_jump=hi, min_jump=lo, diagonal_fraction=diagonal_fraction,
-                   log_fraction=log_fraction,
+                   log_fraction=log_fraction, jump_margin=jump_margin, trained_max_gap=train_hi,
                    seed=seed, val_jumps=vj)
 
     opt = torch.optim.AdamW(fm.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
@@ -365,7 +377,7 @@ def fit(
         fm.set_state_transform(StateTransform.fit(bank.x, log=_log_mask(fm, bank)))
     if start == 0:
         fm.velocity_scale.copy_(_velocity_scale(fm, bank, seed))
-    sampler = _Sampler(fm, bank, batch_size, lo, hi, diagonal_fraction, g, log_fraction)
+    sampler = _Sampler(fm, bank, batch_size, lo, train_hi, diagonal_fraction, g, log_fraction)
     if streaming:  # pairs stream from the store chunk by chunk; `bank` is a bounded probe of it
         from ..data import PairSampler
 
@@ -397,7 +409,7 @@ def fit(
             group["lr"] = lr * scale
         # physics terms: a curriculum from short to long jumps (their long-jump targets come
         # from the map itself, so they are only meaningful once short jumps are right)
-        sampler.states_hi = lo + (hi - lo) * min(1.0, 0.1 + 0.9 * frac / 0.5)
+        sampler.states_hi = lo + (train_hi - lo) * min(1.0, 0.1 + 0.9 * frac / 0.5)
         batches: dict[str, Any] = {}
         terms: dict[str, Tensor] = {}
         for o in objs:

@@ -148,6 +148,23 @@ def test_resume_refuses_another_system(tmp_path):
                     progress=False)
 
 
+def test_jump_margin_trains_past_max_jump_and_keeps_it():
+    sysm = flowsim.get_system("lotka_volterra")
+    T = sysm.timescale
+    x0 = sysm.sample_initial(16, 0)
+    long = flowsim.reference_solve(sysm, x0, torch.linspace(0, 2 * T, 81, dtype=torch.float64))
+    short = flowsim.reference_solve(sysm, x0, torch.linspace(0, T, 41, dtype=torch.float64))
+    for sol, margin, trained in [(long, 0.1, 1.1 * T), (long, 0.0, T), (short, 0.1, T)]:
+        fm = flowsim.FlowMap(sysm, width=8, depth=1)
+        res = flowsim.fit(fm, "pairs", sol, steps=3, batch_size=16, max_jump=T, progress=False,
+                          jump_margin=margin)
+        assert res.flowmap.max_jump == pytest.approx(T)  # odeint's longest jump stays max_jump
+        assert res.flowmap.training_record["trained_max_gap"] == pytest.approx(trained)
+    with pytest.raises(flowsim.ConfigError, match="jump_margin"):
+        flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", long, steps=3,
+                    progress=False, jump_margin=-0.5)
+
+
 def test_fit_bad_inputs():
     fm = flowsim.FlowMap("harmonic_oscillator", width=8, depth=1)
     with pytest.raises(flowsim.ConfigError, match="need trajectory data"):
