@@ -139,8 +139,8 @@ class PairRegression(Objective):
     ``loss="norm"`` (default) averages each pair's error norm ``‖X − x_t‖`` (in normalised
     coordinates); ``loss="squared"`` averages ``‖X − x_t‖²``. Accuracy is judged by the typical
     (median) landing error, and the squared loss spends its effort on the worst pairs instead:
-    on Lotka–Volterra at 16,000 steps the norm loss gave 2.9e-4 / 1.0e-3 / 1.8e-3 median error
-    at 0.01 / 0.1 / 0.46 T against 8.4e-4 / 2.0e-3 / 3.3e-3 for the squared loss
+    on Lotka–Volterra at 16,000 steps the norm loss gave 2.8e-4 / 9.9e-4 / 1.9e-3 median error
+    at 0.01 / 0.1 / 0.46 T against 7.8e-4 / 2.1e-3 / 3.3e-3 for the squared loss
     (``benchmarks/accuracy_ablation.py --loss …``).
 
     ``jump_weight=None`` (default) weighs all pairs equally: the error of the landing point, which

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,8 +246,8 @@ def fit(
     jump_margin:
         Train gaps up to ``max_jump · (1 + jump_margin)`` where the data reach that far. A
         network is least accurate at the edge of the range it was trained on: on
-        Lotka–Volterra (16,000 steps) the median error at exactly ``max_jump`` was 2.5× that at
-        0.85 ``max_jump`` with no margin, and on the trend of the shorter jumps with 10 %.
+        Lotka–Volterra (16,000 steps) the median error at exactly ``max_jump`` was 2.6× that at
+        0.85 ``max_jump`` with no margin, and 1.3× with 10 %.
     diagonal_fraction:
         Fraction of physics samples on the diagonal ``s = t``.
     log_fraction:
@@ -258,7 +259,8 @@ def fit(
     val_jumps, val_every, log_every:
         Jump sizes (time units) and cadence of validation and logging.
     device:
-        ``"cpu"``, ``"cuda"``, …; default: the map's device.
+        ``"cpu"``, ``"cuda"``, …; default: the map's device. On CUDA a float32 map warns if
+        TF32 matrix products are enabled (they round to ~1e-3).
     seed:
         Seeds every random draw: same seed, same weights on CPU.
     checkpoint_dir:
@@ -311,6 +313,8 @@ def fit(
     fm = flowmap
     if device is not None:
         fm.to(device)
+    if fm.dtype == torch.float32:
+        _warn_if_tf32(fm.device)
     store_path = None
     if isinstance(data, (str, os.PathLike)):
         from ..data import open_store
@@ -365,7 +369,7 @@ def fit(
                    log_fraction=log_fraction, jump_margin=jump_margin, trained_max_gap=train_hi,
                    seed=seed, val_jumps=vj)
 
-    opt = torch.optim.AdamW(fm.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
+    opt = _adamw(list(fm.parameters()), lr, weight_decay)
     ema = [p.detach().clone() for p in fm.parameters()]
     start = 0
     history: list[dict[str, Any]] = []
@@ -382,7 +386,7 @@ def fit(
         from ..data import PairSampler
 
         sampler.stream = PairSampler(store_path, batch_size=batch_size, split="train",
-                                     min_gap=lo, max_gap=hi, gaps="log-uniform", seed=seed,
+                                     min_gap=lo, max_gap=train_hi, gaps="log-uniform", seed=seed,
                                      drop_last=True)
     n_warm = max(1, int(warmup * steps))
     val_every = val_every or max(steps // 5, 1)
@@ -459,6 +463,32 @@ def fit(
             tmp.write_text(json.dumps({"config": run_cfg, "metrics": metrics}, indent=2))
     return FitResult(flowmap=fm, history=history, metrics=metrics, checkpoint_dir=ckdir,
                      steps=steps_done, wall_time=time.perf_counter() - t_start)
+
+
+def _adamw(params: list[Tensor], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with the fused kernels where the device has them (on a 2-core CPU its step takes
+    0.2 ms instead of 0.4 ms for a 128×4 network: ~5 % more training steps), else ``foreach``."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+def _warn_if_tf32(device: torch.device) -> bool:
+    """Warn (and return True) when float32 matrix products on CUDA may run in TF32, whose
+    10-bit mantissa (~1e-3) is as coarse as the accuracy a jump is trained for."""
+    if device.type != "cuda":
+        return False
+    if torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest":
+        warnings.warn(
+            "TF32 matrix products are enabled (torch.backends.cuda.matmul.allow_tf32 or "
+            "torch.set_float32_matmul_precision): they round to ~1e-3 and limit the accuracy of "
+            "a float32 flow map; set torch.backends.cuda.matmul.allow_tf32 = False and "
+            "torch.set_float32_matmul_precision('highest') for training",
+            stacklevel=3,
+        )
+        return True
+    return False
 
 
 def _log_mask(fm: FlowMap, bank: TrajectoryBank) -> list[bool]:

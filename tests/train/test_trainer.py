@@ -185,3 +185,17 @@ def test_fit_streams_a_store_from_disk(tmp_path):
                       stream=True, max_jump=5.0)
     assert all(v == v for v in res.metrics.values())  # finite validation numbers
     assert res.history[-1]["step"] == 40
+
+
+def test_tf32_on_cuda_is_warned_about():
+    from flowsim.train.trainer import _warn_if_tf32
+
+    assert not _warn_if_tf32(torch.device("cuda")) and not _warn_if_tf32(torch.device("cpu"))
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")  # lets CUDA use TF32
+        with pytest.warns(UserWarning, match="TF32"):
+            assert _warn_if_tf32(torch.device("cuda"))
+        assert not _warn_if_tf32(torch.device("cpu"))
+    finally:
+        torch.set_float32_matmul_precision(old)
