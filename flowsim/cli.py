@@ -68,7 +68,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     fm = FlowMap(system, width=args.width, depth=args.depth, tangent=args.tangent)
     res = fit(fm, objective, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
               device=args.device, checkpoint_dir=args.out, seed=args.seed,
-              progress=not args.no_progress, max_jump=args.max_jump, resume=not args.restart)
+              progress=not args.no_progress, max_jump=args.max_jump, resume=not args.restart,
+              jump_margin=args.jump_margin,
+              time_budget=None if args.minutes is None else 60 * args.minutes)
     print(f"saved {args.out}; validation: "
           + ", ".join(f"{k}={v:.2e}" for k, v in res.metrics.items()))
     return 0
@@ -120,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--tangent", action="store_true", help="build the vector field into the map")
     p.add_argument("--max-jump", type=float, help="longest jump to train (default: timescale)")
+    p.add_argument("--jump-margin", type=float, default=0.1,
+                   help="train gaps up to max-jump × (1 + this) where the data reach (default 0.1)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock training budget; --steps becomes an upper bound")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint directory")

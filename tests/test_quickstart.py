@@ -67,6 +67,12 @@ def test_train_command_from_store_and_physics(quick, tmp_path):
     assert main(["train", "--system", "harmonic_oscillator", "--steps", "10", "--width", "16",
                  "--depth", "1", "--batch-size", "64", "--out", str(tmp_path / "m2"),
                  "--no-progress"]) == 0
+    # a wall-clock budget stops a run long before its step count; the margin is recorded
+    assert main(["train", "--store", str(out / "data.zarr"), "--steps", "1000000", "--minutes",
+                 "0.02", "--jump-margin", "0", "--width", "16", "--depth", "1",
+                 "--out", str(tmp_path / "m3"), "--no-progress"]) == 0
+    record = flowsim.load(tmp_path / "m3").training_record
+    assert record["steps_done"] < 1000000 and record["jump_margin"] == 0
 
 
 def test_train_command_bad_input(tmp_path, capsys):
