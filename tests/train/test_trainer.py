@@ -173,6 +173,8 @@ def test_fit_bad_inputs():
         flowsim.fit(fm, "pairs", [1, 2, 3], steps=5, progress=False)
     with pytest.raises(flowsim.ConfigError):
         flowsim.fit(fm, "physics", None, steps=0, progress=False)
+    with pytest.raises(flowsim.ConfigError, match="time_budget"):
+        flowsim.fit(fm, "physics", None, steps=5, progress=False, time_budget=-1.0)
 
 
 def test_fit_streams_a_store_from_disk(tmp_path):
