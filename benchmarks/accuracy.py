@@ -75,6 +75,8 @@ def main(argv=None):
     ap.add_argument("--prior-scale", type=float, default=1.0,
                     help="shrink the parameter prior around the defaults (1 = full prior)")
     ap.add_argument("--max-jump-T", type=float, default=1.0)
+    ap.add_argument("--optimizer", default="auto", choices=["auto", "adamw", "muon"],
+                    help="fit(optimizer=…)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="benchmarks/results/accuracy")
@@ -118,7 +120,7 @@ def main(argv=None):
                               batch_size=args.batch, lr=args.lr, progress=False, device=device,
                               validation=test, max_jump=args.max_jump_T * T,
                               log_fraction=args.log_fraction, time_budget=budget,
-                              jump_margin=args.jump_margin,
+                              jump_margin=args.jump_margin, optimizer=args.optimizer,
                               val_every=10**9)
             train_time = time.perf_counter() - t0
             steps = res.steps

@@ -20,6 +20,10 @@ appends the line to ``--log``. ``--lbfgs N`` adds N L-BFGS iterations on fixed p
     (and the same with --system van_der_pol / pendulum / fitzhugh_nagumo)
     python benchmarks/accuracy_ablation.py --lr 5e-3 --jw 0 --logf 0.2 --steps 16000 --loss squared \
         --activation silu
+    # the optimiser (this script defaults to adamw, as the rows above were measured; fit's
+    # default is Muon where torch has it)
+    python benchmarks/accuracy_ablation.py --system fitzhugh_nagumo --lr 5e-3 --jw 0 --logf 0.2 \
+        --loss norm --margin 0.1 --steps 16000 --optimizer muon        # and --optimizer adamw
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ def main(argv=None):
     ap.add_argument("--margin", type=float, default=0.0, help="fit(jump_margin=…) (default 0.1)")
     ap.add_argument("--max-jump-T", type=float, default=1.0)
     ap.add_argument("--n-train", type=int, default=4000)
+    ap.add_argument("--optimizer", default="adamw", choices=["auto", "adamw", "muon"],
+                    help="fit(optimizer=…); the rows in docs/benchmarks.md before Muon used adamw")
     ap.add_argument("--lbfgs", type=int, default=0, help="L-BFGS iterations after Adam")
     ap.add_argument("--lbfgs-pairs", type=int, default=65536)
     ap.add_argument("--threads", type=int, default=1)
@@ -79,7 +85,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     res = flowsim.fit(fm, objs, bank, steps=a.steps, batch_size=a.batch, lr=a.lr, progress=False,
                       validation=test, max_jump=a.max_jump_T * T, log_fraction=a.logf, val_every=10**9,
-                      jump_margin=a.margin)
+                      jump_margin=a.margin, optimizer=a.optimizer)
     train_s = time.perf_counter() - t0
     fm = res.flowmap
     if a.lbfgs:

@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     res = fit(fm, objective, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
               device=args.device, checkpoint_dir=args.out, seed=args.seed,
               progress=not args.no_progress, max_jump=args.max_jump, resume=not args.restart,
-              jump_margin=args.jump_margin,
+              jump_margin=args.jump_margin, optimizer=args.optimizer,
               time_budget=None if args.minutes is None else 60 * args.minutes)
     print(f"saved {args.out}; validation: "
           + ", ".join(f"{k}={v:.2e}" for k, v in res.metrics.items()))
@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train gaps up to max-jump × (1 + this) where the data reach (default 0.1)")
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-clock training budget; --steps becomes an upper bound")
+    p.add_argument("--optimizer", default="auto", choices=["auto", "adamw", "muon"],
+                   help="muon: Muon on the hidden matrices, AdamW on the rest; auto (default): "
+                        "muon where torch has it (>= 2.9)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint directory")

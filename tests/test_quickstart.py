@@ -65,8 +65,9 @@ def test_train_command_from_store_and_physics(quick, tmp_path):
                  "--depth", "1", "--out", str(tmp_path / "m1"), "--no-progress"]) == 0
     assert flowsim.load(tmp_path / "m1").config.system == "fitzhugh_nagumo"
     assert main(["train", "--system", "harmonic_oscillator", "--steps", "10", "--width", "16",
-                 "--depth", "1", "--batch-size", "64", "--out", str(tmp_path / "m2"),
-                 "--no-progress"]) == 0
+                 "--depth", "2", "--batch-size", "64", "--out", str(tmp_path / "m2"),
+                 "--optimizer", "muon", "--no-progress"]) == 0
+    assert flowsim.load(tmp_path / "m2").training_record["optimizer"] == "muon"
     # a wall-clock budget stops a run long before its step count; the margin is recorded
     assert main(["train", "--store", str(out / "data.zarr"), "--steps", "1000000", "--minutes",
                  "0.02", "--jump-margin", "0", "--width", "16", "--depth", "1",

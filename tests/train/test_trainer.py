@@ -27,16 +27,16 @@ SCRIPT = textwrap.dedent(
     fm = flowsim.FlowMap(sysm, width=16, depth=2)
     res = flowsim.fit(fm, "pairs+semigroup", sol, steps=int(sys.argv[2]), batch_size=64,
                       checkpoint_dir=sys.argv[1], checkpoint_every=10, progress=False,
-                      val_every=10**6, seed=3)
+                      val_every=10**6, seed=3, optimizer=sys.argv[3])
     torch.save(res.flowmap.state_dict(), sys.argv[1] + "/final.pt")
     """
 )
 
 
-def _run_script(tmp_path, ckdir, steps, kill_at=None):
+def _run_script(tmp_path, ckdir, steps, kill_at=None, optimizer="adamw"):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), str(ckdir), str(steps)],
+    proc = subprocess.Popen([sys.executable, str(script), str(ckdir), str(steps), optimizer],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if kill_at is None:
         out, err = proc.communicate(timeout=300)
@@ -58,15 +58,16 @@ def _run_script(tmp_path, ckdir, steps, kill_at=None):
     assert proc.returncode == -signal.SIGKILL
 
 
-def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, optimizer):
     steps = 200
     clean, killed = tmp_path / "clean", tmp_path / "killed"
-    _run_script(tmp_path, clean, steps)
-    _run_script(tmp_path, killed, steps, kill_at=40)
+    _run_script(tmp_path, clean, steps, optimizer=optimizer)
+    _run_script(tmp_path, killed, steps, kill_at=40, optimizer=optimizer)
     step_at_kill = torch.load(killed / "trainer_state.pt", weights_only=True)["step"]
     assert 40 <= step_at_kill < steps
     assert not (killed / "final.pt").exists()
-    _run_script(tmp_path, killed, steps)  # resumes
+    _run_script(tmp_path, killed, steps, optimizer=optimizer)  # resumes
     a = torch.load(clean / "final.pt", weights_only=True)
     b = torch.load(killed / "final.pt", weights_only=True)
     for k in a:

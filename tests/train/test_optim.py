@@ -1,0 +1,64 @@
+"""``fit(optimizer=…)``: AdamW, and Muon on the hidden matrices with AdamW for the rest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flowsim
+from flowsim.train import TrajectoryBank
+from flowsim.train.optim import MuonAdamW, hidden_matrices, make_optimizer, resolve_optimizer
+
+
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
+    fm = flowsim.FlowMap("lotka_volterra", width=32, depth=4)
+    opt = make_optimizer(fm, "muon", lr=1e-3)
+    assert isinstance(opt, MuonAdamW)
+    muon = {id(p) for g in opt.muon.param_groups for p in g["params"]}
+    adamw = {id(p) for g in opt.adamw.param_groups for p in g["params"]}
+    assert len(muon) == 3  # the 32×32 layers between the input layer and the head
+    assert not muon & adamw and muon | adamw == {id(p) for p in fm.parameters()}
+    assert all(p.shape == (32, 32) for p in hidden_matrices(fm))
+    res = flowsim.FlowMap("lotka_volterra", width=32, depth=4, backbone="resnet")
+    assert len(hidden_matrices(res)) == 4  # two blocks of two layers
+    # no hidden matrix (depth 1): AdamW alone
+    assert isinstance(make_optimizer(flowsim.FlowMap("lotka_volterra", width=8, depth=1), "muon",
+                                     lr=1e-3), torch.optim.AdamW)
+    with pytest.raises(flowsim.ConfigError, match="unknown optimizer"):
+        make_optimizer(fm, "sgd", lr=1e-3)
+    with pytest.raises(flowsim.ConfigError, match="unknown optimizer"):
+        flowsim.fit(fm, "physics", None, steps=2, progress=False, optimizer="Adam")
+    # the default: Muon where this torch has it, and the record says which was used
+    assert resolve_optimizer("auto") == ("muon" if hasattr(torch.optim, "Muon") else "adamw")
+    res = flowsim.fit(flowsim.FlowMap("harmonic_oscillator", width=8, depth=2), "physics", None,
+                      steps=2, progress=False)
+    assert res.flowmap.training_record["optimizer"] == resolve_optimizer("auto")
+
+
+def test_muon_training_reaches_accuracy():
+    """The Lotka–Volterra run of test_trainer.py with Muon: same data, steps and thresholds
+    (a Muon step that moved the wrong way could not meet them)."""
+    sysm = flowsim.get_system("lotka_volterra")
+    g = torch.Generator().manual_seed(0)
+    x0 = sysm.sample_initial(200, g)
+    t = torch.linspace(0, 2 * sysm.timescale, 121, dtype=torch.float64)
+    sol = flowsim.reference_solve(sysm, x0, t, sysm.default_params(200), rtol=1e-10, atol=1e-12)
+    train, test = TrajectoryBank.from_solution(sol).split(0.2, g)
+    fm = flowsim.FlowMap(sysm, width=48, depth=3, param_range="default")
+    res = flowsim.fit(fm, "pairs", train, steps=800, batch_size=256, lr=5e-3, progress=False,
+                      validation=test, max_jump=sysm.timescale, optimizer="muon")
+    T = sysm.timescale
+    errs = flowsim.train.validation.jump_errors(res.flowmap, test, [0.01 * T, 0.1 * T, T])
+    assert errs[f"rel@{0.01 * T:.4g}"] < 2e-2
+    assert errs[f"rel@{0.1 * T:.4g}"] < 5e-2
+    assert errs[f"norm@{T:.4g}"] < 0.3
+    assert res.flowmap.training_record["optimizer"] == "muon"
+
+
+def test_resume_refuses_a_checkpoint_of_another_optimizer(tmp_path):
+    sysm = flowsim.get_system("harmonic_oscillator")
+    sol = flowsim.reference_solve(sysm, sysm.sample_initial(20, 0), torch.linspace(0, 5, 21))
+    kw = dict(steps=5, batch_size=16, checkpoint_dir=tmp_path, progress=False)
+    flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=2), "pairs", sol, optimizer="adamw", **kw)
+    with pytest.raises(flowsim.CheckpointError, match="optimizer"):
+        flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=2), "pairs", sol, optimizer="muon", **kw)
