@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import ConfigError, FlowsimError
+from .train.optim import OPTIMIZERS
 
 __all__ = ["main"]
 
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train gaps up to max-jump × (1 + this) where the data reach (default 0.1)")
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-clock training budget; --steps becomes an upper bound")
-    p.add_argument("--optimizer", default="auto", choices=["auto", "adamw", "muon"],
+    p.add_argument("--optimizer", default="auto", choices=list(OPTIMIZERS),
                    help="muon: Muon on the hidden matrices, AdamW on the rest; auto (default): "
                         "muon where torch has it (>= 2.9)")
     p.add_argument("--device", default=None)

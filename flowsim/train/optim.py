@@ -55,7 +55,9 @@ def hidden_matrices(fm: FlowMap) -> list[Tensor]:
     """The backbone's square ``width × width`` weight matrices: the layers between the first
     (inputs → width) and the head (width → state), which Muon is meant for."""
     w = fm.config.width
-    return [p for p in fm.net.parameters() if p.ndim == 2 and p.shape == (w, w)]
+    matrices = [p for p in fm.net.parameters() if p.ndim == 2]
+    # the first matrix is the input layer, even where the input happens to be `width` wide
+    return [p for p in matrices[1:] if p.shape == (w, w)]
 
 
 class MuonAdamW:
