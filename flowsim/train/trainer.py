@@ -238,7 +238,7 @@ def fit(
     steps, batch_size, lr, weight_decay:
         Optimisation: ``warmup`` (fraction of steps) then cosine decay to zero.
     optimizer:
-        ``"muon"``: Muon on the backbone's hidden matrices and AdamW on the rest
+        ``"muon"``: Muon on the backbone's weight matrices (all but the head's) and AdamW on the rest
         (:class:`~flowsim.train.optim.MuonAdamW`, needs torch ≥ 2.9); ``"adamw"``; or
         ``"auto"`` (default): Muon where torch has it, else AdamW. The name used is recorded
         in the training record. On the 2-core CPU, 10 minutes of Muon reached 1.6–2.5× lower
@@ -600,7 +600,13 @@ def _restore(ckdir: Path, fm: FlowMap, opt, ema, g, run_cfg) -> tuple[int, list]
         fm.load_state_dict(state["model"])
     except RuntimeError as err:
         raise CheckpointError(f"trainer state does not fit this model: {err}") from None
-    opt.load_state_dict(state["optimizer"])
+    try:
+        opt.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(
+            f"{ckdir} holds optimiser state that does not fit this run's optimiser ({err}); it was "
+            "probably written by another flowsim version: pass resume=False or another "
+            "checkpoint_dir") from None
     with torch.no_grad():
         for e, s in zip(ema, state["ema"]):
             e.copy_(s)

@@ -1,4 +1,4 @@
-"""``fit(optimizer=…)``: AdamW, and Muon on the hidden matrices with AdamW for the rest."""
+"""``fit(optimizer=…)``: AdamW, and Muon on the weight matrices with AdamW for the rest."""
 
 from __future__ import annotations
 
@@ -7,23 +7,27 @@ import torch
 
 import flowsim
 from flowsim.train import TrajectoryBank
-from flowsim.train.optim import MuonAdamW, hidden_matrices, make_optimizer, resolve_optimizer
+from flowsim.train.optim import MuonAdamW, make_optimizer, muon_matrices, resolve_optimizer
 
 
-def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
+def test_muon_takes_the_muon_matrices_and_adamw_the_rest():
     fm = flowsim.FlowMap("lotka_volterra", width=32, depth=4)
     opt = make_optimizer(fm, "muon", lr=1e-3)
     assert isinstance(opt, MuonAdamW)
     muon = {id(p) for g in opt.muon.param_groups for p in g["params"]}
     adamw = {id(p) for g in opt.adamw.param_groups for p in g["params"]}
-    assert len(muon) == 3  # the 32×32 layers between the input layer and the head
+    assert len(muon) == 4  # the input layer and the three 32×32 layers; not the head
     assert not muon & adamw and muon | adamw == {id(p) for p in fm.parameters()}
-    assert all(p.shape == (32, 32) for p in hidden_matrices(fm))
+    d_in = fm.net.body[0].in_features
+    assert [tuple(p.shape) for p in muon_matrices(fm)] == [(32, d_in)] + [(32, 32)] * 3
+    assert id(fm.net.head.weight) in adamw and all(p.ndim == 1 for p in fm.parameters()
+                                                     if id(p) in adamw and p is not fm.net.head.weight)
     res = flowsim.FlowMap("lotka_volterra", width=32, depth=4, backbone="resnet")
-    assert len(hidden_matrices(res)) == 4  # two blocks of two layers
-    # no hidden matrix (depth 1): AdamW alone
-    assert isinstance(make_optimizer(flowsim.FlowMap("lotka_volterra", width=8, depth=1), "muon",
-                                     lr=1e-3), torch.optim.AdamW)
+    assert len(muon_matrices(res)) == 5  # the input layer and two blocks of two layers
+    assert all(p is not res.net.head.weight for p in muon_matrices(res))
+    # depth 1: the input layer alone goes to Muon
+    one = flowsim.FlowMap("lotka_volterra", width=8, depth=1)
+    assert [p.shape for p in muon_matrices(one)] == [one.net.body[0].weight.shape]
     with pytest.raises(flowsim.ConfigError, match="unknown optimizer"):
         make_optimizer(fm, "sgd", lr=1e-3)
     with pytest.raises(flowsim.ConfigError, match="unknown optimizer"):
@@ -62,3 +66,18 @@ def test_resume_refuses_a_checkpoint_of_another_optimizer(tmp_path):
     flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=2), "pairs", sol, optimizer="adamw", **kw)
     with pytest.raises(flowsim.CheckpointError, match="optimizer"):
         flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=2), "pairs", sol, optimizer="muon", **kw)
+
+
+def test_resume_refuses_optimiser_state_of_another_split(tmp_path):
+    """A Muon checkpoint whose Muon group holds other matrices (as one written before the input
+    layer moved to Muon) gives a CheckpointError, not a torch traceback."""
+    sysm = flowsim.get_system("harmonic_oscillator")
+    sol = flowsim.reference_solve(sysm, sysm.sample_initial(20, 0), torch.linspace(0, 5, 21))
+    kw = dict(steps=5, batch_size=16, checkpoint_dir=tmp_path, progress=False, optimizer="muon")
+    flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=2), "pairs", sol, **kw)
+    path = tmp_path / "trainer_state.pt"
+    state = torch.load(path, weights_only=True)
+    state["optimizer"]["muon"]["param_groups"][0]["params"].pop(0)  # the old split: one fewer
+    torch.save(state, path)
+    with pytest.raises(flowsim.CheckpointError, match="optimiser state"):
+        flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=2), "pairs", sol, **kw)
