@@ -59,7 +59,7 @@ def main(argv=None):
     ap.add_argument("--minutes", type=float, default=10.0, help="training budget per run")
     ap.add_argument("--steps", type=int, default=None, help="fixed step count instead of a budget")
     ap.add_argument("--width", type=int, default=128)
-    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--depth", type=int, default=6)
     ap.add_argument("--backbone", default="mlp")
     ap.add_argument("--activation", default="gelu")
     ap.add_argument("--batch", type=int, default=512)

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--width", type=int, default=128)
-    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--depth", type=int, default=6)
     p.add_argument("--tangent", action="store_true", help="build the vector field into the map")
     p.add_argument("--max-jump", type=float, help="longest jump to train (default: timescale)")
     p.add_argument("--jump-margin", type=float, default=0.1,
@@ -128,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-clock training budget; --steps becomes an upper bound")
     p.add_argument("--optimizer", default="auto", choices=list(OPTIMIZERS),
-                   help="muon: Muon on the hidden matrices, AdamW on the rest; auto (default): "
-                        "muon where torch has it (>= 2.9)")
+                   help="muon: Muon on the weight matrices but the head's, AdamW on the rest; "
+                        "auto (default): muon where torch has it (>= 2.9)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint directory")

@@ -29,7 +29,7 @@ __all__ = ["quickstart", "evaluate"]
 SIZES = {
     # n trajectories, stored times, training steps, width, depth, batch, evaluation states
     "small": dict(n=96, n_times=81, steps=150, width=32, depth=2, batch=128, n_eval=64),
-    "default": dict(n=2048, n_times=321, steps=6000, width=128, depth=4, batch=512, n_eval=2000),
+    "default": dict(n=2048, n_times=321, steps=6000, width=128, depth=6, batch=512, n_eval=2000),
 }
 
 
