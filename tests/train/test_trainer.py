@@ -110,11 +110,14 @@ def test_short_training_reaches_accuracy():
 def test_physics_only_training_learns_the_oscillator():
     sysm = flowsim.get_system("harmonic_oscillator")
     fm = flowsim.FlowMap(sysm, width=64, depth=3)
-    res = flowsim.fit(fm, "physics", None, steps=500, batch_size=128, lr=3e-3, progress=False,
+    # 1,000 steps: with Muon on the input layer physics-only training starts slower (at 500
+    # steps 0.19-0.27 at this jump over three seeds, against 0.04-0.07 with the input layer on
+    # AdamW) and catches up (1,000 steps: 0.024-0.034; 2,000: 7.2e-3 against 8.0e-3)
+    res = flowsim.fit(fm, "physics", None, steps=1000, batch_size=128, lr=3e-3, progress=False,
                       max_jump=1.0, seed=1)
     errs = res.metrics
     key = [k for k in errs if k.startswith("rel@1")][0]
-    assert errs[key] < 0.1, errs  # the identity map scores ~0.6 at this jump
+    assert errs[key] < 0.06, errs  # the identity map scores ~0.6 at this jump
 
 
 def test_checkpoint_round_trip_and_foreign_refused(tmp_path):
