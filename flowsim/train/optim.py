@@ -59,9 +59,26 @@ def muon_matrices(fm: FlowMap) -> list[Tensor]:
     feature vector (state, parameters, time features), and Muon there lowered the error at
     every jump size: FitzHugh–Nagumo, 128×6, 16,000 steps, 1.9e-3 at 1 T against 2.4e-3 with
     the input layer on AdamW (1.25×; 128×4: 3.2e-3 against 3.4e-3). The head (width → state,
-    rank ≤ the state dimension) stays on AdamW: Muon there was no better (2.1e-3). Physics-only
-    training starts slower with it (harmonic oscillator, 64×3, error of a jump of 1 after 500
-    steps 0.19–0.27 against 0.04–0.07) and catches up (2,000 steps: 7.2e-3 against 8.0e-3).
+    rank ≤ the state dimension) stays on AdamW: Muon there was no better (2.1e-3)
+    (``benchmarks/depth_ablation.py --muon-layers …``). Physics-only training starts slower
+    with it and catches up (``tests/train/test_trainer.py``, physics-only test).
+
+    Arguments
+    ---------
+    fm:
+        The flow map to be trained.
+
+    Returns
+    -------
+    list of Tensor
+        The 2-D weights of the backbone but the head's, in parameter order.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> fm = flowsim.FlowMap("lotka_volterra", width=32, depth=3)
+    >>> [tuple(p.shape) for p in muon_matrices(fm)][1:]
+    [(32, 32), (32, 32)]
     """
     matrices = [p for p in fm.net.parameters() if p.ndim == 2]
     head = fm.net.head.weight
