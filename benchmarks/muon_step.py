@@ -3,7 +3,10 @@
 
 Both run in one process on the same map, data and seed: first the optimiser step alone on the
 backbone's matrices with random gradients, then ``flowsim.fit`` (pair regression on
-FitzHugh–Nagumo, the accuracy benchmark's settings) for ``--steps`` steps at each batch size.
+FitzHugh–Nagumo, the accuracy benchmark's settings) for ``--steps`` steps at each batch size,
+alternating the two ``--repeats`` times (a whole ``fit`` call, so it includes its set-up and
+final validation). This virtual machine's speed drifts by tens of per cent within minutes, so
+the figure to read is the median of the ratios of neighbouring runs.
 
     python benchmarks/muon_step.py                      # 128×6, batches 512 and 1024, 2 threads
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -66,6 +70,7 @@ def main(argv=None):
     ap.add_argument("--depth", type=int, default=6)
     ap.add_argument("--batches", type=int, nargs="+", default=[512, 1024])
     ap.add_argument("--steps", type=int, default=400, help="training steps timed per run")
+    ap.add_argument("--repeats", type=int, default=5, help="alternating pairs of runs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/muon_step.json")
     a = ap.parse_args(argv)
@@ -81,18 +86,24 @@ def main(argv=None):
         out["optimizer_step_ms"][name] = 1e3 * time_optimizer_step(cls, fm, 300)
     bank, _ = make_bank(system, 1000, 2.1 * system.timescale, 421, 1, 1.0)
     test, _ = make_bank(system, 50, 2 * system.timescale, 401, 2, 1.0)
-    for batch in a.batches:
-        out["fit_step_ms"][str(batch)] = {
-            name: 1e3 * time_fit_step(cls, system, bank, test, a.width, a.depth, batch, a.steps)
-            for name, cls in IMPLS.items()}
-    print(f"{out['network']} on {out['machine']}; matrices {shapes}")
     ours, theirs = "flowsim BatchedMuon", "torch.optim.Muon"
+    for batch in a.batches:  # alternating; this VM's speed drifts, so compare neighbours
+        times: dict[str, list[float]] = {name: [] for name in IMPLS}
+        for _ in range(a.repeats):
+            for name, cls in IMPLS.items():
+                times[name].append(1e3 * time_fit_step(cls, system, bank, test, a.width, a.depth,
+                                                       batch, a.steps))
+        ratios = [t / o for t, o in zip(times[theirs], times[ours])]
+        out["fit_step_ms"][str(batch)] = {**times, "ratio_median": statistics.median(ratios)}
+    print(f"{out['network']} on {out['machine']}; matrices {shapes}")
     o = out["optimizer_step_ms"]
     print(f"optimiser step: torch {o[theirs]:.2f} ms, flowsim {o[ours]:.2f} ms "
           f"({o[theirs] / o[ours]:.2f}x)")
     for batch, f in out["fit_step_ms"].items():
-        print(f"fit step, batch {batch}: torch {f[theirs]:.2f} ms, flowsim {f[ours]:.2f} ms "
-              f"({f[theirs] / f[ours]:.2f}x)")
+        print(f"fit step, batch {batch}: torch {statistics.median(f[theirs]):.2f} ms, flowsim "
+              f"{statistics.median(f[ours]):.2f} ms (medians); torch / flowsim, run by run: "
+              f"{' '.join(f'{t / o:.2f}' for t, o in zip(f[theirs], f[ours]))}, "
+              f"median {f['ratio_median']:.2f}x")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
 
