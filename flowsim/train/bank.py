@@ -132,9 +132,14 @@ class TrajectoryBank:
                 TrajectoryBank(self.x[b], self.t[b], self.p[b]))
 
     def sample_pairs(self, n: int, generator: torch.Generator, *, min_gap: float | None = None,
-                     max_gap: float | None = None, log_fraction: float = 1.0) -> PairBatch:
+                     max_gap: float | None = None, log_fraction: float = 1.0,
+                     early_fraction: float = 0.0) -> PairBatch:
         """Draw ``n`` pairs with gaps in ``[min_gap, max_gap]``: a fraction ``log_fraction``
-        spread log-uniformly (all scales), the rest uniformly (more long jumps)."""
+        spread log-uniformly (all scales), the rest uniformly (more long jumps). Starts are
+        uniform over the times that leave room for the gap, except for a fraction
+        ``early_fraction`` drawn log-uniformly in the index (as dense near the first stored state
+        as over the rest), so that jumps from initial states, and the transients after them,
+        are trained as well as the long-time behaviour."""
         lo = max(min_gap or self.min_step, self.min_step)
         hi = min(max_gap or self.max_gap, self.max_gap)
         u = torch.rand(n, generator=generator, dtype=torch.float64)
@@ -151,6 +156,11 @@ class TrajectoryBank:
         # start uniformly among the times that leave room for the gap
         last_start = last_start.clamp(min=0)
         a = (torch.rand(n, generator=generator, dtype=torch.float64) * (last_start + 1)).long()
+        if early_fraction > 0:
+            v = torch.rand(n, generator=generator, dtype=torch.float64)
+            early = torch.exp(v * torch.log(last_start + 2.0)).long() - 1
+            pick = torch.rand(n, generator=generator, dtype=torch.float64) < early_fraction
+            a = torch.where(pick, early, a)
         a = torch.minimum(a, last_start)
         if self._shared:
             s = g1[a]

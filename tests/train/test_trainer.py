@@ -179,6 +179,67 @@ def test_fit_bad_inputs():
         flowsim.fit(fm, "physics", None, steps=0, progress=False)
     with pytest.raises(flowsim.ConfigError, match="time_budget"):
         flowsim.fit(fm, "physics", None, steps=5, progress=False, time_budget=-1.0)
+    for name in ("early_fraction", "log_fraction", "diagonal_fraction"):
+        with pytest.raises(flowsim.ConfigError, match=name):
+            flowsim.fit(fm, "physics", None, steps=5, progress=False, **{name: 1.5})
+
+
+def test_early_fraction_draws_starts_near_the_initial_states():
+    sysm = flowsim.get_system("lotka_volterra")
+    T = sysm.timescale
+    sol = flowsim.reference_solve(sysm, sysm.sample_initial(8, 0),
+                                  torch.linspace(0, 2 * T, 401, dtype=torch.float64))
+    bank = TrajectoryBank.from_solution(sol)
+    g = torch.Generator().manual_seed(0)
+    step = float(bank.t[0, 1] - bank.t[0, 0])
+    n = 20000
+    uniform = bank.sample_pairs(n, g, min_gap=0.5 * T, max_gap=T, early_fraction=0.0)
+    early = bank.sample_pairs(n, g, min_gap=0.5 * T, max_gap=T, early_fraction=1.0)
+    mixed = bank.sample_pairs(n, g, min_gap=0.5 * T, max_gap=T, early_fraction=0.25)
+    for b in (uniform, early, mixed):  # gaps and pairs stay right
+        gap = b.t - b.s
+        assert (gap >= 0.5 * T - step).all() and (gap <= T + step).all() and (b.t <= 2 * T).all()
+        i = torch.searchsorted(bank.t[0], b.s)
+        assert torch.equal(bank.t[0, i], b.s)
+
+    def first(b, k):  # share of starts among the first k stored times
+        return float((b.s < bank.t[0, k]).double().mean())
+
+    # uniform: the first 10 of ≥ 200 admissible starts get < 5 %; log-uniform: ln 11 / ln 302 ≈ 42 %
+    assert first(uniform, 10) < 0.06
+    assert 0.36 < first(early, 10) < 0.48 and 0.09 < first(early, 1) < 0.15
+    assert first(mixed, 10) == pytest.approx(0.25 * first(early, 10) + 0.75 * first(uniform, 10),
+                                             abs=0.02)
+    # and fit records it
+    fm = flowsim.FlowMap(sysm, width=8, depth=1)
+    res = flowsim.fit(fm, "pairs", bank, steps=3, batch_size=16, progress=False, early_fraction=0.3)
+    assert res.flowmap.training_record["early_fraction"] == 0.3
+
+
+def test_jump_errors_from_the_initial_states():
+    """``from_start`` jumps from each trajectory's first state: a map that is exact there and
+    wrong elsewhere scores zero from the start and not along the trajectories."""
+    sysm = flowsim.get_system("harmonic_oscillator")
+    t = torch.linspace(0, 4, 81, dtype=torch.float64)
+    sol = flowsim.reference_solve(sysm, sysm.sample_initial(32, 0), t, rtol=1e-11, atol=1e-12)
+    bank = TrajectoryBank.from_solution(sol)
+
+    class ExactFromZero(torch.nn.Module):  # the true rotation only for jumps that start at 0
+        device, dtype, training = torch.device("cpu"), torch.float64, False
+
+        def forward(self, s, t, x, p):
+            c, sn = torch.cos(t - s), torch.sin(t - s)
+            rot = torch.stack([c * x[:, 0] + sn * x[:, 1], -sn * x[:, 0] + c * x[:, 1]], -1)
+            return torch.where((s == 0)[:, None], rot, x)
+
+        def train(self, mode=True):
+            return self
+
+    jumps = [0.1, 1.0, 2.0]
+    start = flowsim.train.validation.jump_errors(ExactFromZero(), bank, jumps, from_start=True)
+    along = flowsim.train.validation.jump_errors(ExactFromZero(), bank, jumps)
+    assert max(start.values()) < 1e-8
+    assert min(along.values()) > 1e-2
 
 
 def test_fit_streams_a_store_from_disk(tmp_path):
