@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from ..errors import ConfigError
 from ..maps.flowmap import FlowMap
 from .bank import TrajectoryBank
 
@@ -32,12 +33,18 @@ def jump_errors(fm: FlowMap, bank: TrajectoryBank, jumps: list[float], n: int = 
         Pairs drawn per jump size (starts uniform along the trajectories), and their seed.
     from_start:
         Start every jump at each trajectory's first stored state instead (its initial state:
-        transients included), landing on the first stored time at least the jump later.
+        transients included), landing on the first stored time at least the jump later;
+        trajectories too short for the jump are left out.
 
     Returns
     -------
     dict
         ``{"rel@<h>": …, "norm@<h>": …}`` for each jump ``h`` (formatted ``.4g``).
+
+    Raises
+    ------
+    ConfigError
+        ``from_start`` with a jump longer than every trajectory.
 
     Examples
     --------
@@ -60,9 +67,12 @@ def jump_errors(fm: FlowMap, bank: TrajectoryBank, jumps: list[float], n: int = 
         if from_start:
             t0 = bank.t[:, 0]
             k = torch.searchsorted(bank.t, (t0 + h * (1 - 1e-9))[:, None])[:, 0]
-            k = k.clamp(max=bank.n_times - 1)
-            s, t, x_s, x_t = t0, bank.t[rows, k], bank.x[:, 0], bank.x[rows, k]
-            p = bank.p
+            ok = k < bank.n_times  # trajectories long enough for this jump
+            if not bool(ok.any()):
+                raise ConfigError(f"no trajectory reaches a jump of {h:g} from its first state; "
+                                  "store longer trajectories or drop that jump size")
+            r, k = rows[ok], k[ok]
+            s, t, x_s, x_t, p = t0[ok], bank.t[r, k], bank.x[r, 0], bank.x[r, k], bank.p[r]
         else:
             b = bank.sample_pairs(n, g, min_gap=h, max_gap=h)
             s, t, x_s, x_t, p = b.s, b.t, b.x_s, b.x_t, b.p

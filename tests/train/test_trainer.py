@@ -240,6 +240,8 @@ def test_jump_errors_from_the_initial_states():
     along = flowsim.train.validation.jump_errors(ExactFromZero(), bank, jumps)
     assert max(start.values()) < 1e-8
     assert min(along.values()) > 1e-2
+    with pytest.raises(flowsim.ConfigError, match="no trajectory reaches"):
+        flowsim.train.validation.jump_errors(ExactFromZero(), bank, [5.0], from_start=True)
 
 
 def test_fit_streams_a_store_from_disk(tmp_path):
