@@ -41,6 +41,7 @@ import torch
 
 import flowsim
 from flowsim.train import optim
+from flowsim.train.validation import jump_errors
 
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import make_bank  # noqa: E402
@@ -94,15 +95,9 @@ def main(argv=None):
             rel = err.norm(dim=-1) / b.x_t.norm(dim=-1)
             nrm = (err / sigma).norm(dim=-1) / math.sqrt(err.shape[-1])
             # the same jump from the held-out initial states (the first stored time)
-            k = int(torch.searchsorted(test.t[0], test.t[0, 0] + h * T))
-            x0, xk = test.x[:, 0], test.x[:, k]
-            p0 = fm(test.t[:, 0].float(), test.t[:, k].float(), x0.float(), test.p.float()).double()
-            e0 = p0 - xk
-            rel0 = e0.norm(dim=-1) / xk.norm(dim=-1)
-            nrm0 = (e0 / sigma).norm(dim=-1) / math.sqrt(e0.shape[-1])
+            start = jump_errors(fm, test, [h * T], from_start=True)
             rows.append({"jump_T": h, "median": float(max(rel.median(), nrm.median())),
-                         "p90_norm": float(nrm.quantile(0.9)),
-                         "from_start": float(max(rel0.median(), nrm0.median()))})
+                         "p90_norm": float(nrm.quantile(0.9)), "from_start": max(start.values())})
     line = (f"steps={res.steps} {elapsed:.0f}s {elapsed / res.steps * 1e3:.1f}ms/step  "
             + " ".join(f"{r['median']:.1e}(p90 {r['p90_norm']:.1e})" for r in rows)
             + "  (0.01 / 0.1 / 0.46 / 1 T); from the initial states: "
