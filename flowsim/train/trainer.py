@@ -458,7 +458,7 @@ def fit(
         with torch.no_grad():
             torch._foreach_lerp_(ema, [p.detach() for p in fm.parameters()], 1 - d)
         if not torch.isfinite(loss):
-            raise ConfigError(f"loss became non-finite at step {step}; lower lr or check the data")
+            raise ConfigError(f"loss became non-finite at step {step + 1}; lower lr or check the data")
         done = step + 1
         steps_done = done
         if done % log_every == 0 or done == steps or done % val_every == 0:

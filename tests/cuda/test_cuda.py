@@ -39,11 +39,15 @@ def test_fit_jump_odeint_on_cuda(objective):
     assert torch.equal(fm.jump(x, 0.0, 0.0, p), x)
     out = fm.odeint(x, torch.linspace(0, 10, 5, device="cuda"), p)
     assert out.shape == (5, 32, 2) and out.is_cuda and torch.isfinite(out).all()
-    # 300 steps learn the shortest validation jump (0.01 T), not yet the long ones (physics-only
-    # reaches ~1 at 1 T); CUDA must learn it as well as the CPU does
+    # the batches are drawn on the CPU from the same seed, so both devices take the same steps:
+    # on an H200 the errors agreed to 7 digits (physics) and within 3 % (pairs+semigroup, whose
+    # targets are the map's own, so float32 rounding grows over 300 steps)
+    for key, v in metrics["cpu"].items():
+        assert abs(metrics["cuda"][key] - v) <= 0.1 * v + 1e-3, (key, metrics)
+    # 300 steps learn the shortest validation jump, not yet the long ones (physics alone, whose
+    # long-jump targets are the map's own, reaches only 0.36 at the shortest jump and ~1 at 1 T)
     short = min(metrics["cpu"], key=lambda k: float(k.split("@")[1]))
-    assert metrics["cuda"][short] < 0.2
-    assert metrics["cuda"][short] < 2 * metrics["cpu"][short] + 0.01, metrics
+    assert metrics["cuda"][short] < (0.5 if objective == "physics" else 0.2), metrics
     assert all(v < 2.0 for v in metrics["cuda"].values()), metrics
 
 
@@ -58,3 +62,53 @@ def test_analysis_on_cuda():
     wp = an.work_precision(fm, sysm, sysm.sample_initial(256, 1), tolerances=(1e-3, 1e-5),
                            rk4_steps=(8, 32), solvers=("dopri5", "rk4"), repeats=1)
     assert wp.sizes["setting"] > 4
+
+
+@pytest.mark.skipif(not hasattr(torch.optim, "Muon"), reason="torch < 2.9 has no Muon")
+def test_batched_muon_on_cuda_matches_torch_muon():
+    from flowsim.train.muon import BatchedMuon
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(64, 7), (64, 64), (64, 64), (7, 64)]
+    ours = [torch.nn.Parameter(torch.randn(*s, generator=g).cuda()) for s in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    start = [p.detach().clone() for p in ours]
+    kw = dict(lr=2e-2, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+    opt_a, opt_b = BatchedMuon(ours, **kw), torch.optim.Muon(theirs, **kw)
+    for _ in range(5):
+        for pa, pb in zip(ours, theirs):
+            grad = torch.randn(pa.shape, generator=g).cuda()
+            pa.grad, pb.grad = grad.clone(), grad.clone()
+        opt_a.step()
+        opt_b.step()
+    for pa, pb, p0 in zip(ours, theirs, start):
+        assert pa.is_cuda and opt_a.state[pa]["momentum_buffer"].is_cuda
+        moved = (pb - p0).norm()
+        assert moved > 0.05 and (pa - pb).norm() < 0.02 * moved
+
+
+def test_compiled_flowmap_on_cuda_matches_eager():
+    fm = flowsim.FlowMap("fitzhugh_nagumo", width=32, depth=3).cuda()
+    x = fm.system.sample_initial(64, generator=0).float().cuda()
+    p = fm.system.sample_params(64, generator=1).float().cuda()
+    s = torch.zeros(64, device="cuda")
+    t = torch.linspace(0.1, 5.0, 64, device="cuda")
+    eager = fm(s, t, x, p)
+    compiled = torch.compile(fm.forward)(s, t, x, p)
+    assert compiled.is_cuda
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_trained_on_cuda_loads_on_cpu(tmp_path):
+    sysm = flowsim.get_system("lotka_volterra")
+    sol = flowsim.reference_solve(sysm, sysm.sample_initial(64, 0), torch.linspace(0, 14.3, 41),
+                                  sysm.sample_params(64, 1))
+    res = flowsim.fit(flowsim.FlowMap(sysm, width=32, depth=2), "pairs", sol, steps=50,
+                      batch_size=128, device="cuda", progress=False)
+    flowsim.save(res.flowmap, tmp_path / "m")
+    cpu = flowsim.load(tmp_path / "m")
+    assert not next(cpu.parameters()).is_cuda
+    x = sysm.sample_initial(16, generator=3).float()
+    p = sysm.sample_params(16, generator=4).float()
+    torch.testing.assert_close(cpu.jump(x, 0.0, 1.0, p),
+                               res.flowmap.jump(x.cuda(), 0.0, 1.0, p.cuda()).cpu(), rtol=1e-4, atol=1e-5)

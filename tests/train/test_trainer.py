@@ -268,3 +268,30 @@ def test_tf32_on_cuda_is_warned_about():
         assert not _warn_if_tf32(torch.device("cpu"))
     finally:
         torch.set_float32_matmul_precision(old)
+
+
+class _BreaksAt(flowsim.train.Objective):
+    """Physics loss that turns NaN from a given call on (a diverging run)."""
+
+    name, needs = "breaks", "states"
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls, self.inner = at, 0, flowsim.train.make_objectives("physics")[0]
+
+    def __call__(self, fm, batch):
+        self.calls += 1
+        loss = self.inner(fm, batch)
+        return loss * float("nan") if self.calls >= self.at else loss
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))])
+def test_nonfinite_loss_stops_before_a_checkpoint_is_written(tmp_path, device):
+    fm = flowsim.FlowMap("harmonic_oscillator", width=8, depth=1)
+    with pytest.raises(flowsim.ConfigError, match=r"non-finite at step \d+;"):
+        flowsim.fit(fm, [_BreaksAt(7)], None, steps=20, batch_size=32, progress=False,
+                    checkpoint_dir=tmp_path, checkpoint_every=5, device=device)
+    # the last checkpoint is the one from before the loss broke, and it is finite
+    state = torch.load(tmp_path / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 5
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
