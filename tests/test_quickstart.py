@@ -35,6 +35,9 @@ def test_quickstart_writes_every_report_file(quick):
     assert data["system"] == "fitzhugh_nagumo"
     errs = [r["median_relative_error"] for r in data["error_vs_jump"]]
     assert len(errs) >= 3 and all(e is not None and e > 0 for e in errs)
+    # the same jumps from the held-out initial states, beside them
+    assert "from x0" in proc.stdout
+    assert all(r["median_relative_error_from_start"] > 0 for r in data["error_vs_jump"])
     assert (out / "model" / "model.safetensors").exists()
     assert (out / "data.zarr").exists()
     assert flowsim.load(out / "model").config.system == "fitzhugh_nagumo"
@@ -47,6 +50,7 @@ def test_evaluate_checkpoint_on_store(quick, tmp_path):
     assert rc == 0
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert data["reference"] == "store test split"
+    assert all(r["median_normalised_error_from_start"] > 0 for r in data["error_vs_jump"])
 
 
 def test_evaluate_refuses_store_of_another_system(quick, tmp_path, capsys):

@@ -80,10 +80,12 @@ class Reference:
             out.append(float(gaps[k]) if near else float(j))
         return out
 
-    def pairs(self, jump: float, n_starts: int | None, generator: torch.Generator) -> tuple[Tensor, ...]:
+    def pairs(self, jump: float, n_starts: int | None, generator: torch.Generator,
+              from_start: bool = False) -> tuple[Tensor, ...]:
         """Index triples ``(traj, i, j)`` with ``t[traj, j] − t[traj, i] ≈ jump``.
 
-        Up to ``n_starts`` random start indices per trajectory (all when ``None``).
+        Up to ``n_starts`` random start indices per trajectory (all when ``None``); with
+        ``from_start``, only the first stored state of each trajectory.
         """
         n, T = self.t.shape
         target = self.t + jump  # (n, T): wanted end time for each start
@@ -97,6 +99,8 @@ class Reference:
         i = torch.arange(T).expand(n, T)
         tol = SNAP_RTOL * jump if not self.shared_grid else min(SNAP_RTOL * jump, 0.25 * self.min_gap)
         valid = (j > i) & ((got - jump).abs() <= tol)
+        if from_start:
+            valid &= i == 0
         score = torch.rand(n, T, generator=generator, dtype=torch.float64)
         score = torch.where(valid, score, torch.full_like(score, -1.0))
         k = T if n_starts is None else min(int(n_starts), T)

@@ -130,3 +130,16 @@ def test_float32_time_grid_gives_no_near_duplicate_jumps(sho):
     ref = flowsim.reference_solve(sho, x0, torch.linspace(0, 4 * sho.timescale, 401))
     jumps = error_vs_jump(ExactFlowMap(sho, max_jump=sho.timescale / 2), ref).jump.values
     assert np.all(np.diff(np.log(jumps)) > 1e-3), jumps
+
+
+def test_from_start_jumps_start_at_the_initial_states(sho, sho_ref):
+    """A map exact for jumps from t = 0 and 10 % off elsewhere: zero error from the initial
+    states, 10 % along the trajectories."""
+    fm = ExactFlowMap(sho, perturbation=lambda s, t, x, p: 0.1 * (s > 0)[:, None] * x)
+    start = error_vs_jump(fm, sho_ref, n_jumps=4, from_start=True)
+    along = error_vs_jump(fm, sho_ref, n_jumps=4)
+    assert float(start.median_relative_error.max()) < 1e-8
+    # (the longest jump spans the whole stored period, so it can only start at t = 0)
+    assert float(along.median_relative_error[:-1].min()) > 0.05
+    assert (start.n_samples == sho_ref.x.shape[0]).all()  # one jump per trajectory
+    assert start.attrs["starts"] == "initial states"
