@@ -23,6 +23,14 @@ worse of relative and normalised) and the 90th percentile of the normalised erro
     python benchmarks/depth_ablation.py --depth 6 --batch 1024 --early 0.1   # 1.9e-3 / 1.1e-2
     python benchmarks/depth_ablation.py --depth 6 --batch 1024 --early 0.25  # 2.0e-3 / 8.3e-3
     python benchmarks/depth_ablation.py --depth 6 --batch 1024 --early 0.5   # 2.1e-3 / 5.9e-3
+    # (the rows above ran the Newton–Schulz iterations in float32, the default then; --ns-dtype
+    # float32 repeats them.) Muon's iterations, batch 512, early 0.25:
+    python benchmarks/depth_ablation.py --depth 6 --early 0.25 --ns-dtype float32   # 2.2e-3 / 8.2e-3
+    python benchmarks/depth_ablation.py --depth 6 --early 0.25 --ns-dtype bfloat16  # 2.2e-3 / 7.9e-3
+    python benchmarks/depth_ablation.py --depth 6 --early 0.25 --ns-dtype bfloat16 --batch 1024
+    #                                                                      2.0e-3 / 8.5e-3
+    python benchmarks/depth_ablation.py --depth 6 --early 0.25 --ns-dtype float32 --ns-steps 3
+    #                                                                      2.7e-3 / 9.8e-3
 
 ``--muon-layers``: ``input+hidden`` (the library's split: every backbone matrix but the head's),
 ``hidden`` (the input layer on AdamW too, flowsim before this benchmark) or ``all`` (the head too).
@@ -64,6 +72,9 @@ def main(argv=None):
     ap.add_argument("--early", type=float, default=0.0, help="fit(early_fraction=…)")
     ap.add_argument("--optimizer", default="muon", choices=list(optim.OPTIMIZERS))
     ap.add_argument("--muon-layers", default="input+hidden", choices=["input+hidden", "hidden", "all"])
+    ap.add_argument("--ns-steps", type=int, default=5, help="Newton–Schulz iterations of Muon")
+    ap.add_argument("--ns-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="dtype of Muon's Newton–Schulz iterations (auto: the library's choice)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log", default=None, help="append a JSON line with the result to this file")
     a = ap.parse_args(argv)
@@ -72,6 +83,14 @@ def main(argv=None):
         optim.muon_matrices = _hidden_only
     elif a.muon_layers == "all":
         optim.muon_matrices = lambda fm: [p for p in fm.net.parameters() if p.ndim == 2]
+    if a.ns_steps != 5 or a.ns_dtype != "auto":
+        ns_dtype = None if a.ns_dtype == "auto" else getattr(torch, a.ns_dtype)
+
+        class _Muon(optim.BatchedMuon):
+            def __init__(self, params, **kw):
+                super().__init__(params, ns_steps=a.ns_steps, ns_dtype=ns_dtype, **kw)
+
+        optim.BatchedMuon = _Muon
     system = flowsim.get_system(a.system)
     T = system.timescale
     bank, _ = make_bank(system, 4000, 2.1 * T, 421, 1, 1.0)

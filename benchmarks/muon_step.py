@@ -1,5 +1,6 @@
 """Time of Muon's step and of a whole training step: ``torch.optim.Muon`` against flowsim's
-``BatchedMuon`` (the Newton–Schulz iterations of same-shaped matrices batched, in float32).
+``BatchedMuon`` (the Newton–Schulz iterations of same-shaped matrices batched), with its
+iterations in float32 and in bfloat16.
 
 Both run in one process on the same map, data and seed: first the optimiser step alone on the
 backbone's matrices with random gradients, then ``flowsim.fit`` (pair regression on
@@ -32,7 +33,20 @@ from flowsim.train.muon import BatchedMuon
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import make_bank  # noqa: E402
 
-IMPLS = {"torch.optim.Muon": torch.optim.Muon, "flowsim BatchedMuon": BatchedMuon}
+
+class BatchedMuonFloat32(BatchedMuon):
+    def __init__(self, params, **kw):
+        super().__init__(params, ns_dtype=torch.float32, **kw)
+
+
+class BatchedMuonBfloat16(BatchedMuon):
+    def __init__(self, params, **kw):
+        super().__init__(params, ns_dtype=torch.bfloat16, **kw)
+
+
+THEIRS = "torch.optim.Muon"
+IMPLS = {THEIRS: torch.optim.Muon, "flowsim BatchedMuon (float32)": BatchedMuonFloat32,
+         "flowsim BatchedMuon (bfloat16)": BatchedMuonBfloat16}
 
 
 def time_optimizer_step(cls, fm, repeats):
@@ -86,24 +100,26 @@ def main(argv=None):
         out["optimizer_step_ms"][name] = 1e3 * time_optimizer_step(cls, fm, 300)
     bank, _ = make_bank(system, 1000, 2.1 * system.timescale, 421, 1, 1.0)
     test, _ = make_bank(system, 50, 2 * system.timescale, 401, 2, 1.0)
-    ours, theirs = "flowsim BatchedMuon", "torch.optim.Muon"
+    ours = [name for name in IMPLS if name != THEIRS]
     for batch in a.batches:  # alternating; this VM's speed drifts, so compare neighbours
         times: dict[str, list[float]] = {name: [] for name in IMPLS}
         for _ in range(a.repeats):
             for name, cls in IMPLS.items():
                 times[name].append(1e3 * time_fit_step(cls, system, bank, test, a.width, a.depth,
                                                        batch, a.steps))
-        ratios = [t / o for t, o in zip(times[theirs], times[ours])]
-        out["fit_step_ms"][str(batch)] = {**times, "ratio_median": statistics.median(ratios)}
+        out["fit_step_ms"][str(batch)] = {**times, "ratio_median": {
+            name: statistics.median([t / o for t, o in zip(times[THEIRS], times[name])]) for name in ours}}
     print(f"{out['network']} on {out['machine']}; matrices {shapes}")
     o = out["optimizer_step_ms"]
-    print(f"optimiser step: torch {o[theirs]:.2f} ms, flowsim {o[ours]:.2f} ms "
-          f"({o[theirs] / o[ours]:.2f}x)")
+    for name in ours:
+        print(f"optimiser step: torch {o[THEIRS]:.2f} ms, {name} {o[name]:.2f} ms "
+              f"({o[THEIRS] / o[name]:.2f}x)")
     for batch, f in out["fit_step_ms"].items():
-        print(f"fit step, batch {batch}: torch {statistics.median(f[theirs]):.2f} ms, flowsim "
-              f"{statistics.median(f[ours]):.2f} ms (medians); torch / flowsim, run by run: "
-              f"{' '.join(f'{t / o:.2f}' for t, o in zip(f[theirs], f[ours]))}, "
-              f"median {f['ratio_median']:.2f}x")
+        for name in ours:
+            print(f"fit step, batch {batch}: torch {statistics.median(f[THEIRS]):.2f} ms, {name} "
+                  f"{statistics.median(f[name]):.2f} ms (medians); torch / flowsim, run by run: "
+                  f"{' '.join(f'{t / o:.2f}' for t, o in zip(f[THEIRS], f[name]))}, "
+                  f"median {f['ratio_median'][name]:.2f}x")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
 

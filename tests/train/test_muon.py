@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from flowsim.train.muon import BatchedMuon, newton_schulz
+from flowsim.train.muon import BatchedMuon, fast_bfloat16, newton_schulz
 
 pytestmark = pytest.mark.skipif(not hasattr(torch.optim, "Muon"), reason="torch < 2.9 has no Muon")
 
@@ -42,11 +42,12 @@ def _pair(shapes, seed=0):
 
 @pytest.mark.parametrize("nesterov", [True, False])
 @pytest.mark.parametrize("adjust", ["match_rms_adamw", "original", None])
-def test_same_steps_as_torch_muon(nesterov, adjust):
+@pytest.mark.parametrize("ns_dtype", [None, torch.float32, torch.bfloat16])
+def test_same_steps_as_torch_muon(nesterov, adjust, ns_dtype):
     shapes = [(32, 7), (32, 32), (32, 32), (32, 32), (7, 32)]
     ours, theirs = _pair(shapes)
     kw = dict(lr=2e-2, weight_decay=0.1, momentum=0.9, nesterov=nesterov, adjust_lr_fn=adjust)
-    opt_a, opt_b = BatchedMuon(ours, **kw), torch.optim.Muon(theirs, **kw)
+    opt_a, opt_b = BatchedMuon(ours, ns_dtype=ns_dtype, **kw), torch.optim.Muon(theirs, **kw)
     g = torch.Generator().manual_seed(1)
     start = [p.detach().clone() for p in ours]
     for _ in range(5):
@@ -58,7 +59,7 @@ def test_same_steps_as_torch_muon(nesterov, adjust):
     for pa, pb, p0 in zip(ours, theirs, start):
         moved = (pb - p0).norm()
         assert moved > 0.05
-        # torch iterates in bfloat16, we in float32: they agree to bfloat16 rounding
+        # torch iterates in bfloat16 one matrix at a time: they agree to bfloat16 rounding
         assert (pa - pb).norm() < 0.02 * moved
         torch.testing.assert_close(opt_a.state[pa]["momentum_buffer"],
                                    opt_b.state[pb]["momentum_buffer"], rtol=1e-5, atol=1e-6)
@@ -96,3 +97,18 @@ def test_parameters_without_gradients_are_left_alone():
     assert torch.equal(w[1], before) and "momentum_buffer" not in opt.state[w[1]]
     with pytest.raises(ValueError, match="2D"):
         BatchedMuon([torch.nn.Parameter(torch.randn(3))])
+
+
+def test_newton_schulz_dtype_follows_the_hardware():
+    """bfloat16 iterations where the CPU multiplies bfloat16 natively, float32 elsewhere."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        flags = []
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert fast_bfloat16("cpu") == native and fast_bfloat16(torch.device("cpu")) == native
+    w = [torch.nn.Parameter(torch.randn(8, 8))]
+    assert BatchedMuon(w)._ns_dtype(torch.device("cpu")) == (torch.bfloat16 if native else torch.float32)
+    assert BatchedMuon(w, ns_dtype=torch.float32)._ns_dtype(torch.device("cpu")) == torch.float32
+    with pytest.raises(ValueError, match="ns_dtype"):
+        BatchedMuon(w, ns_dtype=torch.int8)
