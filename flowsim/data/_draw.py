@@ -70,9 +70,23 @@ def gap_range(block: Block, min_gap: float | None, max_gap: float | None) -> tup
     return lo, hi
 
 
+def _starts(count: np.ndarray, rng: np.random.Generator, early_fraction: float) -> np.ndarray:
+    """Start indices below ``count``: uniform, or for ``early_fraction`` of them log-uniform in the
+    index (as many near the first stored time as over the rest), as ``TrajectoryBank`` draws."""
+    k = count.size
+    i = np.floor(rng.random(k) * count).astype(np.int64)
+    if early_fraction > 0:
+        early = np.floor(np.exp(rng.random(k) * np.log(count + 1.0))).astype(np.int64) - 1
+        pick = rng.random(k) < early_fraction
+        i = np.where(pick, np.clip(early, 0, np.maximum(count - 1, 0)), i)
+    return i
+
+
 def draw_log_uniform(block: Block, m: int, rng: np.random.Generator, min_gap: float | None,
-                     max_gap: float | None, g_lo: float, g_hi: float) -> tuple[np.ndarray, ...]:
-    """``m`` pairs whose gap is log-uniform in ``[g_lo, g_hi]``, snapped to the nearest stored time."""
+                     max_gap: float | None, g_lo: float, g_hi: float,
+                     early_fraction: float = 0.0) -> tuple[np.ndarray, ...]:
+    """``m`` pairs whose gap is log-uniform in ``[g_lo, g_hi]``, snapped to the nearest stored time;
+    ``early_fraction`` of the starts log-uniform in the stored index, the rest uniform."""
     n_rows = block.index.size
     if block.shared:
         first = np.full(n_rows, block.tau[0])
@@ -97,7 +111,7 @@ def draw_log_uniform(block: Block, m: int, rng: np.random.Generator, min_gap: fl
         if block.shared:
             tau = block.tau
             count = np.searchsorted(tau, last[rows] - g, side="right")
-            i = np.floor(rng.random(k) * count).astype(np.int64)
+            i = _starts(count, rng, early_fraction)
             target = tau[i] + g
             j0 = np.minimum(np.searchsorted(tau, target, side="left"), top)
             below, above = tau[np.maximum(j0 - 1, 0)], tau[j0]
@@ -105,7 +119,7 @@ def draw_log_uniform(block: Block, m: int, rng: np.random.Generator, min_gap: fl
             tau = block.tau[rows]
             ar = np.arange(k)
             count = _ss(tau, (last[rows] - g)[:, None], right=True)[:, 0]
-            i = np.floor(rng.random(k) * count).astype(np.int64)
+            i = _starts(count, rng, early_fraction)
             target = tau[ar, i] + g
             j0 = np.minimum(_ss(tau, target[:, None], right=False)[:, 0], top)
             below, above = tau[ar, np.maximum(j0 - 1, 0)], tau[ar, j0]

@@ -49,6 +49,11 @@ class PairSampler(StoreStream):
         gaps, few large); ``"log-uniform"``: gap sizes spread evenly over scales, then snapped to
         stored times (without ``min_gap``, from the smallest spacing of the grid — per block of
         chunks for per-trajectory grids).
+    early_fraction:
+        With ``gaps="log-uniform"``: the fraction of starts drawn log-uniformly in the stored
+        index — as many near each trajectory's initial state as over the rest — instead of
+        uniformly, so that jumps from initial states (and the transients after them) are
+        trained as often as the long-time behaviour (see :func:`flowsim.fit`).
     seed:
         Seed of the chunk shuffle and the draws (with the epoch).
     shuffle:
@@ -106,6 +111,7 @@ class PairSampler(StoreStream):
         min_gap: float | None = None,
         max_gap: float | None = None,
         gaps: str = "uniform",
+        early_fraction: float = 0.0,
         seed: int = 0,
         shuffle: bool = True,
         chunks_in_memory: int = 2,
@@ -126,7 +132,14 @@ class PairSampler(StoreStream):
             raise ConfigError(f"min_gap={min_gap} exceeds max_gap={max_gap}")
         if max_gap == 0:
             raise ConfigError("max_gap must be positive (a zero jump is the identity)")
+        if isinstance(early_fraction, bool) or not (isinstance(early_fraction, (int, float))
+                                                    and 0 <= early_fraction <= 1):
+            raise ConfigError(f"early_fraction must be a number in [0, 1], got {early_fraction!r}")
+        if early_fraction > 0 and gaps != "log-uniform":
+            raise ConfigError("early_fraction needs gaps='log-uniform' (uniform gaps draw whole pairs "
+                              "uniformly, start and end together)")
         self.min_gap, self.max_gap, self.gaps = min_gap, max_gap, gaps
+        self.early_fraction = float(early_fraction)
         self.return_index = bool(return_index)
         super().__init__(
             store, batch_size=batch_size, per_trajectory=pairs_per_trajectory, split=split,
@@ -164,7 +177,8 @@ class PairSampler(StoreStream):
             g_lo, g_hi = prepared
             if not 0 < g_lo <= g_hi:
                 return None
-            rows, i, j = draw_log_uniform(block, m, rng, self.min_gap, self.max_gap, g_lo, g_hi)
+            rows, i, j = draw_log_uniform(block, m, rng, self.min_gap, self.max_gap, g_lo, g_hi,
+                                          self.early_fraction)
         out = {
             "s": self._tensor(block.times(rows, i)),
             "t": self._tensor(block.times(rows, j)),

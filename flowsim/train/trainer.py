@@ -270,8 +270,8 @@ def fit(
         initial states cross the transients that a uniform draw rarely starts in: on
         FitzHugh–Nagumo (16,000 steps) 0.25 lowered the error of one-timescale jumps from the
         initial states 2× (1.7e-2 → 8.3e-3) for 5 % more along the trajectories (1.9e-3 →
-        2.0e-3) (``benchmarks/depth_ablation.py --early``). In-memory data only: a streamed
-        store draws starts uniformly.
+        2.0e-3) (``benchmarks/depth_ablation.py --early``). A streamed store follows it too
+        (its gaps are all log-uniform: it does not follow ``log_fraction``).
     validation:
         Held-out trajectories (same types as ``data``); default: 10 % of ``data`` split off by
         trajectory, or fresh reference solves from the system's prior.
@@ -415,7 +415,7 @@ def fit(
 
         sampler.stream = PairSampler(store_path, batch_size=batch_size, split="train",
                                      min_gap=lo, max_gap=train_hi, gaps="log-uniform", seed=seed,
-                                     drop_last=True)
+                                     early_fraction=early_fraction, drop_last=True)
     n_warm = max(1, int(warmup * steps))
     val_every = val_every or max(steps // 5, 1)
 
@@ -485,6 +485,9 @@ def fit(
     fm.eval()
     metrics = jump_errors(fm, val_bank, vj)
     fm.training_record = {**run_cfg, "steps_done": steps_done, "final_metrics": metrics}
+    muon = getattr(opt, "muon", None)
+    if muon is not None:  # hardware-dependent: bfloat16 where it is native, else float32
+        fm.training_record["muon_ns_dtype"] = str(muon._ns_dtype(fm.device)).replace("torch.", "")
     if ckdir is not None:
         ckpt.save(fm, ckdir, training=fm.training_record)
         with atomic_path(ckdir / "metrics.json") as tmp:

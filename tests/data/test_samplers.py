@@ -207,3 +207,33 @@ def test_ranks_share_the_chunks_between_them(fhn_store):
     assert not (seen[0] & seen[1]) and seen[0] | seen[1] == set(range(48))
     with pytest.raises(ConfigError, match="rank"):
         PairSampler(fhn_store, rank=2, world_size=2)
+
+
+@pytest.mark.parametrize("grid", ["shared", "per-trajectory"])
+def test_early_fraction_starts_near_the_initial_states(fhn_store, tmp_path, grid):
+    """``early_fraction`` draws starts log-uniformly in the stored index, as fit's in-memory
+    sampler does: many more jumps start at the first stored state than with uniform starts."""
+    path = fhn_store
+    if grid == "per-trajectory":  # the same states on grids shifted per trajectory
+        ds = xr.open_zarr(fhn_store, consolidated=False)
+        t = ds.time.values[None, :] + 0.1 * np.arange(ds.sizes["trajectory"])[:, None]
+        path = tmp_path / "shifted.zarr"
+        from_arrays("fitzhugh_nagumo", ds.x.values, t, params=ds.params.values, store=path, chunk_size=16)
+
+    def share_at_start(early):
+        sampler = PairSampler(path, batch_size=256, split="all", gaps="log-uniform", return_index=True,
+                              pairs_per_trajectory=200, early_fraction=early, seed=3)
+        batches = _epoch(sampler)
+        b = {k: torch.cat([bb[k] for bb in batches]) for k in ("s", "t", "trajectory")}
+        first = 0.1 * b["trajectory"].double() if grid == "per-trajectory" else torch.zeros(len(b["s"]))
+        assert (b["t"] > b["s"]).all()
+        return float(((b["s"].double() - first).abs() < 1e-4).double().mean())
+
+    uniform, early = share_at_start(0.0), share_at_start(1.0)
+    # measured 0.10 and 0.29: a uniform start is the first of ~10-20 possible, a log-uniform
+    # one with probability log 2 / log(count + 1)
+    assert uniform < 0.15 and early > 0.22 and early > 2 * uniform, (uniform, early)
+    with pytest.raises(ConfigError, match="log-uniform"):
+        PairSampler(path, early_fraction=0.5)
+    with pytest.raises(ConfigError, match="early_fraction"):
+        PairSampler(path, gaps="log-uniform", early_fraction=1.5)

@@ -57,6 +57,9 @@ def test_muon_training_reaches_accuracy():
     assert errs[f"rel@{0.1 * T:.4g}"] < 5e-2
     assert errs[f"norm@{T:.4g}"] < 0.3
     assert res.flowmap.training_record["optimizer"] == "muon"
+    from flowsim.train.muon import fast_bfloat16
+
+    assert res.flowmap.training_record["muon_ns_dtype"] == ("bfloat16" if fast_bfloat16("cpu") else "float32")
 
 
 def test_resume_refuses_a_checkpoint_of_another_optimizer(tmp_path):
