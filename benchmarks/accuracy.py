@@ -65,7 +65,7 @@ def main(argv=None):
     ap.add_argument("--depth", type=int, default=6)
     ap.add_argument("--backbone", default="mlp")
     ap.add_argument("--activation", default="gelu")
-    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--jump-weight", type=float, default=0.0, help="0: uniform (default)")
     ap.add_argument("--log-fraction", type=float, default=0.2)
