@@ -16,22 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 import flowsim
-from flowsim.train import TrajectoryBank
 
-
-def make_bank(system) -> TrajectoryBank:
-    g = torch.Generator().manual_seed(0)
-    T = system.timescale
-    sol = flowsim.reference_solve(system, system.sample_initial(500, g),
-                                  torch.linspace(0, 2.1 * T, 421, dtype=torch.float64),
-                                  system.sample_params(500, g), rtol=1e-8, atol=1e-10)
-    return TrajectoryBank.from_solution(sol)
+sys.path.insert(0, str(Path(__file__).parent))
+from accuracy import make_bank  # noqa: E402
 
 
 def time_fit(system, bank, steps: int, batch: int, device: str) -> float:
@@ -55,7 +49,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     system = flowsim.get_system("fitzhugh_nagumo")
-    bank = make_bank(system)
+    bank, _ = make_bank(system, 500, 2.1 * system.timescale, 421, 0, 1.0)
     rows = []
     for batch in args.batches:
         time_fit(system, bank, 20, batch, args.device)  # warm-up

@@ -22,6 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
+
 __all__ = ["BatchedMuon", "fast_bfloat16", "newton_schulz"]
 
 #: Keller Jordan's quintic coefficients, the same as ``torch.optim.Muon``'s defaults.
@@ -134,13 +136,19 @@ class BatchedMuon(_MuonBase):
     def __init__(self, params, *args, ns_dtype: torch.dtype | None = None, **kwargs) -> None:
         super().__init__(params, *args, **kwargs)
         if ns_dtype not in (None, torch.float32, torch.bfloat16, torch.float64):
-            raise ValueError(f"ns_dtype must be None, float32, bfloat16 or float64; got {ns_dtype}")
+            raise ConfigError(f"ns_dtype must be None (by hardware), torch.float32, torch.bfloat16 or "
+                              f"torch.float64; got {ns_dtype!r}")
         self.ns_dtype = ns_dtype
+        self._resolved: dict[torch.device, torch.dtype] = {}
 
-    def _ns_dtype(self, device: torch.device) -> torch.dtype:
-        if self.ns_dtype is not None:
-            return self.ns_dtype
-        return torch.bfloat16 if fast_bfloat16(device) else torch.float32
+    def ns_dtype_for(self, device: torch.device | str) -> torch.dtype:
+        """The dtype of the Newton–Schulz iterations on ``device``: ``ns_dtype`` if given, else
+        bfloat16 where :func:`fast_bfloat16` says so and float32 elsewhere (looked up once)."""
+        device = torch.device(device)
+        if device not in self._resolved:
+            self._resolved[device] = self.ns_dtype or (
+                torch.bfloat16 if fast_bfloat16(device) else torch.float32)
+        return self._resolved[device]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -170,7 +178,7 @@ class BatchedMuon(_MuonBase):
                 by_shape.setdefault((u.shape, u.device), []).append(i)
             ortho: list[Tensor] = [updates[0]] * len(updates)
             for (_, device), idx in by_shape.items():
-                stacked = torch.stack([updates[i] for i in idx]).to(self._ns_dtype(device))
+                stacked = torch.stack([updates[i] for i in idx]).to(self.ns_dtype_for(device))
                 out = newton_schulz(stacked, group["ns_steps"], group["ns_coefficients"], group["eps"])
                 for j, i in enumerate(idx):
                     ortho[i] = out[j].to(updates[i].dtype)

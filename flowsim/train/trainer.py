@@ -487,7 +487,7 @@ def fit(
     fm.training_record = {**run_cfg, "steps_done": steps_done, "final_metrics": metrics}
     muon = getattr(opt, "muon", None)
     if muon is not None:  # hardware-dependent: bfloat16 where it is native, else float32
-        fm.training_record["muon_ns_dtype"] = str(muon._ns_dtype(fm.device)).replace("torch.", "")
+        fm.training_record["muon_ns_dtype"] = str(muon.ns_dtype_for(fm.device)).replace("torch.", "")
     if ckdir is not None:
         ckpt.save(fm, ckdir, training=fm.training_record)
         with atomic_path(ckdir / "metrics.json") as tmp:

@@ -108,7 +108,7 @@ def test_newton_schulz_dtype_follows_the_hardware():
     native = "avx512_bf16" in flags or "amx_bf16" in flags
     assert fast_bfloat16("cpu") == native and fast_bfloat16(torch.device("cpu")) == native
     w = [torch.nn.Parameter(torch.randn(8, 8))]
-    assert BatchedMuon(w)._ns_dtype(torch.device("cpu")) == (torch.bfloat16 if native else torch.float32)
-    assert BatchedMuon(w, ns_dtype=torch.float32)._ns_dtype(torch.device("cpu")) == torch.float32
+    assert BatchedMuon(w).ns_dtype_for(torch.device("cpu")) == (torch.bfloat16 if native else torch.float32)
+    assert BatchedMuon(w, ns_dtype=torch.float32).ns_dtype_for(torch.device("cpu")) == torch.float32
     with pytest.raises(ValueError, match="ns_dtype"):
         BatchedMuon(w, ns_dtype=torch.int8)
