@@ -81,6 +81,9 @@ def main(argv=None):
     ap.add_argument("--max-jump-T", type=float, default=1.0)
     ap.add_argument("--optimizer", default="auto", choices=["auto", "adamw", "muon"],
                     help="fit(optimizer=…)")
+    ap.add_argument("--members", type=int, default=1,
+                    help="train an ensemble of this many maps side by side (fit_ensemble), one "
+                         "process each with an equal share of the CPU threads; 1: one map")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="benchmarks/results/accuracy")
@@ -119,17 +122,24 @@ def main(argv=None):
                 if isinstance(o, flowsim.train.PairRegression):
                     o.jump_weight = args.jump_weight if args.jump_weight > 0 else None
                     o.loss = args.loss
+            fit_kw = dict(steps=steps, batch_size=args.batch, lr=args.lr, progress=False,
+                          device=device, validation=test, max_jump=args.max_jump_T * T,
+                          log_fraction=args.log_fraction, time_budget=budget,
+                          early_fraction=args.early_fraction, jump_margin=args.jump_margin,
+                          optimizer=args.optimizer, val_every=10**9)
+            data = bank if objective != "physics" else None
             t0 = time.perf_counter()
-            res = flowsim.fit(fm, objs, bank if objective != "physics" else None, steps=steps,
-                              batch_size=args.batch, lr=args.lr, progress=False, device=device,
-                              validation=test, max_jump=args.max_jump_T * T,
-                              log_fraction=args.log_fraction, time_budget=budget,
-                              early_fraction=args.early_fraction,
-                              jump_margin=args.jump_margin, optimizer=args.optimizer,
-                              val_every=10**9)
-            train_time = time.perf_counter() - t0
-            steps = res.steps
-            fm = res.flowmap
+            if args.members > 1:
+                res = flowsim.fit_ensemble(fm, objs, data, members=args.members, **fit_kw)
+                train_time = time.perf_counter() - t0
+                member_steps = [r.steps for r in res.members]
+                steps = min(member_steps)
+                fm = res.ensemble
+            else:
+                res = flowsim.fit(fm, objs, data, **fit_kw)
+                train_time = time.perf_counter() - t0
+                steps, member_steps = res.steps, None
+                fm = res.flowmap
             if args.save_models:
                 flowsim.save(fm, Path(args.save_models) / f"{name}-{objective}",
                              training={"train_seconds": train_time, "steps": steps})
@@ -138,14 +148,28 @@ def main(argv=None):
             # the same jumps from the held-out initial states themselves (the transients)
             errs0 = error_vs_jump(fm, test, jumps, from_start=True)
             worst0 = max(max(e["rel"], e["norm"]) for e in errs0)
+            if member_steps:  # each member alone, for comparison with the ensemble
+                row_members = []
+                for r in res.members:
+                    e = error_vs_jump(r.flowmap, test, jumps)
+                    e0 = error_vs_jump(r.flowmap, test, jumps, from_start=True)
+                    row_members.append(dict(
+                        steps=r.steps, errors=e, worst_median_error=max(
+                            max(v["rel"], v["norm"]) for v in e),
+                        worst_median_error_from_start=max(max(v["rel"], v["norm"]) for v in e0)))
             row = dict(system=name, objective=objective, steps=steps, train_seconds=train_time,
+                       members=args.members,
+                       **({"member_runs": row_members} if member_steps else {}),
                        seconds_per_step=train_time / steps, data_seconds=gen_time, errors=errs,
                        worst_median_error=worst, target_met=worst <= 1e-3,
                        errors_from_start=errs0, worst_median_error_from_start=worst0)
             results.append(row)
             print(f"{name:18s} {objective:10s} steps={steps:6d} train={train_time:6.0f}s "
                   + " ".join(f"{e['jump'] / T:.2g}T:{e['rel']:.1e}/{e['norm']:.1e}" for e in errs)
-                  + f"  from the initial states: worst {worst0:.1e}", flush=True)
+                  + f"  from the initial states: worst {worst0:.1e}"
+                  + ("  members alone: worst " + " ".join(
+                      f"{m['worst_median_error']:.1e}" for m in row_members)
+                     if member_steps else ""), flush=True)
     meta = dict(machine=platform.processor() or platform.machine(), device=str(device),
                 torch=torch.__version__, threads=torch.get_num_threads(), args=vars(args),
                 cuda=torch.cuda.get_device_name() if device.type == "cuda" else None,

@@ -13,6 +13,7 @@ from .errors import StoreError as StoreError
 from .errors import SystemNotFoundError as SystemNotFoundError
 from .errors import TimeGridError as TimeGridError
 from .maps import FlowMap as FlowMap
+from .maps import FlowMapEnsemble as FlowMapEnsemble
 from .solve import Solution as Solution
 from .solve import Status as Status
 from .solve import reference_solve as reference_solve
@@ -23,6 +24,7 @@ from .systems import get_system as get_system
 from .systems import list_systems as list_systems
 from .systems import register_system as register_system
 from .train import fit as fit
+from .train import fit_ensemble as fit_ensemble
 from .train import load as load
 from .train import save as save
 
@@ -32,6 +34,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "FlowMap",
+    "FlowMapEnsemble",
     "FlowsimError",
     "ODESystem",
     "Parameter",
@@ -52,6 +55,7 @@ __all__ = [
     "simulate_ensemble",
     "errors",
     "fit",
+    "fit_ensemble",
     "from_callable",
     "load",
     "save",

@@ -67,11 +67,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         system = get_system(args.system)
     objective = args.objective or ("pairs" if data is not None else "physics")
     fm = FlowMap(system, width=args.width, depth=args.depth, tangent=args.tangent)
-    res = fit(fm, objective, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-              device=args.device, checkpoint_dir=args.out, seed=args.seed,
-              progress=not args.no_progress, max_jump=args.max_jump, resume=not args.restart,
-              jump_margin=args.jump_margin, optimizer=args.optimizer,
+    kw = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, device=args.device,
+              checkpoint_dir=args.out, seed=args.seed, progress=not args.no_progress,
+              max_jump=args.max_jump, resume=not args.restart, jump_margin=args.jump_margin,
+              optimizer=args.optimizer,
               time_budget=None if args.minutes is None else 60 * args.minutes)
+    if args.members == 1:
+        res = fit(fm, objective, data, **kw)
+    elif args.members > 1:
+        from .train.ensemble import fit_ensemble
+
+        # workers open the store themselves rather than receive its arrays
+        res = fit_ensemble(fm, objective, args.store or data, members=args.members,
+                           workers=args.workers, **kw)
+    else:
+        raise ConfigError(f"--members must be 1 (one map) or more (an ensemble); got {args.members}")
     print(f"saved {args.out}; validation: "
           + ", ".join(f"{k}={v:.2e}" for k, v in res.metrics.items()))
     return 0
@@ -130,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="auto", choices=list(OPTIMIZERS),
                    help="muon: Muon on the weight matrices but the head's, AdamW on the rest; "
                         "auto (default): muon where torch has it (>= 2.9)")
+    p.add_argument("--members", type=int, default=1,
+                   help="train an ensemble of this many maps, side by side in worker processes, "
+                        "and average them (flowsim.fit_ensemble); default 1: one map")
+    p.add_argument("--workers", type=int, default=None,
+                   help="with --members: processes at once (default: min(members, CPU count))")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint directory")

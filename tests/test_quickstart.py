@@ -80,8 +80,26 @@ def test_train_command_from_store_and_physics(quick, tmp_path):
     assert record["steps_done"] < 1000000 and record["jump_margin"] == 0
 
 
+def test_train_and_evaluate_an_ensemble_from_the_command_line(quick, tmp_path):
+    out, _ = quick
+    assert main(["train", "--store", str(out / "data.zarr"), "--steps", "20", "--width", "16",
+                 "--depth", "1", "--members", "2", "--out", str(tmp_path / "ens"),
+                 "--no-progress"]) == 0
+    ens = flowsim.load(tmp_path / "ens")
+    assert isinstance(ens, flowsim.FlowMapEnsemble) and len(ens) == 2
+    assert [r["steps_done"] for r in ens.training_record["members"]] == [20, 20]
+    rc = main(["evaluate", str(tmp_path / "ens"), "--store", str(out / "data.zarr"), "--out",
+               str(tmp_path / "rep"), "--n-eval", "64", "--no-progress"])
+    assert rc == 0
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert all(r["median_normalised_error"] > 0 for r in data["error_vs_jump"])
+
+
 def test_train_command_bad_input(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "x")]) == 2
     assert main(["train", "--system", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "known systems" in capsys.readouterr().err
+    assert main(["train", "--system", "harmonic_oscillator", "--members", "0",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--members" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "missing")]) == 2

@@ -25,6 +25,11 @@ _INDICATOR = (
     "consistency indicator: disagreement between one jump X(s, t, x) and two half jumps "
     "X(u, t, X(s, u, x)), u = (s + t) / 2, measured with the stated metric against the one-jump result"
 )
+_SPREAD = (
+    "ensemble spread: root mean square over the members of each member's distance from the "
+    "ensemble's jump, measured with the stated metric"
+)
+INDICATORS = ("consistency", "spread")
 
 
 def consistency_indicator(
@@ -115,8 +120,9 @@ def indicator_quality(
     n_starts: int | None = 8,
     metric: str = "relative_error",
     generator: torch.Generator | int | None = 0,
+    indicator: str = "consistency",
 ) -> xr.Dataset:
-    """How well the consistency indicator ranks the true single-jump error (Spearman).
+    """How well an error indicator ranks the true single-jump error (Spearman).
 
     Jumps are drawn as in :func:`error_vs_jump` (stored start state, stored end state); for
     each, the true error against the reference and the indicator (midpoint split) are
@@ -133,6 +139,11 @@ def indicator_quality(
         Jump sizes and start times, as for :func:`error_vs_jump`.
     metric:
         ``"relative_error"`` or ``"normalised_error"`` (σ from the reference data).
+    indicator:
+        ``"consistency"`` (:func:`consistency_indicator`: one jump against two half jumps; any
+        map) or ``"spread"`` (a :class:`flowsim.FlowMapEnsemble`'s members' disagreement, the
+        root mean square of each member's distance from the ensemble's jump in ``metric``;
+        see :meth:`flowsim.FlowMapEnsemble.jump_with_spread`).
 
     Returns
     -------
@@ -143,7 +154,8 @@ def indicator_quality(
     Raises
     ------
     CheckpointError, ShapeError, TimeGridError, ConfigError
-        As for :func:`error_vs_jump`, or an unknown metric.
+        As for :func:`error_vs_jump`, an unknown metric or indicator, or ``"spread"`` for a
+        map that is not an ensemble.
 
     Examples
     --------
@@ -158,6 +170,11 @@ def indicator_quality(
     system = check_flowmap(flowmap)
     if metric not in METRICS:
         raise ConfigError(f"metric must be one of {list(METRICS)}; got {metric!r}")
+    if indicator not in INDICATORS:
+        raise ConfigError(f"indicator must be one of {list(INDICATORS)}; got {indicator!r}")
+    if indicator == "spread" and not hasattr(flowmap, "members"):
+        raise ConfigError("indicator='spread' needs a flowsim.FlowMapEnsemble (members to "
+                          "disagree); use indicator='consistency' for a single map")
     ref = load_reference(reference, system)
     warn_outside_range(flowmap, ref.p)
     sizes, explicit = resolve_jumps(flowmap, ref, jumps, n_jumps, "indicator_quality")
@@ -177,7 +194,10 @@ def indicator_quality(
             e = relative_error(one, target)
         else:
             e = normalised_error(one, target, ref.sigma)
-        ind.append(_indicator(flowmap, x, s, 0.5 * (s + t), t, p, metric, ref.sigma, one=one))
+        if indicator == "spread":
+            ind.append(_spread(flowmap, x, s, t, p, metric, ref.sigma, one))
+        else:
+            ind.append(_indicator(flowmap, x, s, 0.5 * (s + t), t, p, metric, ref.sigma, one=one))
         err.append(e)
         size_of.append(torch.full_like(e, size))
         used.append(size)
@@ -187,14 +207,15 @@ def indicator_quality(
     rho, pval = _spearman(ind_all, err_all)
     by_jump = [_spearman(a, b)[0] for a, b in zip(ind, err)]
     ds = xr.Dataset(coords={"sample": np.arange(ind_all.numel()), "jump_size": np.asarray(used)})
-    ds["indicator"] = ("sample", ind_all.numpy(), {"description": _INDICATOR, "metric": metric})
+    what = _SPREAD if indicator == "spread" else _INDICATOR
+    ds["indicator"] = ("sample", ind_all.numpy(), {"description": what, "metric": metric})
     ds["error"] = ("sample", err_all.numpy(), {"description": f"true single-jump {METRICS[metric]}",
                                                "metric": metric})
     ds["jump"] = ("sample", size_all.numpy(), {"units": system.time_units or "time units"})
     ds["spearman"] = ((), rho, {"description": "Spearman rank correlation of indicator and true error"})
     ds["spearman_pvalue"] = ((), pval)
     ds["spearman_by_jump"] = ("jump_size", np.asarray(by_jump))
-    ds.attrs.update(result_attrs("indicator_quality", system, flowmap, metric=metric, indicator=_INDICATOR,
+    ds.attrs.update(result_attrs("indicator_quality", system, flowmap, metric=metric, indicator=what,
                                  sigma=ref.sigma.tolist(), n_reference_trajectories=ref.n))
     return ds
 
@@ -208,6 +229,17 @@ def _indicator(
     if metric == "relative_error":
         return relative_error(half, one)
     return normalised_error(half, one, sigma)
+
+
+def _spread(flowmap: Any, x: Tensor, s: Tensor, t: Tensor, p: Tensor, metric: str, sigma: Any,
+            one: Tensor) -> Tensor:
+    """RMS over an ensemble's members of each member's distance from the ensemble's jump."""
+    dist = []
+    for member in flowmap.members:
+        out = evaluate(member, x, s, t, p)
+        dist.append(relative_error(out, one) if metric == "relative_error"
+                    else normalised_error(out, one, sigma))
+    return torch.stack(dist).pow(2).mean(dim=0).sqrt()
 
 
 def _times(v: Any, n: int, name: str) -> Tensor:

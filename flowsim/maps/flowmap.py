@@ -15,7 +15,7 @@ from ..systems.registry import get_system
 from .networks import FourierEmbedding, make_backbone
 from .transforms import ParamTransform, StateTransform
 
-__all__ = ["FlowMap", "FlowMapConfig"]
+__all__ = ["FlowMap", "FlowMapConfig", "JumpAPI"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: typical largest displacement of a jump, in standard deviations of the states
@@ -86,167 +86,14 @@ def _param_range(sys_: ODESystem, spec: str | dict[str, Any]) -> tuple[Tensor, T
     return lo, hi
 
 
-class FlowMap(nn.Module):
-    """A neural flow map ``X(s, t, x; p)`` of an :class:`~flowsim.ODESystem`.
+class JumpAPI:
+    """The checked jump interface shared by :class:`FlowMap` and
+    :class:`~flowsim.maps.FlowMapEnsemble`: :meth:`jump`, :meth:`odeint`, :meth:`velocity`.
 
-    ``X = x + (t - s) v`` in normalised coordinates, so ``X(s, s, x) = x`` holds exactly.
-    Autonomous systems condition on ``t - s`` only; parameters are network inputs, so one
-    map covers a whole prior of parameters. With ``tangent=True`` the known vector field is
-    built in: ``X = x + Δ b(s, x) + Δ² w``, so the map is exact to first order in the jump.
-
-    Arguments
-    ---------
-    system:
-        The system (or its catalogue name).
-    width, depth, activation, backbone:
-        Network size (``"mlp"`` or ``"resnet"``; ``"gelu"``, ``"silu"``, ``"tanh"``, ``"softplus"``).
-    n_frequencies:
-        Fourier frequencies of the time embedding.
-    tangent:
-        Build the system's vector field into the map (needs ``b``; off for data-only use).
-    backward:
-        Whether backward jumps (``t < s``) are allowed (train them too).
-    max_jump:
-        Longest jump a single evaluation should take (time units); ``odeint`` splits longer
-        intervals. Default: the system's timescale (the trainer sets it to the longest gap trained).
-    state_transform:
-        A fitted :class:`StateTransform`; default: fitted on the system's initial-state prior,
-        with log-standardisation of positive states spanning more than two decades.
-    dtype:
-        ``torch.float32`` (default) or ``torch.float64``.
-    seed:
-        Seed for the initial weights (``None``: torch's current state).
-    param_range:
-        The parameters the map is for: ``"prior"`` (default, each parameter's prior range — one
-        map for the whole prior), ``"default"`` (the system's default parameters only), or a
-        dict ``{name: value or (low, high)}`` overriding some parameters' ranges (the others
-        keep their priors). Jumps with parameters outside it are refused unless
-        ``allow_extrapolation=True``.
-
-    Raises
-    ------
-    ConfigError
-        Bad sizes or names.
-
-    Examples
-    --------
-    >>> import torch, flowsim
-    >>> fm = flowsim.FlowMap("lotka_volterra", width=32, depth=2)
-    >>> x = torch.rand(5, 2) + 0.5
-    >>> bool((fm.jump(x, 0.0, 0.0) == x).all())
-    True
-    >>> fm.jump(x, 0.0, torch.linspace(0.1, 1.0, 5)).shape
-    torch.Size([5, 2])
+    A subclass provides ``forward(s, t, x, p)`` (unchecked) and the attributes ``system``,
+    ``config`` (``dim``, ``backward``), ``dtype``, ``device``, ``max_jump`` and
+    ``param_transform``.
     """
-
-    def __init__(
-        self,
-        system: ODESystem | str,
-        *,
-        width: int = 256,
-        depth: int = 4,
-        activation: str = "gelu",
-        backbone: str = "mlp",
-        n_frequencies: int = 8,
-        tangent: bool = False,
-        backward: bool = False,
-        max_jump: float | None = None,
-        state_transform: StateTransform | None = None,
-        log_states: bool | list[bool] | str = "auto",
-        dtype: torch.dtype = torch.float32,
-        seed: int | None = 0,
-        param_range: str | dict[str, Any] = "prior",
-    ) -> None:
-        super().__init__()
-        self.system = get_system(system) if isinstance(system, str) else system
-        if dtype not in _DTYPES.values():
-            raise ConfigError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
-        sys_ = self.system
-        if state_transform is None:
-            state_transform = _default_transform(sys_, log_states)
-        if state_transform.dim != sys_.dim:
-            raise ConfigError(f"state_transform has dim {state_transform.dim}, system {sys_.dim}")
-        self.config = FlowMapConfig(
-            system=sys_.name, system_kwargs=sys_.constructor_kwargs(), dim=sys_.dim,
-            state_names=list(sys_.state_names), param_names=list(sys_.param_names),
-            autonomous=bool(sys_.autonomous), timescale=float(sys_.timescale), width=int(width),
-            depth=int(depth), activation=activation, backbone=backbone,
-            n_frequencies=int(n_frequencies), tangent=bool(tangent), backward=bool(backward),
-            max_jump=float(max_jump) if max_jump is not None else float(sys_.timescale),
-            log_states=[bool(v) for v in state_transform.log_mask.tolist()],
-            dtype=[k for k, v in _DTYPES.items() if v == dtype][0],
-        )
-        if seed is not None:
-            torch.manual_seed(seed)
-        self.state_transform = state_transform
-        lo, hi = _param_range(sys_, param_range)
-        self.param_transform = ParamTransform(lo, hi)
-        self.jump_embedding = FourierEmbedding(n_frequencies, f_min=0.25, f_max=8.0)
-        self.time_embedding = (
-            None if sys_.autonomous else FourierEmbedding(n_frequencies, f_min=0.25, f_max=4.0)
-        )
-        d_in = sys_.dim + sys_.n_params + self.jump_embedding.out_features
-        if self.time_embedding is not None:
-            d_in += self.time_embedding.out_features
-        self.net = make_backbone(backbone, d_in, sys_.dim, int(width), int(depth), activation)
-        # typical rate of change of each normalised state per timescale: keeps the network's
-        # output O(1) (set from data or the vector field by the trainer)
-        self.register_buffer("velocity_scale", torch.ones(sys_.dim, dtype=torch.float64))
-        self.to(dtype)
-        self._has_log = bool(state_transform.log_mask.any())
-
-    # ------------------------------------------------------------------ properties
-    @property
-    def dtype(self) -> torch.dtype:
-        return _DTYPES[self.config.dtype]
-
-    @property
-    def device(self) -> torch.device:
-        return self.state_transform.mean.device
-
-    @property
-    def max_jump(self) -> float:
-        """Longest single jump ``odeint`` takes by default (time units)."""
-        return float(self.config.max_jump or self.config.timescale)
-
-    def _apply(self, fn, recurse=True):  # keep config.dtype in step with .double()/.float()
-        out = super()._apply(fn, recurse)
-        w = next(self.net.parameters(), None)
-        if w is not None and w.dtype in _DTYPES.values():
-            self.config.dtype = [k for k, v in _DTYPES.items() if v == w.dtype][0]
-        return out
-
-    def set_state_transform(self, transform: StateTransform) -> None:
-        """Replace the state normalisation (before training), keeping the config in step."""
-        if transform.dim != self.config.dim:
-            raise ConfigError(f"transform has dim {transform.dim}, the map {self.config.dim}")
-        self.state_transform.load_state_dict(transform.state_dict())
-        self.config.log_states = [bool(v) for v in transform.log_mask.tolist()]
-        self._has_log = bool(transform.log_mask.any())
-
-    # ------------------------------------------------------------------ core
-    def forward(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
-        """Unchecked evaluation: ``s``, ``t`` ``(batch,)``; ``x`` ``(batch, dim)``;
-        ``p`` ``(batch, n_params)`` (raw, not normalised). Use :meth:`jump` for checked calls."""
-        T = self.config.timescale
-        delta = t - s
-        h = delta / T
-        feats = [self.state_transform.encode(x), self.param_transform.encode(p),
-                 self.jump_embedding(h)]
-        if self.time_embedding is not None:
-            feats.append(self.time_embedding(s / T))
-        # rate scale for short jumps, bounded displacement (a few σ) for long ones
-        vs = self.velocity_scale.to(x.dtype)
-        w = self.net(torch.cat(feats, dim=-1)) * vs / (1 + h.abs()[:, None] * vs / _MAX_DISPLACEMENT)
-        if self.config.tangent:
-            b = self.system._rhs(s, x, p)
-            std = self.state_transform.std.to(x.dtype)
-            if self._has_log:
-                b = torch.where(self.state_transform.log_mask, b / x, b)
-            dz = delta[:, None] * (b / std) + (h * h.abs())[:, None] * w
-        else:
-            dz = h[:, None] * w
-        return self.state_transform.advance(x, dz)
 
     def velocity(self, s: Tensor, x: Tensor, p: Tensor) -> Tensor:
         """The diagonal ``∂_t X(s, t, x)|_{t=s}`` in state units, by one forward-mode JVP."""
@@ -415,6 +262,169 @@ class FlowMap(nn.Module):
                     "Pass allow_extrapolation=True to accept that."
                 )
         return x, s_, t_, p_
+
+
+class FlowMap(JumpAPI, nn.Module):
+    """A neural flow map ``X(s, t, x; p)`` of an :class:`~flowsim.ODESystem`.
+
+    ``X = x + (t - s) v`` in normalised coordinates, so ``X(s, s, x) = x`` holds exactly.
+    Autonomous systems condition on ``t - s`` only; parameters are network inputs, so one
+    map covers a whole prior of parameters. With ``tangent=True`` the known vector field is
+    built in: ``X = x + Δ b(s, x) + Δ² w``, so the map is exact to first order in the jump.
+
+    Arguments
+    ---------
+    system:
+        The system (or its catalogue name).
+    width, depth, activation, backbone:
+        Network size (``"mlp"`` or ``"resnet"``; ``"gelu"``, ``"silu"``, ``"tanh"``, ``"softplus"``).
+    n_frequencies:
+        Fourier frequencies of the time embedding.
+    tangent:
+        Build the system's vector field into the map (needs ``b``; off for data-only use).
+    backward:
+        Whether backward jumps (``t < s``) are allowed (train them too).
+    max_jump:
+        Longest jump a single evaluation should take (time units); ``odeint`` splits longer
+        intervals. Default: the system's timescale (the trainer sets it to the longest gap trained).
+    state_transform:
+        A fitted :class:`StateTransform`; default: fitted on the system's initial-state prior,
+        with log-standardisation of positive states spanning more than two decades.
+    dtype:
+        ``torch.float32`` (default) or ``torch.float64``.
+    seed:
+        Seed for the initial weights (``None``: torch's current state).
+    param_range:
+        The parameters the map is for: ``"prior"`` (default, each parameter's prior range — one
+        map for the whole prior), ``"default"`` (the system's default parameters only), or a
+        dict ``{name: value or (low, high)}`` overriding some parameters' ranges (the others
+        keep their priors). Jumps with parameters outside it are refused unless
+        ``allow_extrapolation=True``.
+
+    Raises
+    ------
+    ConfigError
+        Bad sizes or names.
+
+    Examples
+    --------
+    >>> import torch, flowsim
+    >>> fm = flowsim.FlowMap("lotka_volterra", width=32, depth=2)
+    >>> x = torch.rand(5, 2) + 0.5
+    >>> bool((fm.jump(x, 0.0, 0.0) == x).all())
+    True
+    >>> fm.jump(x, 0.0, torch.linspace(0.1, 1.0, 5)).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(
+        self,
+        system: ODESystem | str,
+        *,
+        width: int = 256,
+        depth: int = 4,
+        activation: str = "gelu",
+        backbone: str = "mlp",
+        n_frequencies: int = 8,
+        tangent: bool = False,
+        backward: bool = False,
+        max_jump: float | None = None,
+        state_transform: StateTransform | None = None,
+        log_states: bool | list[bool] | str = "auto",
+        dtype: torch.dtype = torch.float32,
+        seed: int | None = 0,
+        param_range: str | dict[str, Any] = "prior",
+    ) -> None:
+        super().__init__()
+        self.system = get_system(system) if isinstance(system, str) else system
+        if dtype not in _DTYPES.values():
+            raise ConfigError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
+        sys_ = self.system
+        if state_transform is None:
+            state_transform = _default_transform(sys_, log_states)
+        if state_transform.dim != sys_.dim:
+            raise ConfigError(f"state_transform has dim {state_transform.dim}, system {sys_.dim}")
+        self.config = FlowMapConfig(
+            system=sys_.name, system_kwargs=sys_.constructor_kwargs(), dim=sys_.dim,
+            state_names=list(sys_.state_names), param_names=list(sys_.param_names),
+            autonomous=bool(sys_.autonomous), timescale=float(sys_.timescale), width=int(width),
+            depth=int(depth), activation=activation, backbone=backbone,
+            n_frequencies=int(n_frequencies), tangent=bool(tangent), backward=bool(backward),
+            max_jump=float(max_jump) if max_jump is not None else float(sys_.timescale),
+            log_states=[bool(v) for v in state_transform.log_mask.tolist()],
+            dtype=[k for k, v in _DTYPES.items() if v == dtype][0],
+        )
+        if seed is not None:
+            torch.manual_seed(seed)
+        self.state_transform = state_transform
+        lo, hi = _param_range(sys_, param_range)
+        self.param_transform = ParamTransform(lo, hi)
+        self.jump_embedding = FourierEmbedding(n_frequencies, f_min=0.25, f_max=8.0)
+        self.time_embedding = (
+            None if sys_.autonomous else FourierEmbedding(n_frequencies, f_min=0.25, f_max=4.0)
+        )
+        d_in = sys_.dim + sys_.n_params + self.jump_embedding.out_features
+        if self.time_embedding is not None:
+            d_in += self.time_embedding.out_features
+        self.net = make_backbone(backbone, d_in, sys_.dim, int(width), int(depth), activation)
+        # typical rate of change of each normalised state per timescale: keeps the network's
+        # output O(1) (set from data or the vector field by the trainer)
+        self.register_buffer("velocity_scale", torch.ones(sys_.dim, dtype=torch.float64))
+        self.to(dtype)
+        self._has_log = bool(state_transform.log_mask.any())
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES[self.config.dtype]
+
+    @property
+    def device(self) -> torch.device:
+        return self.state_transform.mean.device
+
+    @property
+    def max_jump(self) -> float:
+        """Longest single jump ``odeint`` takes by default (time units)."""
+        return float(self.config.max_jump or self.config.timescale)
+
+    def _apply(self, fn, recurse=True):  # keep config.dtype in step with .double()/.float()
+        out = super()._apply(fn, recurse)
+        w = next(self.net.parameters(), None)
+        if w is not None and w.dtype in _DTYPES.values():
+            self.config.dtype = [k for k, v in _DTYPES.items() if v == w.dtype][0]
+        return out
+
+    def set_state_transform(self, transform: StateTransform) -> None:
+        """Replace the state normalisation (before training), keeping the config in step."""
+        if transform.dim != self.config.dim:
+            raise ConfigError(f"transform has dim {transform.dim}, the map {self.config.dim}")
+        self.state_transform.load_state_dict(transform.state_dict())
+        self.config.log_states = [bool(v) for v in transform.log_mask.tolist()]
+        self._has_log = bool(transform.log_mask.any())
+
+    # ------------------------------------------------------------------ core
+    def forward(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+        """Unchecked evaluation: ``s``, ``t`` ``(batch,)``; ``x`` ``(batch, dim)``;
+        ``p`` ``(batch, n_params)`` (raw, not normalised). Use :meth:`jump` for checked calls."""
+        T = self.config.timescale
+        delta = t - s
+        h = delta / T
+        feats = [self.state_transform.encode(x), self.param_transform.encode(p),
+                 self.jump_embedding(h)]
+        if self.time_embedding is not None:
+            feats.append(self.time_embedding(s / T))
+        # rate scale for short jumps, bounded displacement (a few σ) for long ones
+        vs = self.velocity_scale.to(x.dtype)
+        w = self.net(torch.cat(feats, dim=-1)) * vs / (1 + h.abs()[:, None] * vs / _MAX_DISPLACEMENT)
+        if self.config.tangent:
+            b = self.system._rhs(s, x, p)
+            std = self.state_transform.std.to(x.dtype)
+            if self._has_log:
+                b = torch.where(self.state_transform.log_mask, b / x, b)
+            dz = delta[:, None] * (b / std) + (h * h.abs())[:, None] * w
+        else:
+            dz = h[:, None] * w
+        return self.state_transform.advance(x, dz)
 
     def extra_repr(self) -> str:
         c = self.config

@@ -3,6 +3,8 @@
 from .bank import TrajectoryBank as TrajectoryBank
 from .checkpoint import load as load
 from .checkpoint import save as save
+from .ensemble import EnsembleFitResult as EnsembleFitResult
+from .ensemble import fit_ensemble as fit_ensemble
 from .objectives import Diagonal as Diagonal
 from .objectives import Eulerian as Eulerian
 from .objectives import Lagrangian as Lagrangian
@@ -15,6 +17,7 @@ from .trainer import FitResult as FitResult
 from .trainer import fit as fit
 
 __all__ = [
-    "Diagonal", "Eulerian", "FitResult", "Lagrangian", "Objective", "PairRegression", "Rollout",
-    "Semigroup", "TrajectoryBank", "fit", "load", "make_objectives", "save",
+    "Diagonal", "EnsembleFitResult", "Eulerian", "FitResult", "Lagrangian", "Objective",
+    "PairRegression", "Rollout", "Semigroup", "TrajectoryBank", "fit", "fit_ensemble", "load",
+    "make_objectives", "save",
 ]

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._utils import atomic_path
-from ..errors import CheckpointError
+from ..errors import CheckpointError, FlowsimError
+from ..maps.ensemble import FlowMapEnsemble
 from ..maps.flowmap import FlowMap, FlowMapConfig
 from ..maps.transforms import StateTransform
 from ..systems.base import ODESystem
@@ -22,14 +23,21 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+ENSEMBLE = "ensemble.json"
 
 
-def save(flowmap: FlowMap, path: str | os.PathLike, *, training: dict[str, Any] | None = None
-         ) -> Path:
+def member_dir(path: str | os.PathLike, k: int) -> Path:
+    """Where member ``k`` of an ensemble saved at ``path`` lives (``path/member-<k>``)."""
+    return Path(path) / f"member-{k}"
+
+
+def save(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
+         training: dict[str, Any] | None = None) -> Path:
     """Save a flow map to the directory ``path`` (``model.safetensors`` + ``config.json``).
 
     Each file is written to a temporary name and renamed, so an interrupted save leaves the
-    previous checkpoint intact.
+    previous checkpoint intact. A :class:`~flowsim.FlowMapEnsemble` is saved as one checkpoint
+    per member (``path/member-<k>``) and an ``ensemble.json`` listing them, written last.
 
     Arguments
     ---------
@@ -53,6 +61,11 @@ def save(flowmap: FlowMap, path: str | os.PathLike, *, training: dict[str, Any] 
     >>> flowsim.load(d).config.system
     'lotka_volterra'
     """
+    if isinstance(flowmap, FlowMapEnsemble):
+        return _save_ensemble(flowmap, path, training)
+    if not isinstance(flowmap, FlowMap):
+        raise CheckpointError(f"save() takes a flowsim.FlowMap or FlowMapEnsemble; got "
+                              f"{type(flowmap).__name__}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in flowmap.state_dict().items()}
@@ -71,8 +84,9 @@ def save(flowmap: FlowMap, path: str | os.PathLike, *, training: dict[str, Any] 
 
 
 def load(path: str | os.PathLike, *, system: ODESystem | None = None,
-         map_location: str | torch.device = "cpu") -> FlowMap:
-    """Load a flow map saved by :func:`save` or by :func:`flowsim.fit`.
+         map_location: str | torch.device = "cpu") -> FlowMap | FlowMapEnsemble:
+    """Load a flow map saved by :func:`save`, :func:`flowsim.fit` or
+    :func:`flowsim.train.fit_ensemble`.
 
     Arguments
     ---------
@@ -86,8 +100,9 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
 
     Returns
     -------
-    FlowMap
-        Ready to use, in evaluation mode, with ``.training_record`` holding the training config.
+    FlowMap or FlowMapEnsemble
+        Ready to use, in evaluation mode, with ``.training_record`` holding the training config
+        (an ensemble where ``path`` holds an ``ensemble.json``).
 
     Raises
     ------
@@ -107,6 +122,8 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
     path = Path(path)
     if path.is_file():
         path = path.parent
+    if (path / ENSEMBLE).exists():
+        return _load_ensemble(path, system, map_location)
     cfg_file, w_file = path / CONFIG, path / WEIGHTS
     if not cfg_file.exists() or not w_file.exists():
         raise CheckpointError(
@@ -151,6 +168,47 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
     fm.to(map_location)
     fm.training_record = meta.get("training", {})
     return fm.eval()
+
+
+def _save_ensemble(ens: FlowMapEnsemble, path: str | os.PathLike,
+                   training: dict[str, Any] | None) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    records = ens.training_record.get("members", [])
+    for k, member in enumerate(ens.members):
+        record = records[k] if k < len(records) else getattr(member, "training_record", {})
+        save(member, member_dir(path, k), training=record)
+    meta = {"format_version": FORMAT_VERSION, "flowsim_version": _version(), "kind": "ensemble",
+            "members": [member_dir(".", k).name for k in range(len(ens))],
+            "system": ens.config.system, "training": training or {}}
+    with atomic_path(path / ENSEMBLE) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, default=_json_default))
+    return path
+
+
+def _load_ensemble(path: Path, system: ODESystem | None,
+                   map_location: str | torch.device) -> FlowMapEnsemble:
+    try:
+        meta = json.loads((path / ENSEMBLE).read_text())
+        names = [str(n) for n in meta["members"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path / ENSEMBLE} is corrupted: {err}") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"ensemble format {meta.get('format_version')} is not supported by this flowsim "
+            f"(format {FORMAT_VERSION}); retrain or use the flowsim version that wrote it")
+    if any(Path(n).name != n for n in names):  # member folders live inside path, nowhere else
+        raise CheckpointError(f"{path / ENSEMBLE} names member folders outside {path}: {names}")
+    members = [load(path / n, system=system, map_location=map_location) for n in names]
+    if any(isinstance(m, FlowMapEnsemble) for m in members):
+        raise CheckpointError(f"{path / ENSEMBLE} lists an ensemble as a member")
+    try:
+        ens = FlowMapEnsemble(members)
+    except FlowsimError as err:
+        raise CheckpointError(f"the members in {path} do not form an ensemble: {err}") from None
+    ens.training_record = {**meta.get("training", {}),
+                           "members": [m.training_record for m in members]}
+    return ens.eval()
 
 
 def check_compatible(cfg: FlowMapConfig, system: ODESystem) -> None:

@@ -1,0 +1,181 @@
+"""An ensemble of flow maps: independently trained members, averaged, with their spread."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .flowmap import FlowMap, FlowMapConfig, JumpAPI
+
+__all__ = ["FlowMapEnsemble"]
+
+
+class FlowMapEnsemble(JumpAPI, nn.Module):
+    """Several flow maps of one system, trained independently; a jump is their average.
+
+    Each member's error is mostly its own (its initial weights and its draws of the data), so
+    the average of ``K`` members is more accurate than any one of them, and how far the
+    members disagree says how far a jump can be trusted (:meth:`jump_with_spread`). On
+    FitzHugh–Nagumo, two 16,000-step members had median errors of 2.2e-3 and 2.0e-3 at one
+    timescale and their average 1.6e-3 (``docs/benchmarks.md``). Train one with
+    :func:`flowsim.train.fit_ensemble`, which trains the members in parallel processes.
+
+    The average is taken in the first member's normalised coordinates (per-state
+    standardisation; log-standardised states are averaged geometrically, so positive states
+    stay positive). ``X(s, s, x) = x`` holds exactly, as it does for every member. A jump costs
+    ``K`` network evaluations.
+
+    Arguments
+    ---------
+    members:
+        Two or more :class:`FlowMap` of the same system (name, states, parameters), dtype,
+        parameter range and direction (``backward``).
+
+    Raises
+    ------
+    ConfigError
+        Fewer than two members, a member that is not a :class:`FlowMap`, or members that do
+        not match.
+
+    Examples
+    --------
+    >>> import torch, flowsim
+    >>> members = [flowsim.FlowMap("lotka_volterra", width=16, depth=1, seed=k) for k in (0, 1)]
+    >>> ens = flowsim.FlowMapEnsemble(members)
+    >>> x = torch.rand(5, 2) + 0.5
+    >>> bool((ens.jump(x, 0.0, 0.0) == x).all()), ens.jump(x, 0.0, 1.0).shape, len(ens)
+    (True, torch.Size([5, 2]), 2)
+    >>> mean, spread = ens.jump_with_spread(x, 0.0, 1.0)
+    >>> spread.shape
+    torch.Size([5])
+    """
+
+    def __init__(self, members: Sequence[FlowMap]) -> None:
+        super().__init__()
+        members = list(members)
+        _check_members(members)
+        self.members = nn.ModuleList(members)
+        self.system = members[0].system
+        self.training_record: dict[str, Any] = {
+            "members": [getattr(m, "training_record", {}) for m in members]}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    # ------------------------------------------------------------------ shared attributes
+    @property
+    def config(self) -> FlowMapConfig:
+        """The first member's configuration (system, states, parameters, timescale, …)."""
+        return self.members[0].config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.members[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.members[0].device
+
+    @property
+    def max_jump(self) -> float:
+        """The shortest of the members' longest jumps (time units)."""
+        return min(m.max_jump for m in self.members)
+
+    @property
+    def state_transform(self):
+        """The normalisation the members are averaged in (the first member's)."""
+        return self.members[0].state_transform
+
+    @property
+    def param_transform(self):
+        return self.members[0].param_transform
+
+    # ------------------------------------------------------------------ core
+    def _displacements(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+        """Every member's displacement in normalised coordinates, ``(members, batch, dim)``
+        (exactly zero for a zero jump)."""
+        tr = self.state_transform
+        z0 = tr.encode(x)
+        return torch.stack([tr.encode(m(s, t, x, p)) - z0 for m in self.members])
+
+    def forward(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+        """Unchecked average jump (see :meth:`FlowMap.forward` for the shapes)."""
+        return self.state_transform.advance(x, self._displacements(s, t, x, p).mean(dim=0))
+
+    def jump_with_spread(
+        self,
+        x: Tensor,
+        s: Tensor | float,
+        t: Tensor | float,
+        p: Tensor | dict | None = None,
+        *,
+        allow_extrapolation: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """The average jump and how far the members disagree about it.
+
+        Arguments
+        ---------
+        x, s, t, p, allow_extrapolation:
+            As for :meth:`jump`.
+
+        Returns
+        -------
+        tuple of Tensor
+            ``X`` ``(batch, dim)``, as :meth:`jump` gives it, and the spread ``(batch,)``: the
+            members' root-mean-square distance from ``X`` in normalised coordinates (state
+            units of one standard deviation, log-differences for log-standardised states),
+            divided by ``√dim`` — on the scale of the benchmarks' normalised error. It is an
+            estimate of the members' own error, not of the average's (which is smaller), and
+            it ranks jumps by how far to trust them (``flowsim.analysis.indicator_quality``).
+
+        Raises
+        ------
+        ShapeError, TimeGridError, ParameterError
+            As for :meth:`jump`.
+
+        Examples
+        --------
+        >>> import torch, flowsim
+        >>> ens = flowsim.FlowMapEnsemble(
+        ...     [flowsim.FlowMap("lotka_volterra", width=16, depth=1, seed=k) for k in (0, 1)])
+        >>> X, spread = ens.jump_with_spread(torch.ones(3, 2), 0.0, 0.0)
+        >>> spread.tolist()
+        [0.0, 0.0, 0.0]
+        """
+        x, s_, t_, p_ = self._check(x, s, t, p, allow_extrapolation)
+        dz = self._displacements(s_, t_, x, p_)
+        mean = dz.mean(dim=0)
+        spread = (dz - mean).pow(2).mean(dim=0).sum(dim=-1).div(dz.shape[-1]).sqrt()
+        return self.state_transform.advance(x, mean), spread
+
+    def extra_repr(self) -> str:
+        return f"{len(self)} members of {self.config.system!r}"
+
+
+def _check_members(members: list) -> None:
+    if len(members) < 2:
+        raise ConfigError(f"an ensemble needs at least two flow maps; got {len(members)}")
+    bad = [i for i, m in enumerate(members) if not isinstance(m, FlowMap)]
+    if bad:
+        raise ConfigError(f"ensemble members must be flowsim.FlowMap; member {bad[0]} is "
+                          f"{type(members[bad[0]]).__name__}")
+    first = members[0]
+    for i, m in enumerate(members[1:], start=1):
+        problems = [
+            f"{what} {getattr(m.config, what)!r} != {getattr(first.config, what)!r}"
+            for what in ("system", "state_names", "param_names", "dtype", "backward", "autonomous")
+            if getattr(m.config, what) != getattr(first.config, what)
+        ]
+        for what in ("low", "high"):
+            a, b = getattr(first.param_transform, what), getattr(m.param_transform, what)
+            if a.shape != b.shape or not torch.equal(a.cpu(), b.cpu()):
+                problems.append(f"parameter range ({what}) {b.tolist()} != {a.tolist()}")
+        if m.device != first.device:
+            problems.append(f"device {m.device} != {first.device}")
+        if problems:
+            raise ConfigError(f"ensemble member {i} does not match member 0: "
+                              + "; ".join(problems))

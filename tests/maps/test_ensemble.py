@@ -1,0 +1,151 @@
+"""FlowMapEnsemble: the average of its members, their spread, checks, save and load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import flowsim
+from flowsim import FlowMap, FlowMapEnsemble
+
+
+def _perturbed(system, seed, **kw):
+    fm = FlowMap(system, width=16, depth=2, seed=seed, **kw)
+    with torch.no_grad():  # a zero head is the identity: give every member a distinct map
+        fm.net.head.weight.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(seed))
+    return fm.eval()
+
+
+@pytest.fixture
+def lv_ensemble():
+    return FlowMapEnsemble([_perturbed("lotka_volterra", k) for k in range(3)])
+
+
+def test_average_of_the_members_and_exact_identity(lv_ensemble):
+    ens = lv_ensemble
+    x = ens.system.sample_initial(64, generator=1).float()
+    out = ens.jump(x, 0.0, 2.0)
+    members = torch.stack([m.jump(x, 0.0, 2.0) for m in ens.members])
+    # Lotka–Volterra is standardised without logs: the average is the plain mean of the states
+    torch.testing.assert_close(out, members.mean(0), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(members[0], members[1])
+    assert torch.equal(ens.jump(x, 1.0, 1.0), x)  # X(s, s, x) = x exactly
+    # per-sample times and parameters, like a single map
+    t = torch.linspace(0.5, 3.0, 64)
+    p = ens.system.sample_params(64, generator=2).float()
+    torch.testing.assert_close(
+        ens.jump(x, 0.0, t, p),
+        torch.stack([m.jump(x, 0.0, t, p) for m in ens.members]).mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_log_states_are_averaged_geometrically():
+    members = [_perturbed("sir", k, log_states=True) for k in range(2)]
+    ens = FlowMapEnsemble(members)
+    x = ens.system.sample_initial(16, generator=0).float()
+    out = ens.jump(x, 0.0, 5.0)
+    a, b = (m.jump(x, 0.0, 5.0) for m in members)
+    torch.testing.assert_close(out, torch.sqrt(a * b), rtol=1e-4, atol=0)
+    assert (out > 0).all()
+
+
+def test_spread_measures_the_disagreement(lv_ensemble):
+    x = lv_ensemble.system.sample_initial(32, generator=3).float()
+    mean, spread = lv_ensemble.jump_with_spread(x, 0.0, 2.0)
+    torch.testing.assert_close(mean, lv_ensemble.jump(x, 0.0, 2.0))
+    z = torch.stack([lv_ensemble.state_transform.encode(m.jump(x, 0.0, 2.0))
+                     for m in lv_ensemble.members])
+    expected = (z - z.mean(0)).pow(2).mean(0).mean(-1).sqrt()
+    torch.testing.assert_close(spread, expected, rtol=1e-4, atol=1e-6)
+    assert (spread > 0).all()
+    same = FlowMapEnsemble([_perturbed("lotka_volterra", 0) for _ in range(2)])
+    assert torch.equal(same.jump_with_spread(x, 0.0, 2.0)[1], torch.zeros(32))
+
+
+def test_odeint_velocity_and_the_analysis_tools_accept_an_ensemble(lv_ensemble):
+    ens = lv_ensemble
+    x = ens.system.sample_initial(8, generator=4).float()
+    t = torch.linspace(0, 10, 6)
+    traj = ens.odeint(x, t)
+    assert traj.shape == (6, 8, 2) and torch.equal(traj[0], x)
+    torch.testing.assert_close(traj[1], ens.jump(x, 0.0, 2.0))
+    v = ens.velocity(torch.zeros(8), x, ens.system.default_params(8).float())
+    assert v.shape == (8, 2) and torch.isfinite(v).all()
+    from flowsim.analysis._maps import check_flowmap
+
+    assert check_flowmap(ens) is ens.system
+
+
+def test_bad_inputs_are_refused(lv_ensemble):
+    with pytest.raises(flowsim.ConfigError, match="at least two"):
+        FlowMapEnsemble([_perturbed("lotka_volterra", 0)])
+    with pytest.raises(flowsim.ConfigError, match="must be flowsim.FlowMap"):
+        FlowMapEnsemble([_perturbed("lotka_volterra", 0), torch.nn.Linear(2, 2)])
+    with pytest.raises(flowsim.ConfigError, match="system"):
+        FlowMapEnsemble([_perturbed("lotka_volterra", 0), _perturbed("van_der_pol", 1)])
+    with pytest.raises(flowsim.ConfigError, match="dtype"):
+        FlowMapEnsemble([_perturbed("lotka_volterra", 0), _perturbed("lotka_volterra", 1).double()])
+    with pytest.raises(flowsim.ConfigError, match="parameter range"):
+        FlowMapEnsemble([_perturbed("lotka_volterra", 0),
+                         _perturbed("lotka_volterra", 1, param_range="default")])
+    with pytest.raises(flowsim.ShapeError):
+        lv_ensemble.jump(torch.ones(4, 3), 0.0, 1.0)
+    with pytest.raises(flowsim.ShapeError, match="NaN"):
+        lv_ensemble.jump(torch.full((4, 2), float("nan")), 0.0, 1.0)
+    with pytest.raises(flowsim.TimeGridError):
+        lv_ensemble.jump_with_spread(torch.ones(4, 2), 1.0, 0.0)
+
+
+def test_save_and_load_round_trip(lv_ensemble, tmp_path):
+    ens = lv_ensemble
+    ens.training_record = {"members": [{"steps_done": k} for k in range(3)]}
+    path = flowsim.save(ens, tmp_path / "ens", training={"note": "three members"})
+    assert sorted(p.name for p in path.iterdir()) == [
+        "ensemble.json", "member-0", "member-1", "member-2"]
+    back = flowsim.load(path)
+    assert isinstance(back, FlowMapEnsemble) and len(back) == 3 and not back.training
+    x = ens.system.sample_initial(8, generator=5).float()
+    assert torch.equal(back.jump(x, 0.0, 3.0), ens.jump(x, 0.0, 3.0))
+    assert back.training_record["note"] == "three members"
+    assert [r["steps_done"] for r in back.training_record["members"]] == [0, 1, 2]
+    # each member is an ordinary checkpoint
+    assert isinstance(flowsim.load(path / "member-1"), FlowMap)
+    with pytest.raises(flowsim.CheckpointError, match="does not match"):
+        flowsim.load(path, system=flowsim.get_system("van_der_pol"))
+
+
+def test_damaged_ensemble_checkpoints_are_refused(lv_ensemble, tmp_path):
+    path = flowsim.save(lv_ensemble, tmp_path / "ens")
+    meta = json.loads((path / "ensemble.json").read_text())
+    (path / "ensemble.json").write_text(json.dumps({**meta, "members": ["../elsewhere"]}))
+    with pytest.raises(flowsim.CheckpointError, match="outside"):
+        flowsim.load(path)
+    (path / "ensemble.json").write_text(json.dumps({**meta, "members": ["member-0"]}))
+    with pytest.raises(flowsim.CheckpointError, match="at least two"):
+        flowsim.load(path)
+    (path / "ensemble.json").write_text("{not json")
+    with pytest.raises(flowsim.CheckpointError, match="corrupted"):
+        flowsim.load(path)
+    (path / "ensemble.json").write_text(json.dumps(meta))
+    (path / "member-2" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(flowsim.CheckpointError, match="corrupted"):
+        flowsim.load(path)
+    with pytest.raises(flowsim.CheckpointError, match="FlowMap or FlowMapEnsemble"):
+        flowsim.save(torch.nn.Linear(2, 2), tmp_path / "bad")
+
+
+def test_indicator_quality_of_the_spread(lv_ensemble):
+    from flowsim.analysis import indicator_quality
+
+    sysm = lv_ensemble.system
+    ref = flowsim.reference_solve(sysm, sysm.sample_initial(6, 0),
+                                  torch.linspace(0, 10, 21, dtype=torch.float64))
+    q = indicator_quality(lv_ensemble, ref, n_jumps=3, indicator="spread")
+    assert "ensemble spread" in q.indicator.attrs["description"]
+    assert q.indicator.size == q.error.size > 0 and bool((q.indicator >= 0).all())
+    assert -1 <= float(q.spearman) <= 1
+    with pytest.raises(flowsim.ConfigError, match="FlowMapEnsemble"):
+        indicator_quality(lv_ensemble.members[0], ref, n_jumps=3, indicator="spread")
+    with pytest.raises(flowsim.ConfigError, match="indicator must be"):
+        indicator_quality(lv_ensemble, ref, n_jumps=3, indicator="vibes")
