@@ -7,6 +7,8 @@ process. Reports the speed-up at matched median error over dopri5 and the traini
 its break-even number of trajectories.
 
     python benchmarks/work_precision.py --models /tmp/models      # maps from accuracy.py --save-models
+    # (an ensemble saved by accuracy.py --members 2 --save-models is timed as it is used: every
+    # jump evaluates both members)
     python benchmarks/work_precision.py --train-minutes 5         # train what is missing
 
 Writes ``benchmarks/results/work_precision.json`` and ``work_precision.png``.
@@ -31,7 +33,7 @@ SYSTEMS = ["fitzhugh_nagumo", "lotka_volterra", "sir", "robertson"]
 
 def get_model(name, args):
     path = Path(args.models) / f"{name}-pairs" if args.models else None
-    if path is not None and (path / "config.json").exists():
+    if path is not None and any((path / f).exists() for f in ("config.json", "ensemble.json")):
         fm = flowsim.load(path)
         return fm, float(fm.training_record.get("train_seconds", float("nan")))
     sys_ = flowsim.get_system(name)

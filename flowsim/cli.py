@@ -73,6 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               optimizer=args.optimizer,
               time_budget=None if args.minutes is None else 60 * args.minutes)
     if args.members == 1:
+        if args.workers is not None:
+            raise ConfigError("--workers is for ensembles; give --members 2 or more with it")
         res = fit(fm, objective, data, **kw)
     elif args.members > 1:
         from .train.ensemble import fit_ensemble
@@ -136,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jump-margin", type=float, default=0.1,
                    help="train gaps up to max-jump × (1 + this) where the data reach (default 0.1)")
     p.add_argument("--minutes", type=float, default=None,
-                   help="wall-clock training budget; --steps becomes an upper bound")
+                   help="wall-clock training budget (per member with --members); --steps becomes "
+                        "an upper bound")
     p.add_argument("--optimizer", default="auto", choices=list(OPTIMIZERS),
                    help="muon: Muon on the weight matrices but the head's, AdamW on the rest; "
                         "auto (default): muon where torch has it (>= 2.9)")

@@ -20,8 +20,9 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
     Each member's error is mostly its own (its initial weights and its draws of the data), so
     the average of ``K`` members is more accurate than any one of them, and how far the
     members disagree says how far a jump can be trusted (:meth:`jump_with_spread`). On
-    FitzHugh–Nagumo, two 16,000-step members had median errors of 2.2e-3 and 2.0e-3 at one
-    timescale and their average 1.6e-3 (``docs/benchmarks.md``). Train one with
+    FitzHugh–Nagumo, two maps trained for 10 minutes side by side had worst median errors of
+    1.15e-3 and 1.14e-3 over jumps up to one timescale, and their average 9.0e-4
+    (``benchmarks/accuracy.py --members 2``, ``docs/benchmarks.md``). Train one with
     :func:`flowsim.train.fit_ensemble`, which trains the members in parallel processes.
 
     The average is taken in the first member's normalised coordinates (per-state
@@ -167,7 +168,8 @@ def _check_members(members: list) -> None:
     for i, m in enumerate(members[1:], start=1):
         problems = [
             f"{what} {getattr(m.config, what)!r} != {getattr(first.config, what)!r}"
-            for what in ("system", "state_names", "param_names", "dtype", "backward", "autonomous")
+            for what in ("system", "state_names", "param_names", "dtype", "backward", "autonomous",
+                         "log_states")
             if getattr(m.config, what) != getattr(first.config, what)
         ]
         for what in ("low", "high"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ def save(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
         save_file(tensors, str(tmp))
     with atomic_path(path / CONFIG) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, default=_json_default))
+    (path / ENSEMBLE).unlink(missing_ok=True)  # this folder now holds one map, not an ensemble
     return path
 
 
@@ -174,6 +176,9 @@ def _save_ensemble(ens: FlowMapEnsemble, path: str | os.PathLike,
                    training: dict[str, Any] | None) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    # an interrupted save must not load as a mix of old and new members: no ensemble.json
+    # until every member is written
+    (path / ENSEMBLE).unlink(missing_ok=True)
     records = ens.training_record.get("members", [])
     for k, member in enumerate(ens.members):
         record = records[k] if k < len(records) else getattr(member, "training_record", {})
@@ -197,16 +202,19 @@ def _load_ensemble(path: Path, system: ODESystem | None,
         raise CheckpointError(
             f"ensemble format {meta.get('format_version')} is not supported by this flowsim "
             f"(format {FORMAT_VERSION}); retrain or use the flowsim version that wrote it")
-    if any(Path(n).name != n for n in names):  # member folders live inside path, nowhere else
-        raise CheckpointError(f"{path / ENSEMBLE} names member folders outside {path}: {names}")
-    members = [load(path / n, system=system, map_location=map_location) for n in names]
-    if any(isinstance(m, FlowMapEnsemble) for m in members):
+    # member folders are named member-<k>, inside path: nothing else is loaded from here
+    if any(not re.fullmatch(r"member-\d+", n) for n in names):
+        raise CheckpointError(f"{path / ENSEMBLE} lists member folders other than member-<k> "
+                              f"inside {path}: {names}")
+    if any((path / n / ENSEMBLE).exists() for n in names):
         raise CheckpointError(f"{path / ENSEMBLE} lists an ensemble as a member")
+    members = [load(path / n, system=system, map_location=map_location) for n in names]
     try:
         ens = FlowMapEnsemble(members)
     except FlowsimError as err:
         raise CheckpointError(f"the members in {path} do not form an ensemble: {err}") from None
-    ens.training_record = {**meta.get("training", {}),
+    training = meta.get("training", {})
+    ens.training_record = {**(training if isinstance(training, dict) else {}),
                            "members": [m.training_record for m in members]}
     return ens.eval()
 

@@ -6,6 +6,8 @@ import copy
 import os
 import pickle
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -75,12 +77,16 @@ def fit_ensemble(
     cores one small network cannot keep busy (a 2-core CPU: two single-threaded trainings run
     side by side as fast as one on both cores) an ensemble costs no more wall-clock time than
     one map. Averaging lowers the error: on FitzHugh–Nagumo, two members trained for 10 minutes
-    side by side gave a lower median error than one map trained for 10 minutes on both cores
-    (``docs/benchmarks.md``). The members' disagreement tells how far each jump can be trusted
-    (:meth:`FlowMapEnsemble.jump_with_spread`).
+    side by side on the 2-core CPU (61,168 and 63,022 steps) reached a worst median error of
+    9.0e-4 over jumps up to one timescale, against 1.15e-3 and 1.14e-3 for each alone
+    (``benchmarks/accuracy.py --members 2``, ``docs/benchmarks.md``). The members'
+    disagreement tells how far each jump can be trusted (:meth:`FlowMapEnsemble.jump_with_spread`).
 
     Worker processes are started with ``spawn``: in a script, call this under
-    ``if __name__ == "__main__":`` (as for a Dask ``LocalCluster``); notebooks need nothing.
+    ``if __name__ == "__main__":`` (as for a Dask ``LocalCluster``). In a notebook that works as
+    it is for catalogue systems; a :func:`~flowsim.from_callable` system whose right-hand side
+    is defined in the notebook (or any ``__main__``) cannot reach the workers: pass
+    ``workers=1``, or define the function in an importable module.
 
     Arguments
     ---------
@@ -93,20 +99,25 @@ def fit_ensemble(
     members:
         Number of members (at least two).
     workers:
-        Processes training members at once (default: ``min(members, CPU count)``); ``1`` trains
-        them one after another in this process (needed for systems that cannot be pickled, such
-        as :func:`~flowsim.from_callable` systems built from lambdas).
+        Processes training members at once (default: ``min(members, CPUs available)``); ``1``
+        trains them one after another in this process (needed for systems that cannot be
+        pickled, such as :func:`~flowsim.from_callable` systems built from lambdas). With fewer
+        workers than members, a ``time_budget`` holds per member: the later ones wait their turn.
     seed:
         Member ``k`` uses ``seed + k`` for its weights and its data.
     checkpoint_dir:
         Where to save: member ``k`` checkpoints to ``checkpoint_dir/member-<k>`` as
         :func:`flowsim.fit` does (so ``resume`` works member by member), and the ensemble is
-        saved to ``checkpoint_dir`` (:func:`flowsim.load` gives it back).
+        saved to ``checkpoint_dir`` (:func:`flowsim.load` gives it back) once every member is
+        done; until then ``checkpoint_dir`` holds no ensemble (an earlier one there is removed
+        first), so a killed run never loads as a mix of old and new members.
     progress:
         Show a progress bar of finished members.
     **fit_kwargs:
         Passed to :func:`flowsim.fit` for every member (``steps``, ``batch_size``, ``lr``,
         ``time_budget``, ``validation``, ``device``, …). ``progress`` of the members is off.
+        Without ``validation``, trajectory data (not a store) are split once, 10 % held out, and
+        every member trains on the same 90 % and is judged, like the ensemble, on the same 10 %.
 
     Returns
     -------
@@ -116,7 +127,8 @@ def fit_ensemble(
     ------
     ConfigError
         Fewer than two members, bad ``workers``, a ``flowmap`` that is not a FlowMap, one that
-        cannot be sent to worker processes, or any error :func:`flowsim.fit` raises.
+        cannot be sent to worker processes, a worker process that died, or any error
+        :func:`flowsim.fit` raises.
 
     Examples
     --------
@@ -135,15 +147,18 @@ def fit_ensemble(
                           f"{type(flowmap).__name__}")
     if not isinstance(members, int) or members < 2:
         raise ConfigError(f"members must be an integer of at least 2; got {members!r}")
-    cpus = os.cpu_count() or 1
+    cpus = _cpus()
     n_workers = min(members, cpus) if workers is None else workers
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ConfigError(f"workers must be a positive integer; got {workers!r}")
     n_workers = min(n_workers, members)
-    validation, val_bank, val_jumps = _validation(flowmap, data, fit_kwargs, seed)
+    data, validation, val_bank, val_jumps = _validation(flowmap, data, fit_kwargs, seed)
     if validation is not None:
         fit_kwargs["validation"] = validation
+    device = fit_kwargs.get("device") or flowmap.device
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckdir is not None:  # no ensemble loads from here until every member is done
+        (ckdir / ckpt.ENSEMBLE).unlink(missing_ok=True)
     jobs = []
     for k in range(members):
         member = _fresh_copy(flowmap, seed + k)
@@ -165,26 +180,25 @@ def fit_ensemble(
                 if bar is not None:
                     bar.update(1)
         else:
-            try:
-                pickle.dumps((jobs[0][0], objectives))
-            except Exception as err:  # noqa: BLE001 - any pickling failure means the same
-                raise ConfigError(
-                    f"the flow map or objectives cannot be sent to worker processes ({err}); "
-                    "pass workers=1 to train the members one after another in this process"
-                ) from None
             threads = max(1, cpus // n_workers)
             tasks = [(k, member, objectives, data, kw, threads) for k, (member, kw) in enumerate(jobs)]
-            # leaving the block terminates the workers: an error in one member, or an interrupt,
-            # does not wait for the others to finish their training
-            with get_context("spawn").Pool(n_workers) as pool:
-                for k, result in pool.imap_unordered(_train_member, tasks):
-                    results[k] = result
-                    if bar is not None:
-                        bar.update(1)
+            try:
+                pickle.dumps(tasks[0])
+            except Exception as err:  # noqa: BLE001 - any pickling failure means the same
+                raise ConfigError(
+                    f"the flow map, objectives or data cannot be sent to worker processes ({err}); "
+                    "pass workers=1 to train the members one after another in this process"
+                ) from None
+            for k, result in _run_in_workers(tasks, n_workers):
+                results[k] = result
+                if bar is not None:
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()
     done = [r for r in results if r is not None]
+    for r in done:  # workers send their members back on the CPU
+        r.flowmap.to(device)
     ens = FlowMapEnsemble([r.flowmap for r in done]).eval()
     metrics = {}
     if val_bank is not None:
@@ -200,17 +214,57 @@ def fit_ensemble(
                              wall_time=time.perf_counter() - t0)
 
 
+def _cpus() -> int:
+    """CPUs this process may run on (its affinity, which containers and ``taskset`` limit)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _run_in_workers(tasks: list[tuple], n_workers: int):
+    """Yield ``(k, FitResult)`` as members finish in ``n_workers`` spawned processes.
+
+    An error in a member is raised here as itself; a worker that dies (killed, out of memory,
+    or unable to unpickle its task) is a :class:`ConfigError`. Either way, and on an
+    interrupt, the other workers are stopped rather than left training."""
+    pool = ProcessPoolExecutor(n_workers, mp_context=get_context("spawn"))
+    try:
+        futures = [pool.submit(_train_member, task) for task in tasks]
+        for fut in as_completed(futures):
+            try:
+                yield fut.result()
+            except BrokenProcessPool:
+                raise ConfigError(
+                    "a worker process training an ensemble member died (killed, out of memory, "
+                    "or unable to unpickle its task: a system whose right-hand side is defined "
+                    "in a notebook or __main__ cannot reach spawned workers); pass workers=1 to "
+                    "train the members in this process, or define the function in a module"
+                ) from None
+    except BaseException:
+        for proc in list(getattr(pool, "_processes", {}).values()):  # stop the other members
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def _train_member(task: tuple) -> tuple[int, FitResult]:
-    """Member ``k``, in a worker process with ``threads`` intra-op threads."""
+    """Member ``k``, in a worker process with ``threads`` intra-op threads; its map comes back
+    on the CPU (a CUDA tensor sent between processes lives only as long as its sender)."""
     k, member, objectives, data, kw, threads = task
     torch.set_num_threads(threads)
-    return k, fit(member, objectives, data, **kw)
+    res = fit(member, objectives, data, **kw)
+    res.flowmap.cpu()
+    return k, res
 
 
 def _fresh_copy(template: FlowMap, seed: int) -> FlowMap:
     """A copy of ``template`` with new initial weights drawn from ``seed`` (zero head, as
-    :class:`FlowMap` starts: the identity map)."""
-    member = copy.deepcopy(template)
+    :class:`FlowMap` starts: the identity map), drawn on the CPU so that no device's random
+    state changes."""
+    device = template.device
+    member = copy.deepcopy(template).cpu()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for module in member.net.modules():
@@ -219,18 +273,22 @@ def _fresh_copy(template: FlowMap, seed: int) -> FlowMap:
     with torch.no_grad():
         member.net.head.weight.zero_()
         member.net.head.bias.zero_()
-    member.train()
-    return member
+    return member.to(device).train()
 
 
 def _validation(fm: FlowMap, data: Any, fit_kwargs: dict[str, Any], seed: int):
-    """``(validation to pass to every member or None, bank to judge the ensemble on,
-    validation jumps or None)``. Stores are split by each member as :func:`flowsim.fit` does;
-    otherwise the members share one validation bank (the default one drawn once here)."""
+    """``(data for every member, validation for every member or None, bank to judge the
+    ensemble on, validation jumps or None)``.
+
+    A store is split by each member as :func:`flowsim.fit` does (the split is fixed by the
+    store), and the ensemble is judged on the same validation split. Other trajectory data are
+    split here once, as :func:`flowsim.fit` would (10 % held out), so every member trains on the
+    same trajectories and all are judged on the same held-out ones. Without data (physics), the
+    members share one default validation bank."""
     validation = fit_kwargs.pop("validation", None)
     val_jumps = fit_kwargs.get("val_jumps")
     if validation is not None:
-        return validation, _as_bank(validation), val_jumps
+        return data, validation, _as_bank(validation), val_jumps
     ds = data
     if isinstance(data, (str, os.PathLike)):
         from ..data import open_store
@@ -239,11 +297,15 @@ def _validation(fm: FlowMap, data: Any, fit_kwargs: dict[str, Any], seed: int):
     if hasattr(ds, "data_vars") and "trajectory" in ds.dims:
         _, val = _store_splits(ds, probe=512)
         if val is not None:
-            return None, _as_bank(val), val_jumps
-        # a store too small to split: each member validates on its own default bank
-        return None, _default_validation(fm, _max_jump(fm, fit_kwargs), seed), val_jumps
-    bank = _default_validation(fm, _max_jump(fm, fit_kwargs), seed)
-    return bank, bank, val_jumps
+            return data, None, _as_bank(val), val_jumps
+        bank = _as_bank(ds)  # too small for the store's split: split as for a bank
+    else:
+        bank = _as_bank(data)
+    if bank is not None and len(bank) >= 10:
+        train, val = bank.split(0.1, torch.Generator().manual_seed(seed))
+        return train, val, val, val_jumps
+    default = _default_validation(fm, _max_jump(fm, fit_kwargs), seed)
+    return data, default, default, val_jumps
 
 
 def _max_jump(fm: FlowMap, fit_kwargs: dict[str, Any]) -> float:

@@ -115,12 +115,27 @@ def test_save_and_load_round_trip(lv_ensemble, tmp_path):
         flowsim.load(path, system=flowsim.get_system("van_der_pol"))
 
 
+def test_a_single_map_saved_over_an_ensemble_replaces_it(lv_ensemble, tmp_path):
+    path = flowsim.save(lv_ensemble, tmp_path / "ck")
+    single = lv_ensemble.members[1]
+    flowsim.save(single, path)
+    back = flowsim.load(path)
+    assert isinstance(back, FlowMap) and not isinstance(back, FlowMapEnsemble)
+    x = torch.ones(4, 2)
+    assert torch.equal(back.jump(x, 0.0, 2.0), single.jump(x, 0.0, 2.0))
+    flowsim.save(lv_ensemble, path)  # and back again
+    assert isinstance(flowsim.load(path), FlowMapEnsemble)
+
+
 def test_damaged_ensemble_checkpoints_are_refused(lv_ensemble, tmp_path):
     path = flowsim.save(lv_ensemble, tmp_path / "ens")
     meta = json.loads((path / "ensemble.json").read_text())
-    (path / "ensemble.json").write_text(json.dumps({**meta, "members": ["../elsewhere"]}))
-    with pytest.raises(flowsim.CheckpointError, match="outside"):
-        flowsim.load(path)
+    for names in (["../elsewhere", "member-1"], ["", "member-1"], ["..", "member-1"]):
+        (path / "ensemble.json").write_text(json.dumps({**meta, "members": names}))
+        with pytest.raises(flowsim.CheckpointError, match="other than member-<k>"):
+            flowsim.load(path)
+    (path / "ensemble.json").write_text(json.dumps({**meta, "training": "not a dict"}))
+    assert len(flowsim.load(path)) == 3
     (path / "ensemble.json").write_text(json.dumps({**meta, "members": ["member-0"]}))
     with pytest.raises(flowsim.CheckpointError, match="at least two"):
         flowsim.load(path)
