@@ -112,3 +112,22 @@ def test_checkpoint_trained_on_cuda_loads_on_cpu(tmp_path):
     p = sysm.sample_params(16, generator=4).float()
     torch.testing.assert_close(cpu.jump(x, 0.0, 1.0, p),
                                res.flowmap.jump(x.cuda(), 0.0, 1.0, p.cuda()).cpu(), rtol=1e-4, atol=1e-5)
+
+
+def test_ensemble_trained_on_cuda_in_worker_processes(tmp_path):
+    """Members train on the GPU in spawned workers, come back through the CPU, and land on the
+    GPU again; the saved ensemble loads on the CPU with the same jumps."""
+    sysm = flowsim.get_system("lotka_volterra")
+    sol = flowsim.reference_solve(sysm, sysm.sample_initial(64, 0), torch.linspace(0, 14.3, 41),
+                                  sysm.sample_params(64, 1))
+    res = flowsim.fit_ensemble(flowsim.FlowMap(sysm, width=32, depth=2), "pairs", sol, members=2,
+                               workers=2, steps=50, batch_size=128, device="cuda",
+                               checkpoint_dir=tmp_path / "ens", progress=False)
+    ens = res.ensemble
+    assert ens.device.type == "cuda" and all(m.device.type == "cuda" for m in ens.members)
+    x = sysm.sample_initial(16, generator=3).float()
+    p = sysm.sample_params(16, generator=4).float()
+    with torch.no_grad():
+        gpu = ens.jump(x.cuda(), 0.0, 1.0, p.cuda()).cpu()
+        cpu = flowsim.load(tmp_path / "ens").jump(x, 0.0, 1.0, p)
+    torch.testing.assert_close(cpu, gpu, rtol=1e-4, atol=1e-5)
