@@ -50,9 +50,9 @@ def test_data_objectives_vanish_on_exact_map(exact_map, bank):
     assert float(PairRegression()(exact_map, bank.sample_pairs(256, g)).detach()) < 1e-10
     assert float(PairRegression(jump_weight=0.3)(exact_map, bank.sample_pairs(256, g)).detach()) < 1e-10
     assert float(PairRegression(loss="squared")(exact_map, bank.sample_pairs(256, g)).detach()) < 1e-20
-    assert float(Rollout(length=6)(exact_map, bank.sample_windows(64, 6, g))) < 1e-16
+    assert float(Rollout(length=6)(exact_map, bank.sample_windows(64, 6, g)).detach()) < 1e-16
     fd = Diagonal(source="data")(exact_map, bank.sample_pairs(256, g, min_gap=0.025, max_gap=0.025))
-    assert float(fd) < 1e-4  # central difference error O(dt²); a wrong map gives > 1e-2
+    assert float(fd.detach()) < 1e-4  # central difference error O(dt²); a wrong map gives > 1e-2
 
 
 def test_objectives_detect_a_wrong_map(exact_map, bank):
