@@ -17,13 +17,13 @@ __all__ = ["FlowMapEnsemble"]
 class FlowMapEnsemble(JumpAPI, nn.Module):
     """Several flow maps of one system, trained independently; a jump is their average.
 
-    Each member's error is mostly its own (its initial weights and its draws of the data), so
-    the average of ``K`` members is more accurate than any one of them, and how far the
+    Each member's error is partly its own (its initial weights and its draws of the data), so
+    the average of ``K`` members is usually more accurate than any one of them, and how far the
     members disagree says how far a jump can be trusted (:meth:`jump_with_spread`). On
     FitzHugh–Nagumo, two maps trained for 10 minutes side by side had worst median errors of
     1.15e-3 and 1.14e-3 over jumps up to one timescale, and their average 9.0e-4
     (``benchmarks/accuracy.py --members 2``, ``docs/benchmarks.md``). Train one with
-    :func:`flowsim.train.fit_ensemble`, which trains the members in parallel processes.
+    :func:`flowsim.fit_ensemble`, which trains the members in parallel processes.
 
     The average is taken in the first member's normalised coordinates (per-state
     standardisation; log-standardised states are averaged geometrically, so positive states
@@ -34,7 +34,7 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
     ---------
     members:
         Two or more :class:`FlowMap` of the same system (name, states, parameters), dtype,
-        parameter range and direction (``backward``).
+        parameter range, log-standardised states, direction (``backward``) and device.
 
     Raises
     ------
