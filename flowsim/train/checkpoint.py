@@ -183,9 +183,18 @@ def _save_ensemble(ens: FlowMapEnsemble, path: str | os.PathLike,
     for k, member in enumerate(ens.members):
         record = records[k] if k < len(records) else getattr(member, "training_record", {})
         save(member, member_dir(path, k), training=record)
+    return write_ensemble_index(path, len(ens), ens.config.system, training)
+
+
+def write_ensemble_index(path: str | os.PathLike, n_members: int, system: str,
+                         training: dict[str, Any] | None) -> Path:
+    """Write ``path/ensemble.json`` over member checkpoints already saved in ``path/member-<k>``
+    (what :func:`save` does last for an ensemble, and :func:`~flowsim.fit_ensemble` once its
+    members' own checkpoints are written)."""
+    path = Path(path)
     meta = {"format_version": FORMAT_VERSION, "flowsim_version": _version(), "kind": "ensemble",
-            "members": [member_dir(".", k).name for k in range(len(ens))],
-            "system": ens.config.system, "training": training or {}}
+            "members": [member_dir(".", k).name for k in range(n_members)],
+            "system": system, "training": training or {}}
     with atomic_path(path / ENSEMBLE) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, default=_json_default))
     return path

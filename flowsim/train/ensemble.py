@@ -74,11 +74,12 @@ def fit_ensemble(
     Member ``k`` has its own initial weights and its own draws of the data (seed ``seed + k``)
     and is trained by :func:`flowsim.fit` with ``fit_kwargs``. The members train in ``workers``
     processes at once, each with an equal share of the CPU threads, so on a machine whose
-    cores one small network cannot keep busy (a 2-core CPU: two single-threaded trainings run
-    side by side as fast as one on both cores) an ensemble costs no more wall-clock time than
-    one map. Averaging lowers the error: on FitzHugh–Nagumo, two members trained for 10 minutes
-    side by side on the 2-core CPU (61,168 and 63,022 steps) reached a worst median error of
-    9.0e-4 over jumps up to one timescale, against 1.15e-3 and 1.14e-3 for each alone
+    cores one small network cannot keep busy (on a 2-core CPU each of two single-threaded
+    trainings side by side took 0.8–1.0× the steps of one training on both cores) an ensemble
+    costs about as much wall-clock time as one map. Averaging lowers the error: on
+    FitzHugh–Nagumo, two members trained for 10 minutes side by side on the 2-core CPU
+    (61,168 and 63,022 steps) reached a worst median error of 9.0e-4 over jumps up to one
+    timescale, against 1.15e-3 and 1.14e-3 for each alone
     (``benchmarks/accuracy.py --members 2``, ``docs/benchmarks.md``). The members'
     disagreement tells how far each jump can be trusted (:meth:`FlowMapEnsemble.jump_with_spread`).
 
@@ -207,9 +208,9 @@ def fit_ensemble(
         metrics = jump_errors(ens, val_bank, vj) if vj else {}
     ens.training_record = {"members": [r.flowmap.training_record for r in done],
                            "final_metrics": metrics, "workers": n_workers, "seed": seed}
-    if ckdir is not None:
-        ckpt.save(ens, ckdir, training={"final_metrics": metrics, "workers": n_workers,
-                                        "seed": seed})
+    if ckdir is not None:  # each member's checkpoint is already there, written by fit
+        ckpt.write_ensemble_index(ckdir, members, ens.config.system,
+                                  {"final_metrics": metrics, "workers": n_workers, "seed": seed})
     return EnsembleFitResult(ensemble=ens, members=done, metrics=metrics, checkpoint_dir=ckdir,
                              wall_time=time.perf_counter() - t0)
 
