@@ -19,7 +19,7 @@ import flowsim
 
 
 def solve(system, x0, p, tol):
-    term = to.ODETerm(lambda t, y: system._rhs(t, y, p))
+    term = to.ODETerm(lambda t, y: system.vector_field(t, y, p))
     ctrl = to.IntegralController(atol=tol, rtol=tol, term=term)
     t_eval = torch.tensor([0.0, system.timescale], dtype=torch.float64).expand(len(x0), 2)
     return to.solve_ivp(term, x0, t_eval, method="dopri5", controller=ctrl, max_steps=20_000)

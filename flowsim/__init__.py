@@ -28,7 +28,7 @@ from .train import fit_ensemble as fit_ensemble
 from .train import load as load
 from .train import save as save
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "CheckpointError",

@@ -105,7 +105,7 @@ def run_torchdiffeq(
 
     def f(t: Tensor, y: Tensor) -> Tensor:
         count[0] += 1
-        return system._rhs(t, y, pp)
+        return system.vector_field(t, y, pp)
 
     if n_steps is not None:
         fixed = torch.linspace(t0, t1, int(n_steps) + 1, dtype=dtype, device=y0.device)
@@ -166,7 +166,7 @@ def run_torchode(
     m, dim = x0.shape
     y0, pp = x0.to(dtype=dtype, device=device), p.to(dtype=dtype, device=device)
     t_eval = torch.tensor([t0, t1], dtype=dtype, device=y0.device).expand(m, 2)
-    term = to.ODETerm(lambda t, y: system._rhs(t, y, pp))
+    term = to.ODETerm(lambda t, y: system.vector_field(t, y, pp))
     ctrl = to.IntegralController(atol=float(tol), rtol=float(tol), term=term)
 
     def once() -> tuple[Any]:

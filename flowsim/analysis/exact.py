@@ -114,7 +114,7 @@ class ExactFlowMap(nn.Module):
             delta = t64 - s64
 
             def rhs(tau: Tensor, y: Tensor) -> Tensor:
-                return delta[:, None] * self.system._rhs(s64 + tau * delta, y, p64)
+                return delta[:, None] * self.system.vector_field(s64 + tau * delta, y, p64)
 
             grid = torch.tensor([0.0, 1.0], dtype=torch.float64, device=x.device)
             out = torchdiffeq.odeint(rhs, x64, grid, rtol=self.rtol, atol=self.atol, method="dopri5")[-1]

@@ -71,10 +71,10 @@ STATUS_PENDING = -1
 
 
 def flowsim_version() -> str:
-    """The installed flowsim version (looked up lazily to avoid an import cycle)."""
-    import flowsim
+    """The installed flowsim version."""
+    from .._version import __version__
 
-    return str(getattr(flowsim, "__version__", "unknown"))
+    return __version__
 
 
 def _status_attrs() -> dict[str, Any]:

@@ -383,6 +383,11 @@ class FlowMap(JumpAPI, nn.Module):
         return self.state_transform.mean.device
 
     @property
+    def has_log_states(self) -> bool:
+        """Whether any state is log-standardised (cached: reading the mask would sync a GPU)."""
+        return self._has_log
+
+    @property
     def max_jump(self) -> float:
         """Longest single jump ``odeint`` takes by default (time units)."""
         return float(self.config.max_jump or self.config.timescale)
@@ -417,7 +422,7 @@ class FlowMap(JumpAPI, nn.Module):
         vs = self.velocity_scale.to(x.dtype)
         w = self.net(torch.cat(feats, dim=-1)) * vs / (1 + h.abs()[:, None] * vs / _MAX_DISPLACEMENT)
         if self.config.tangent:
-            b = self.system._rhs(s, x, p)
+            b = self.system.vector_field(s, x, p)
             std = self.state_transform.std.to(x.dtype)
             if self._has_log:
                 b = torch.where(self.state_transform.log_mask, b / x, b)

@@ -33,11 +33,11 @@ def _one(
             raise _TooManySteps
         with torch.no_grad():
             yt = torch.from_numpy(y)[None]
-            return system._rhs(torch.tensor(tt, dtype=torch.float64), yt, p1)[0].numpy()
+            return system.vector_field(torch.tensor(tt, dtype=torch.float64), yt, p1)[0].numpy()
 
     def jac(tt: float, y: np.ndarray) -> np.ndarray:
         tt_ = torch.tensor(tt, dtype=torch.float64)
-        return torch.func.jacrev(lambda yy: system._rhs(tt_, yy[None], p1)[0])(
+        return torch.func.jacrev(lambda yy: system.vector_field(tt_, yy[None], p1)[0])(
             torch.from_numpy(y)
         ).numpy()
 

@@ -63,13 +63,13 @@ def _odeint_block(
 ) -> tuple[Tensor, int]:
     """Solve one block; returns ``(x (batch, time, dim), nfe)`` or raises :class:`_Failure`."""
     if t.ndim == 1:
-        counter = _Counter(lambda tau, y: system._rhs(tau, y, p))
+        counter = _Counter(lambda tau, y: system.vector_field(tau, y, p))
         grid = t
     else:  # per-trajectory grids: shift each to start at 0 and solve on the union of offsets
         t0 = t[:, 0]
         offsets = t - t0[:, None]
         grid, inverse = torch.unique(offsets, sorted=True, return_inverse=True)
-        counter = _Counter(lambda tau, y: system._rhs(t0 + tau, y, p))
+        counter = _Counter(lambda tau, y: system.vector_field(t0 + tau, y, p))
     if grid.numel() == 1:
         x = x0[:, None, :].expand(-1, t.shape[-1], -1).clone()
         return x, 0

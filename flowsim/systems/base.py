@@ -62,7 +62,7 @@ class Parameter:
 class ODESystem(abc.ABC):
     """An ODE ``dx/dt = b(t, x; p)`` with named states, parameters, priors and metadata.
 
-    Subclasses set the class attributes below and implement :meth:`_rhs`. Everything is
+    Subclasses set the class attributes below and implement :meth:`vector_field`. Everything is
     batch-first: states are ``(batch, dim)``, parameters ``(batch, n_params)``.
 
     Attributes
@@ -312,12 +312,39 @@ class ODESystem(abc.ABC):
         if not (t.ndim == 0 or t.shape == (x.shape[0],)):
             raise ShapeError(f"t must be a scalar or (batch,) = ({x.shape[0]},); got {tuple(t.shape)}")
         p = self.params_tensor(p, x.shape[0], dtype=x.dtype, device=x.device)
-        return self._rhs(t, x, p)
+        return self.vector_field(t, x, p)
 
     @abc.abstractmethod
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
-        """Unchecked vector field: ``t`` scalar or ``(batch,)``, ``x`` ``(batch, dim)``,
-        ``p`` ``(batch, n_params)``. Must be differentiable and work for any float dtype."""
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+        """The unchecked vector field ``b(t, x; p)``: the hot path every layer calls.
+
+        Unlike :meth:`rhs` nothing is validated or converted: ``t`` is a scalar tensor or
+        ``(batch,)``, ``x`` is ``(batch, dim)`` and ``p`` is ``(batch, n_params)``, all of one
+        dtype and device. Subclasses implement it; it must be differentiable and work for any
+        float dtype.
+
+        Examples
+        --------
+        >>> import flowsim, torch
+        >>> sho = flowsim.get_system("harmonic_oscillator")
+        >>> x = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+        >>> sho.vector_field(torch.tensor(0.0, dtype=torch.float64), x, sho.default_params(1))
+        tensor([[ 0., -1.]], dtype=torch.float64)
+        """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = cls.__dict__.get("_rhs")
+        if legacy is not None and "vector_field" not in cls.__dict__:  # subclasses from before 0.2
+            import warnings
+
+            warnings.warn(
+                f"{cls.__name__} implements ODESystem._rhs; rename it to vector_field "
+                "(the _rhs name is deprecated)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.vector_field = legacy
 
     def check_state(self, x: Tensor, name: str = "x") -> Tensor:
         """Validate a ``(batch, dim)`` floating-point state tensor and return it."""

@@ -87,7 +87,7 @@ class LotkaVolterra(ODESystem):
     initial_box = ((1.0, 10.0), (1.0, 10.0))
     default_x0 = (10.0, 10.0)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         a, b, d, g = p.unbind(-1)
         u, v = x.unbind(-1)
         return torch.stack([a * u - b * u * v, d * u * v - g * v], dim=-1)
@@ -123,7 +123,7 @@ class SIR(ODESystem):
     initial_box = ((0.5, 1.0), (0.001, 0.1), (0.0, 0.5))
     default_x0 = (0.99, 0.01, 0.0)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         beta, gamma = p.unbind(-1)
         s, i, r = x.unbind(-1)
         inf = beta * s * i / (s + i + r)
@@ -159,7 +159,7 @@ class SEIR(ODESystem):
     initial_box = ((0.5, 1.0), (0.0, 0.05), (0.001, 0.1), (0.0, 0.5))
     default_x0 = (0.99, 0.0, 0.01, 0.0)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         beta, sigma, gamma = p.unbind(-1)
         s, e, i, r = x.unbind(-1)
         inf = beta * s * i / (s + e + i + r)
@@ -192,7 +192,7 @@ class FitzHughNagumo(ODESystem):
     initial_box = ((-2.5, 2.5), (-1.0, 2.0))
     default_x0 = (-1.0, 1.0)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         a, b, eps, i_ext = p.unbind(-1)
         v, w = x.unbind(-1)
         return torch.stack([v - v**3 / 3.0 - w + i_ext, eps * (v + a - b * w)], dim=-1)
@@ -234,7 +234,7 @@ class HodgkinHuxley(ODESystem):
     initial_box = ((-75.0, -55.0), (0.01, 0.2), (0.25, 0.9), (0.15, 0.5))
     default_x0 = (-65.0, 0.0529, 0.5961, 0.3177)  # resting steady state
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         g_na, g_k, g_l, e_na, e_k, e_l, c_m, i_ext = p.unbind(-1)
         v, m, h, n = x.unbind(-1)
         am = _x_over_1_minus_exp((v + 40.0) / 10.0)
@@ -280,7 +280,7 @@ class Repressilator(ODESystem):
     initial_box = ((0.5, 80.0),) * 3 + ((0.5, 60.0),) * 3
     default_x0 = (1.0, 2.0, 3.0, 1.0, 1.0, 1.0)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         alpha, alpha0, beta, n = (c[:, None] for c in p.unbind(-1))
         m, prot = x[:, :3], x[:, 3:]
         repressor = prot.roll(1, dims=-1)  # (p3, p1, p2)
@@ -310,7 +310,7 @@ class Brusselator(ODESystem):
     initial_box = ((0.5, 3.0), (0.5, 4.5))
     default_x0 = (1.0, 1.0)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         a, b = p.unbind(-1)
         u, v = x.unbind(-1)
         u2v = u * u * v
@@ -350,7 +350,7 @@ class Goodwin(ODESystem):
     initial_box = ((0.05, 0.25), (0.1, 0.6), (1.0, 3.0))
     default_x0 = (0.1, 0.25, 2.5)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         v1, k1, n, v2, k2, k3, v4, k4, k5, v6, k6 = p.unbind(-1)
         X, Y, Z = x.unbind(-1)
         dx = v1 * _repression(Z / k1, n) - v2 * X / (k2 + X)
@@ -380,7 +380,7 @@ class Selkov(ODESystem):
     initial_box = ((0.1, 2.0), (0.1, 2.5))
     default_x0 = (1.0, 1.0)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         a, b = p.unbind(-1)
         u, v = x.unbind(-1)
         u2v = u * u * v
@@ -413,7 +413,7 @@ class Robertson(ODESystem):
     initial_box = ((0.9, 1.0), (0.0, 1e-5), (0.0, 0.1))
     default_x0 = (1.0, 0.0, 0.0)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         k1, k2, k3 = p.unbind(-1)
         y1, y2, y3 = x.unbind(-1)
         r1, r2, r3 = k1 * y1, k2 * y2 * y2, k3 * y2 * y3

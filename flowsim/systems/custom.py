@@ -31,7 +31,7 @@ class CallableSystem(ODESystem):
     def with_params(self, **overrides: float) -> ODESystem:
         return CallableSystem(self._spec, **{**self._init_kwargs, **overrides})
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         return self._spec["f"](t, x, p)
 
     def _invariants(self, x: Tensor, p: Tensor) -> dict[str, Tensor]:

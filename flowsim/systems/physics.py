@@ -65,7 +65,7 @@ class HarmonicOscillator(ODESystem):
     initial_box = ((-1.0, 1.0), (-1.0, 1.0))
     default_x0 = (1.0, 0.0)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         w = p[:, 0]
         return torch.stack([x[:, 1], -(w**2) * x[:, 0]], dim=-1)
 
@@ -130,7 +130,7 @@ class Pendulum(ODESystem):
         super().__init__(**param_overrides)
         self.timescale = _pendulum_period(**self.defaults)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         g, L = p.unbind(-1)
         theta, omega = x.unbind(-1)
         return torch.stack([omega, -(g / L) * torch.sin(theta)], dim=-1)
@@ -181,7 +181,7 @@ class Duffing(ODESystem):
         super().__init__(**param_overrides)
         self.timescale = 2 * math.pi / self.defaults["omega"]
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         delta, alpha, beta, gamma, omega = p.unbind(-1)
         pos, vel = x.unbind(-1)
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)  # () or (batch,): broadcasts
@@ -252,7 +252,7 @@ class VanDerPol(ODESystem):
         self.timescale = _van_der_pol_period(mu)
         self.stiff = mu >= self.stiff_threshold
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         mu = p[:, 0]
         u, v = x.unbind(-1)
         return torch.stack([v, mu * (1.0 - u**2) * v - u], dim=-1)
@@ -289,7 +289,7 @@ class Lorenz63(ODESystem):
     initial_box = ((-15.0, 15.0), (-20.0, 20.0), (0.0, 40.0))
     default_x0 = (0.0, 1.0, 0.0)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         sigma, rho, beta = p.unbind(-1)
         u, v, w = x.unbind(-1)
         return torch.stack([sigma * (v - u), u * (rho - w) - v, u * v - beta * w], dim=-1)
@@ -342,7 +342,7 @@ class Lorenz96(ODESystem):
         """Number of sites (the state dimension)."""
         return self.dim
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         F = p[:, :1]
         xp1 = torch.roll(x, -1, dims=-1)  # x_{i+1}
         xm1 = torch.roll(x, 1, dims=-1)  # x_{i-1}
@@ -407,7 +407,7 @@ class Kepler(ODESystem):
         self.initial_box = _kepler_box(gm, self.semi_major_axis_range, self.eccentricity_range)
         self.default_x0 = (0.4, 0.0, 0.0, 2.0 * math.sqrt(gm))
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         gm = p[:, 0]
         qx, qy, vx, vy = x.unbind(-1)
         k = gm * (qx**2 + qy**2) ** -1.5
@@ -515,7 +515,7 @@ class DoublePendulum(ODESystem):
         super().__init__(**param_overrides)
         self.timescale = _double_pendulum_slow_period(**self.defaults)
 
-    def _rhs(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+    def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         m1, m2, l1, l2, g = p.unbind(-1)
         th1, th2, w1, w2 = x.unbind(-1)
         d = th1 - th2

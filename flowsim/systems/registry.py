@@ -55,7 +55,7 @@ def register_system(
     ...     parameters = (flowsim.Parameter("k", 1.0, prior=(0.5, 2.0)),)
     ...     initial_box = ((0.0, 1.0),)
     ...     default_x0 = (1.0,)
-    ...     def _rhs(self, t, x, p):
+    ...     def vector_field(self, t, x, p):
     ...         return -p[:, :1] * x
     >>> flowsim.get_system("my_decay").dim
     1

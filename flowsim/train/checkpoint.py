@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._utils import atomic_path
+from .._version import __version__
 from ..errors import CheckpointError, FlowsimError
 from ..maps.ensemble import FlowMapEnsemble
 from ..maps.flowmap import FlowMap, FlowMapConfig
@@ -245,8 +246,6 @@ def check_compatible(cfg: FlowMapConfig, system: ODESystem) -> None:
 
 
 def _version() -> str:
-    from .. import __version__
-
     return __version__
 
 

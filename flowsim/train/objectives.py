@@ -44,13 +44,13 @@ def _rate(fm: FlowMap, dxdt: Tensor, x: Tensor) -> Tensor:
     (``X → 0``) look consistent."""
     tr = fm.state_transform
     scale = tr.std.to(dxdt.dtype)
-    if fm._has_log:
+    if fm.has_log_states:
         scale = torch.where(tr.log_mask, torch.exp(tr.mean.to(dxdt.dtype)) * scale, scale)
     return dxdt / scale * fm.config.timescale
 
 
 def _b(fm: FlowMap, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
-    return fm.system._rhs(t, x, p)
+    return fm.system.vector_field(t, x, p)
 
 
 def _sq(r: Tensor) -> Tensor:

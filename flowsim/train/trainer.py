@@ -357,7 +357,7 @@ def fit(
             "pass data=… (a store, Solution or TrajectoryBank) or use objectives='physics'"
         )
     if any(getattr(o, "teacher", None) == "system" or getattr(o, "source", None) == "system"
-           or o.name == "eulerian" for o in objs) and not hasattr(fm.system, "_rhs"):
+           or o.name == "eulerian" for o in objs) and not hasattr(fm.system, "vector_field"):
         raise ConfigError("physics objectives need the system's vector field")
 
     g = torch.Generator().manual_seed(seed)
@@ -538,8 +538,8 @@ def _velocity_scale(fm: FlowMap, bank: TrajectoryBank | None, seed: int) -> Tens
         sys_ = fm.system
         x, p = sys_.sample_initial(4096, g), sys_.sample_params(4096, g)
         x, p = x.to(fm.device), p.to(fm.device)
-        dx = sys_._rhs(torch.zeros(4096, dtype=torch.float64, device=fm.device), x, p)
-        if fm._has_log:
+        dx = sys_.vector_field(torch.zeros(4096, dtype=torch.float64, device=fm.device), x, p)
+        if fm.has_log_states:
             dx = torch.where(tr.log_mask, dx / x, dx)
         rate = dx / tr.std.to(dx.dtype) * T
     rate = rate[torch.isfinite(rate).all(dim=1)]

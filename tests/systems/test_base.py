@@ -81,3 +81,28 @@ def test_errors_are_flowsim_errors_and_not_builtins():
     for name in flowsim.errors.__all__:
         assert not hasattr(builtins, name)
         assert issubclass(getattr(flowsim.errors, name), flowsim.FlowsimError)
+
+
+def test_legacy_rhs_subclass_still_works_with_a_deprecation_warning():
+    import warnings
+
+    import torch
+
+    from flowsim import ODESystem, Parameter
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        class Decay(ODESystem):
+            name = "legacy_decay"
+            state_names = ("x",)
+            parameters = (Parameter("k", 1.0, (0.5, 2.0)),)
+            initial_box = ((0.5, 1.5),)
+            timescale = 1.0
+
+            def _rhs(self, t, x, p):
+                return -p[:, :1] * x
+
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+    x = torch.ones(3, 1, dtype=torch.float64)
+    assert torch.allclose(Decay().rhs(0.0, x), -x)
