@@ -3,6 +3,7 @@
 from . import errors as errors
 from . import systems as systems
 from . import train as train
+from ._version import __version__ as __version__
 from .errors import CheckpointError as CheckpointError
 from .errors import ConfigError as ConfigError
 from .errors import FlowsimError as FlowsimError
@@ -27,8 +28,6 @@ from .train import fit as fit
 from .train import fit_ensemble as fit_ensemble
 from .train import load as load
 from .train import save as save
-
-from ._version import __version__ as __version__
 
 __all__ = [
     "CheckpointError",
