@@ -3,8 +3,8 @@
 from . import biology as biology
 from . import physics as physics
 from .base import ODESystem as ODESystem
-from .base import Parameter as Parameter
 from .custom import from_callable as from_callable
+from .parameters import Parameter as Parameter
 from .registry import get_system as get_system
 from .registry import list_systems as list_systems
 from .registry import register_system as register_system

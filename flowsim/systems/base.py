@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -13,50 +12,9 @@ from torch import Tensor
 
 from .._utils import as_generator
 from ..errors import ParameterError, ShapeError
+from .parameters import Parameter
 
-__all__ = ["Parameter", "ODESystem"]
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One parameter of an ODE system.
-
-    Arguments
-    ---------
-    name:
-        Identifier used in ``get_system(name, **{name: value})`` and in stores.
-    default:
-        The standard value from the literature.
-    prior:
-        ``(low, high)`` range sampled (uniformly) for parametric ensembles and surrogates.
-    domain:
-        ``(low, high)`` of values for which the model makes sense; values outside are refused.
-    units:
-        Physical units, free text (``""`` if dimensionless).
-    description:
-        One line saying what the parameter means.
-
-    Examples
-    --------
-    >>> Parameter("mu", 1.0, prior=(0.5, 2.0), domain=(0.0, math.inf))
-    Parameter(name='mu', default=1.0, prior=(0.5, 2.0), domain=(0.0, inf), units='', description='')
-    """
-
-    name: str
-    default: float
-    prior: tuple[float, float]
-    domain: tuple[float, float] = (-math.inf, math.inf)
-    units: str = ""
-    description: str = ""
-
-    def check(self, value: float) -> None:
-        """Raise :class:`~flowsim.errors.ParameterError` if ``value`` lies outside the domain."""
-        lo, hi = self.domain
-        if not (math.isfinite(value) and lo <= value <= hi):
-            raise ParameterError(
-                f"parameter {self.name!r}={value!r} is outside its allowed domain "
-                f"[{lo}, {hi}]; choose a finite value inside it (default {self.default})"
-            )
+__all__ = ["Parameter", "ODESystem"]  # Parameter lives in .parameters
 
 
 class ODESystem(abc.ABC):

@@ -6,12 +6,11 @@ autonomous; ``t`` is accepted and ignored.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from .base import ODESystem, Parameter
+from .base import ODESystem
+from .parameters import POS, REAL, prior_parameter
 from .registry import register_system
 
 __all__ = [
@@ -27,21 +26,9 @@ __all__ = [
     "Robertson",
 ]
 
-_POS = (0.0, math.inf)  # closed: 0 is allowed by Parameter.check
-_REAL = (-math.inf, math.inf)
 _G, _E = "mS/cm^2", "mV"
 
 
-def _par(
-    name: str,
-    default: float,
-    lo: float,
-    hi: float,
-    units: str = "",
-    desc: str = "",
-    domain: tuple[float, float] = _POS,
-) -> Parameter:
-    return Parameter(name, default, prior=(lo, hi), domain=domain, units=units, description=desc)
 
 
 def _x_over_1_minus_exp(x: Tensor) -> Tensor:
@@ -74,10 +61,10 @@ class LotkaVolterra(ODESystem):
     name = "lotka_volterra"
     state_names = ("x", "y")
     parameters = (
-        _par("alpha", 1.1, 0.8, 1.4, desc="prey growth rate"),
-        _par("beta", 0.4, 0.3, 0.5, desc="predation rate"),
-        _par("delta", 0.1, 0.075, 0.125, desc="predator growth per prey eaten"),
-        _par("gamma", 0.4, 0.3, 0.5, desc="predator death rate"),
+        prior_parameter("alpha", 1.1, 0.8, 1.4, desc="prey growth rate"),
+        prior_parameter("beta", 0.4, 0.3, 0.5, desc="predation rate"),
+        prior_parameter("delta", 0.1, 0.075, 0.125, desc="predator growth per prey eaten"),
+        prior_parameter("gamma", 0.4, 0.3, 0.5, desc="predator death rate"),
     )
     timescale = 14.3  # period of the orbit through default_x0 (small-orbit period 2π/√(αγ) ≈ 9.5)
     positive = True
@@ -112,8 +99,8 @@ class SIR(ODESystem):
     units = ("fraction", "fraction", "fraction")
     time_units = "day"
     parameters = (
-        _par("beta", 0.3, 0.2, 0.5, "1/day", "transmission rate"),
-        _par("gamma", 0.1, 0.07, 0.14, "1/day", "recovery rate (1 / infectious period)"),
+        prior_parameter("beta", 0.3, 0.2, 0.5, "1/day", "transmission rate"),
+        prior_parameter("gamma", 0.1, 0.07, 0.14, "1/day", "recovery rate (1 / infectious period)"),
     )
     timescale = 40.0
     positive = True
@@ -147,9 +134,9 @@ class SEIR(ODESystem):
     units = ("fraction",) * 4
     time_units = "day"
     parameters = (
-        _par("beta", 0.3, 0.2, 0.5, "1/day", "transmission rate"),
-        _par("sigma", 0.2, 0.1, 0.5, "1/day", "incubation rate (1 / latent period)"),
-        _par("gamma", 0.1, 0.07, 0.14, "1/day", "recovery rate (1 / infectious period)"),
+        prior_parameter("beta", 0.3, 0.2, 0.5, "1/day", "transmission rate"),
+        prior_parameter("sigma", 0.2, 0.1, 0.5, "1/day", "incubation rate (1 / latent period)"),
+        prior_parameter("gamma", 0.1, 0.07, 0.14, "1/day", "recovery rate (1 / infectious period)"),
     )
     timescale = 60.0
     positive = True
@@ -181,10 +168,10 @@ class FitzHughNagumo(ODESystem):
     name = "fitzhugh_nagumo"
     state_names = ("v", "w")
     parameters = (
-        _par("a", 0.7, 0.5, 0.9, domain=_REAL, desc="recovery offset"),
-        _par("b", 0.8, 0.6, 1.0, desc="recovery self-coupling"),
-        _par("eps", 0.08, 0.05, 0.12, desc="time-scale ratio 1/τ (τ = 12.5)"),
-        _par("I_ext", 0.5, 0.35, 1.0, domain=_REAL, desc="applied current"),
+        prior_parameter("a", 0.7, 0.5, 0.9, domain=REAL, desc="recovery offset"),
+        prior_parameter("b", 0.8, 0.6, 1.0, desc="recovery self-coupling"),
+        prior_parameter("eps", 0.08, 0.05, 0.12, desc="time-scale ratio 1/τ (τ = 12.5)"),
+        prior_parameter("I_ext", 0.5, 0.35, 1.0, domain=REAL, desc="applied current"),
     )
     timescale = 39.5
     description = "Two-variable reduction of Hodgkin-Huxley; relaxation oscillations at I=0.5."
@@ -216,14 +203,14 @@ class HodgkinHuxley(ODESystem):
     units = ("mV", "", "", "")
     time_units = "ms"
     parameters = (
-        _par("g_Na", 120.0, 100.0, 140.0, _G, "max sodium conductance", _POS),
-        _par("g_K", 36.0, 30.0, 42.0, _G, "max potassium conductance", _POS),
-        _par("g_L", 0.3, 0.25, 0.35, _G, "leak conductance", _POS),
-        _par("E_Na", 50.0, 45.0, 55.0, _E, "sodium reversal potential", _REAL),
-        _par("E_K", -77.0, -82.0, -72.0, _E, "potassium reversal potential", _REAL),
-        _par("E_L", -54.387, -60.0, -50.0, _E, "leak reversal potential", _REAL),
-        _par("C_m", 1.0, 0.8, 1.2, "uF/cm^2", "membrane capacitance"),
-        _par("I_ext", 10.0, 7.0, 14.0, "uA/cm^2", "applied current density", _REAL),
+        prior_parameter("g_Na", 120.0, 100.0, 140.0, _G, "max sodium conductance", POS),
+        prior_parameter("g_K", 36.0, 30.0, 42.0, _G, "max potassium conductance", POS),
+        prior_parameter("g_L", 0.3, 0.25, 0.35, _G, "leak conductance", POS),
+        prior_parameter("E_Na", 50.0, 45.0, 55.0, _E, "sodium reversal potential", REAL),
+        prior_parameter("E_K", -77.0, -82.0, -72.0, _E, "potassium reversal potential", REAL),
+        prior_parameter("E_L", -54.387, -60.0, -50.0, _E, "leak reversal potential", REAL),
+        prior_parameter("C_m", 1.0, 0.8, 1.2, "uF/cm^2", "membrane capacitance"),
+        prior_parameter("I_ext", 10.0, 7.0, 14.0, "uA/cm^2", "applied current density", REAL),
     )
     timescale = 15.0
     description = "Conductance-based action-potential model; tonic spiking at I_ext = 10."
@@ -268,10 +255,10 @@ class Repressilator(ODESystem):
     name = "repressilator"
     state_names = ("m1", "m2", "m3", "p1", "p2", "p3")
     parameters = (
-        _par("alpha", 216.0, 150.0, 300.0, desc="max transcription (+α0) per mRNA lifetime"),
-        _par("alpha0", 0.216, 0.1, 0.4, desc="leaky transcription (α x leakiness 1e-3)"),
-        _par("beta", 0.2, 0.1, 0.4, desc="protein / mRNA decay-rate ratio"),
-        _par("n", 2.0, 1.8, 2.5, desc="Hill coefficient"),
+        prior_parameter("alpha", 216.0, 150.0, 300.0, desc="max transcription (+α0) per mRNA lifetime"),
+        prior_parameter("alpha0", 0.216, 0.1, 0.4, desc="leaky transcription (α x leakiness 1e-3)"),
+        prior_parameter("beta", 0.2, 0.1, 0.4, desc="protein / mRNA decay-rate ratio"),
+        prior_parameter("n", 2.0, 1.8, 2.5, desc="Hill coefficient"),
     )
     timescale = 43.0
     positive = True
@@ -300,8 +287,8 @@ class Brusselator(ODESystem):
     name = "brusselator"
     state_names = ("x", "y")
     parameters = (
-        _par("A", 1.0, 0.8, 1.2, desc="feed concentration A"),
-        _par("B", 3.0, 2.5, 3.5, desc="feed concentration B"),
+        prior_parameter("A", 1.0, 0.8, 1.2, desc="feed concentration A"),
+        prior_parameter("B", 3.0, 2.5, 3.5, desc="feed concentration B"),
     )
     timescale = 7.2
     positive = True
@@ -331,17 +318,17 @@ class Goodwin(ODESystem):
     units = ("nM", "nM", "nM")
     time_units = "h"
     parameters = (
-        _par("v1", 0.7, 0.56, 0.84, "nM/h", "max transcription rate"),
-        _par("K1", 1.0, 0.8, 1.2, "nM", "repression threshold"),
-        _par("n", 4.0, 3.5, 5.0, "", "Hill coefficient"),
-        _par("v2", 0.35, 0.28, 0.42, "nM/h", "max mRNA degradation rate"),
-        _par("K2", 1.0, 0.8, 1.2, "nM", "mRNA degradation Michaelis constant"),
-        _par("k3", 0.7, 0.56, 0.84, "1/h", "translation rate"),
-        _par("v4", 0.35, 0.28, 0.42, "nM/h", "max protein degradation rate"),
-        _par("K4", 1.0, 0.8, 1.2, "nM", "protein degradation Michaelis constant"),
-        _par("k5", 0.7, 0.56, 0.84, "1/h", "repressor activation rate"),
-        _par("v6", 0.35, 0.28, 0.42, "nM/h", "max repressor degradation rate"),
-        _par("K6", 1.0, 0.8, 1.2, "nM", "repressor degradation Michaelis constant"),
+        prior_parameter("v1", 0.7, 0.56, 0.84, "nM/h", "max transcription rate"),
+        prior_parameter("K1", 1.0, 0.8, 1.2, "nM", "repression threshold"),
+        prior_parameter("n", 4.0, 3.5, 5.0, "", "Hill coefficient"),
+        prior_parameter("v2", 0.35, 0.28, 0.42, "nM/h", "max mRNA degradation rate"),
+        prior_parameter("K2", 1.0, 0.8, 1.2, "nM", "mRNA degradation Michaelis constant"),
+        prior_parameter("k3", 0.7, 0.56, 0.84, "1/h", "translation rate"),
+        prior_parameter("v4", 0.35, 0.28, 0.42, "nM/h", "max protein degradation rate"),
+        prior_parameter("K4", 1.0, 0.8, 1.2, "nM", "protein degradation Michaelis constant"),
+        prior_parameter("k5", 0.7, 0.56, 0.84, "1/h", "repressor activation rate"),
+        prior_parameter("v6", 0.35, 0.28, 0.42, "nM/h", "max repressor degradation rate"),
+        prior_parameter("K6", 1.0, 0.8, 1.2, "nM", "repressor degradation Michaelis constant"),
     )
     timescale = 23.5
     positive = True
@@ -370,8 +357,8 @@ class Selkov(ODESystem):
     name = "selkov"
     state_names = ("x", "y")
     parameters = (
-        _par("a", 0.08, 0.06, 0.1, desc="kinetic parameter a"),
-        _par("b", 0.6, 0.5, 0.7, desc="kinetic parameter b (substrate influx)"),
+        prior_parameter("a", 0.08, 0.06, 0.1, desc="kinetic parameter a"),
+        prior_parameter("b", 0.6, 0.5, 0.7, desc="kinetic parameter b (substrate influx)"),
     )
     timescale = 9.6
     positive = True
@@ -400,9 +387,9 @@ class Robertson(ODESystem):
     name = "robertson"
     state_names = ("y1", "y2", "y3")
     parameters = (
-        _par("k1", 0.04, 0.032, 0.048, desc="rate of y1 -> y2"),
-        _par("k2", 3e7, 2.4e7, 3.6e7, desc="rate of 2 y2 -> y2 + y3"),
-        _par("k3", 1e4, 8e3, 1.2e4, desc="rate of y2 + y3 -> y1 + y3"),
+        prior_parameter("k1", 0.04, 0.032, 0.048, desc="rate of y1 -> y2"),
+        prior_parameter("k2", 3e7, 2.4e7, 3.6e7, desc="rate of 2 y2 -> y2 + y3"),
+        prior_parameter("k3", 1e4, 8e3, 1.2e4, desc="rate of y2 + y3 -> y1 + y3"),
     )
     timescale = 40.0
     stiff = True
