@@ -10,8 +10,8 @@ the same distribution of gaps, start times and early starts.
   validation.
 * :class:`TimeGrid` — the stored times of some trajectories: one shared grid, or one per
   trajectory (``t(trajectory, time)``, shorter ones padded at the end).
-* :func:`draw_pairs`, :func:`draw_uniform_pairs`, :func:`draw_windows`, :func:`draw_states` —
-  indices ``(row, time index)`` drawn from a :class:`TimeGrid` with a ``torch.Generator``.
+* :func:`draw_pairs`, :func:`draw_windows`, :func:`draw_states`, :class:`PairTable` — indices
+  ``(row, time index)`` drawn from a :class:`TimeGrid` with a ``torch.Generator``.
 
 How a pair is drawn (:func:`draw_pairs`)
     1. The gap: log-uniform in ``[lo, hi]`` (as many short jumps per scale as long ones) for a
@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-__all__ = ["PairOptions", "TimeGrid", "draw_pairs", "draw_states", "draw_uniform_pairs", "draw_windows"]
+__all__ = ["PairOptions", "TimeGrid", "PairTable", "draw_pairs", "draw_states", "draw_windows"]
 
 
 def _fraction(value: object, name: str) -> float:
@@ -213,40 +213,52 @@ def draw_pairs(grid: TimeGrid, n: int, generator: torch.Generator,
     return rows, i, j
 
 
-def draw_uniform_pairs(grid: TimeGrid, n: int, generator: torch.Generator, min_gap: float | None = None,
-                       max_gap: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Draw ``n`` pairs ``(row, i, j)`` uniformly over all stored pairs ``i < j`` of a uniform
-    row whose gap lies in ``[min_gap, max_gap]`` (many short gaps, few long; no snapping).
+class PairTable:
+    """All stored pairs ``i < j`` whose gap lies in ``[min_gap, max_gap]`` (no snapping), counted
+    per row and start, to draw them uniformly: many short gaps, few long. Build it once per
+    grid, then :meth:`draw` as often as needed.
+
+    Raises
+    ------
+    ConfigError
+        No stored pair satisfies the limits.
 
     Examples
     --------
     >>> import torch
     >>> grid = TimeGrid(torch.linspace(0, 10, 21), n_rows=4)
-    >>> row, i, j = draw_uniform_pairs(grid, 1000, torch.Generator().manual_seed(0), max_gap=2.0)
+    >>> row, i, j = PairTable(grid, max_gap=2.0).draw(1000, torch.Generator().manual_seed(0))
     >>> bool(((grid.tau[j] - grid.tau[i]) <= 2.0).all() and (j > i).all())
     True
     """
-    rows_tau = grid.tau[None] if grid.shared else grid.tau
-    n_valid = grid.n_valid[:1] if grid.shared else grid.n_valid
-    ar = torch.arange(rows_tau.shape[1])[None, :]
-    lo = (ar + 1).expand(rows_tau.shape)
-    if min_gap is not None:
-        lo = torch.maximum(lo, torch.searchsorted(rows_tau, rows_tau + min_gap))
-    hi = (n_valid[:, None] - 1).expand(rows_tau.shape)
-    if max_gap is not None:
-        hi = torch.minimum(hi, torch.searchsorted(rows_tau, rows_tau + max_gap, right=True) - 1)
-    cnt = (hi - lo + 1).clamp(min=0)
-    cnt[ar.expand(rows_tau.shape) >= n_valid[:, None]] = 0
-    cum = cnt.cumsum(dim=1)
-    total = cum[:, -1]
-    if int(total.max()) == 0:
-        raise ConfigError(f"no two stored times are between min_gap={min_gap} and max_gap={max_gap} apart")
-    rows = _rows(grid, n, generator, None if grid.shared else total > 0)
-    rr = torch.zeros_like(rows) if grid.shared else rows
-    k = (_rand(n, generator) * total[rr]).long()
-    i = torch.searchsorted(cum[rr], k[:, None], right=True)[:, 0]
-    j = lo[rr, i] + (k - (cum[rr, i] - cnt[rr, i]))
-    return rows, i, j
+
+    def __init__(self, grid: TimeGrid, min_gap: float | None = None, max_gap: float | None = None) -> None:
+        tau = grid.tau[None] if grid.shared else grid.tau
+        n_valid = grid.n_valid[:1] if grid.shared else grid.n_valid
+        ar = torch.arange(tau.shape[1])[None, :].expand(tau.shape)
+        lo = ar + 1
+        if min_gap is not None:
+            lo = torch.maximum(lo, torch.searchsorted(tau, tau + min_gap))
+        hi = (n_valid[:, None] - 1).expand(tau.shape)
+        if max_gap is not None:
+            hi = torch.minimum(hi, torch.searchsorted(tau, tau + max_gap, right=True) - 1)
+        cnt = (hi - lo + 1).clamp(min=0)
+        cnt[ar >= n_valid[:, None]] = 0
+        self.grid, self.lo, self.cnt, self.cum = grid, lo, cnt, cnt.cumsum(dim=1)
+        self.total = self.cum[:, -1]
+        if int(self.total.max()) == 0:
+            raise ConfigError(f"no two stored times are between min_gap={min_gap} and max_gap={max_gap} "
+                              "apart")
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """``n`` pairs ``(row, i, j)``: a uniform row with some pair, then a uniform pair in it."""
+        grid = self.grid
+        rows = _rows(grid, n, generator, None if grid.shared else self.total > 0)
+        rr = torch.zeros_like(rows) if grid.shared else rows
+        k = (_rand(n, generator) * self.total[rr]).long()
+        i = torch.searchsorted(self.cum[rr], k[:, None], right=True)[:, 0]
+        j = self.lo[rr, i] + (k - (self.cum[rr, i] - self.cnt[rr, i]))
+        return rows, i, j
 
 
 def draw_windows(grid: TimeGrid, n: int, generator: torch.Generator, length: int,
