@@ -102,6 +102,13 @@ class PairSampler(StoreStream):
     >>> batch = next(iter(sampler))
     >>> sorted(batch), batch["x_s"].shape, bool(((batch["t"] - batch["s"]) <= 2.0 + 1e-9).all())
     (['p', 's', 't', 'x_s', 'x_t'], torch.Size([16, 2]), True)
+
+    The pairs :func:`flowsim.fit` trains on (the draw of its in-memory bank, too):
+
+    >>> like_fit = flowsim.data.PairSampler(path, batch_size=16, split="all", gaps="log-uniform",
+    ...                                     log_fraction=0.2, early_fraction=0.25)
+    >>> like_fit.options
+    PairOptions(min_gap=None, max_gap=None, log_fraction=0.2, early_fraction=0.25)
     """
 
     def __init__(

@@ -24,7 +24,8 @@ How a pair is drawn (:func:`draw_pairs`)
        jumps from the initial states, and the transients after them, are trained too.
     4. The end: the first stored time at or after ``s + gap`` (the gap is *snapped up* to the
        stored grid; never past the last stored time, at least one step). A pair's gap is therefore
-       at least ``min_gap`` and may exceed ``max_gap`` by less than one stored step.
+       at least ``min_gap`` and may exceed ``max_gap`` by less than one stored step; a ``max_gap``
+       below the smallest stored step gives one-step pairs.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class PairOptions:
     min_gap, max_gap:
         Limits on the jump ``t - s`` in time units (default: from the smallest stored step to
         the longest stored span). Gaps are snapped up to the stored grid, so a pair may exceed
-        ``max_gap`` by less than one stored step.
+        ``max_gap`` by less than one stored step (a ``max_gap`` below the smallest stored step
+        gives one-step pairs); a ``min_gap`` longer than every trajectory is refused.
     log_fraction:
         Fraction of gaps drawn log-uniformly (all scales); the rest are uniform in
         ``[min_gap, max_gap]`` (more long jumps). Default 1.0: all log-uniform.
@@ -145,10 +147,18 @@ class TimeGrid:
         return self.tau.ndim == 1
 
     def gap_range(self, options: PairOptions) -> tuple[float, float]:
-        """``(lo, hi)`` of the drawn gaps; :class:`~flowsim.ConfigError` if no stored pair fits."""
+        """``(lo, hi)`` of the drawn gaps: ``lo = max(min_gap, min_step)``, ``hi = min(max_gap,
+        max_span)``. A ``max_gap`` below the smallest stored step gives ``hi < lo``: gaps between
+        the two, snapped up to one stored step (the shortest pairs there are).
+
+        Raises
+        ------
+        ConfigError
+            ``min_gap`` longer than every trajectory, or fewer than two stored times.
+        """
         lo = max(options.min_gap or self.min_step, self.min_step)
         hi = min(options.max_gap or self.max_span, self.max_span)
-        if not 0 < lo <= hi:
+        if not 0 < lo <= self.max_span:
             raise ConfigError(f"no two stored times are between min_gap={options.min_gap} and "
                               f"max_gap={options.max_gap} apart (stored steps from {self.min_step:g}, "
                               f"spans up to {self.max_span:g})")
@@ -172,6 +182,27 @@ def _rows(grid: TimeGrid, n: int, g: torch.Generator, ok: Tensor | None) -> Tens
 def draw_pairs(grid: TimeGrid, n: int, generator: torch.Generator,
                options: PairOptions = PairOptions()) -> tuple[Tensor, Tensor, Tensor]:
     """Draw ``n`` pairs ``(row, i, j)`` of stored time indices, ``i < j``, as the module explains.
+
+    Arguments
+    ---------
+    grid:
+        The stored times of the trajectories to draw from.
+    n:
+        Number of pairs.
+    generator:
+        The source of randomness (the same seed gives the same pairs).
+    options:
+        Gap limits and distributions, start distribution.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``row``, ``i``, ``j``: ``(n,)`` int64 — trajectory, start index and end index.
+
+    Raises
+    ------
+    ConfigError
+        ``min_gap`` longer than every trajectory.
 
     Examples
     --------
@@ -267,6 +298,18 @@ def draw_windows(grid: TimeGrid, n: int, generator: torch.Generator, length: int
     over the trajectories long enough and the starts that fit; :class:`~flowsim.ConfigError` if
     none is long enough.
 
+    Arguments
+    ---------
+    grid, n, generator:
+        As in :func:`draw_pairs`.
+    length, stride:
+        States per window, and stored steps between them.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``row``, ``start``: ``(n,)`` int64; the window's indices are ``start + stride * k``.
+
     Examples
     --------
     >>> import torch
@@ -287,6 +330,16 @@ def draw_windows(grid: TimeGrid, n: int, generator: torch.Generator, length: int
 
 def draw_states(grid: TimeGrid, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Draw ``n`` stored states ``(row, index)``, uniform over trajectories and their stored times.
+
+    Arguments
+    ---------
+    grid, n, generator:
+        As in :func:`draw_pairs`.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``row``, ``index``: ``(n,)`` int64.
 
     Examples
     --------

@@ -98,7 +98,12 @@ class TrajectoryBank:
 
     @classmethod
     def from_dataset(cls, ds) -> TrajectoryBank:
-        """Build from a flowsim store opened with xarray (loads it into memory)."""
+        """Build from a flowsim store opened with xarray (loads it into memory).
+
+        Only complete trajectories are kept: failed ones and, on per-trajectory grids, shorter
+        ones padded with NaN are dropped (the streamed :class:`~flowsim.data.PairSampler`
+        draws from the shorter ones too).
+        """
         x = torch.tensor(ds["x"].values)
         t = torch.tensor(ds["t"].values if "t" in ds else ds["time"].values)
         p = torch.tensor(ds["params"].values) if "params" in ds else torch.zeros(x.shape[0], 0)
@@ -147,9 +152,7 @@ class TrajectoryBank:
         options = PairOptions(min_gap=min_gap, max_gap=max_gap, log_fraction=log_fraction,
                               early_fraction=early_fraction)
         i, a, b = draw_pairs(self._grid, n, generator, options)
-        t = self.t[i]
-        s, t = t.gather(1, a[:, None])[:, 0], t.gather(1, b[:, None])[:, 0]
-        return PairBatch(s=s, t=t, x_s=self.x[i, a], x_t=self.x[i, b], p=self.p[i])
+        return PairBatch(s=self.t[i, a], t=self.t[i, b], x_s=self.x[i, a], x_t=self.x[i, b], p=self.p[i])
 
     def sample_states(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """Draw ``n`` stored states with their times and parameters: ``(t, x, p)``."""

@@ -114,6 +114,11 @@ def test_one_validation_for_both_paths(fhn_store):
         bank.sample_pairs(4, g, min_gap=20.0)
     with pytest.raises(ConfigError, match="no two stored times"):
         PairSampler(fhn_store, gaps="log-uniform", min_gap=20.0)
+    # a jump shorter than the stored step snaps up to one step on both paths (validation uses it)
+    b = bank.sample_pairs(64, g, max_gap=0.1)
+    assert ((b.t - b.s) == 0.5).all()
+    short = next(iter(PairSampler(fhn_store, gaps="log-uniform", max_gap=0.1, split="all")))
+    assert torch.allclose(short["t"] - short["s"], torch.tensor(0.5))
     with pytest.raises(ConfigError, match="log-uniform"):  # uniform pairs take neither fraction
         PairSampler(fhn_store, log_fraction=0.2)
     assert PairSampler(fhn_store, gaps="log-uniform").options == PairOptions()
