@@ -62,11 +62,11 @@ OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("grid", ["shared", "per-trajectory"])
 def _name(options: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in options.items()) or "defaults"
 
 
+@pytest.mark.parametrize("grid", ["shared", "per-trajectory"])
 @pytest.mark.parametrize("options", OPTIONS, ids=_name)
 def test_both_data_paths_draw_the_same_distribution(stores, grid, options):
     path = stores[grid]
