@@ -46,7 +46,7 @@ class PairSampler(StoreStream):
     gaps:
         ``"uniform"``: uniform over all admissible pairs ``i < j`` of a trajectory (many small
         gaps, few large; within ``[min_gap, max_gap]`` exactly). ``"log-uniform"``: the draw of
-        the in-memory :meth:`TrajectoryBank.sample_pairs <flowsim.train.TrajectoryBank.sample_pairs>`
+        the in-memory :meth:`flowsim.train.TrajectoryBank.sample_pairs`
         (:func:`flowsim.data.sampling.draw_pairs`): gap sizes in time units, ``log_fraction`` of
         them spread evenly over scales and the rest uniform, each snapped up to the next stored
         time (so a gap may exceed ``max_gap`` by less than one stored step). Without ``min_gap``
