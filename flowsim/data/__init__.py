@@ -4,8 +4,11 @@
 * :func:`from_arrays`, :func:`from_dataset` — stores from your own trajectories.
 * :func:`open_store`, :func:`store_summary`, :func:`format_summary` — read and describe stores.
 * :class:`PairSampler`, :class:`WindowSampler` — stream training samples from a store into torch.
+* :mod:`flowsim.data.sampling` (:class:`PairOptions`) — how pairs and windows are drawn, the one
+  implementation both the streamed samplers and the in-memory ``TrajectoryBank`` use.
 """
 
+from . import sampling as sampling
 from .arrays import from_arrays as from_arrays
 from .arrays import from_dataset as from_dataset
 from .cluster import WORKER_ENV as WORKER_ENV
@@ -13,6 +16,7 @@ from .cluster import local_cluster as local_cluster
 from .ensemble import simulate_ensemble as simulate_ensemble
 from .samplers import PairSampler as PairSampler
 from .samplers import WindowSampler as WindowSampler
+from .sampling import PairOptions as PairOptions
 from .schema import SCHEMA_VERSION as SCHEMA_VERSION
 from .schema import validate_dataset as validate_dataset
 from .splits import split_of as split_of
@@ -24,6 +28,7 @@ from .store import store_system as store_system
 __all__ = [
     "SCHEMA_VERSION",
     "WORKER_ENV",
+    "PairOptions",
     "PairSampler",
     "WindowSampler",
     "format_summary",

@@ -22,9 +22,8 @@ import torch
 
 from ..errors import ConfigError
 from ..systems import ODESystem
-from ._blocks import Block
-from ._draw import PairTable, draw_log_uniform, draw_uniform, draw_windows, gap_range
-from ._stream import Batch, StoreStream, positive_int
+from ._stream import Batch, Block, StoreStream, positive_int
+from .sampling import PairOptions, PairTable, TimeGrid, draw_pairs, draw_windows
 
 __all__ = ["PairSampler", "WindowSampler"]
 
@@ -46,14 +45,20 @@ class PairSampler(StoreStream):
         Limits on the jump ``|t - s|`` in time units (default: any gap between stored times).
     gaps:
         ``"uniform"``: uniform over all admissible pairs ``i < j`` of a trajectory (many small
-        gaps, few large); ``"log-uniform"``: gap sizes spread evenly over scales, then snapped to
-        stored times (without ``min_gap``, from the smallest spacing of the grid — per block of
-        chunks for per-trajectory grids).
-    early_fraction:
-        With ``gaps="log-uniform"``: the fraction of starts drawn log-uniformly in the stored
-        index — as many near each trajectory's initial state as over the rest — instead of
-        uniformly, so that jumps from initial states (and the transients after them) are
-        trained as often as the long-time behaviour (see :func:`flowsim.fit`).
+        gaps, few large; within ``[min_gap, max_gap]`` exactly). ``"log-uniform"``: the draw of
+        the in-memory :meth:`flowsim.train.TrajectoryBank.sample_pairs`
+        (:func:`flowsim.data.sampling.draw_pairs`): gap sizes in time units, ``log_fraction`` of
+        them spread evenly over scales and the rest uniform, each snapped up to the next stored
+        time (so a gap may exceed ``max_gap`` by less than one stored step). Without ``min_gap``
+        the gaps start at the smallest stored step — of the whole grid when it is shared, of the
+        chunks in memory for per-trajectory grids (the in-memory bank: of all its trajectories).
+    log_fraction, early_fraction:
+        With ``gaps="log-uniform"``: the fraction of gaps drawn log-uniformly (the rest
+        uniformly), and the fraction of starts drawn log-uniformly in the stored index — as
+        many near each trajectory's initial state as over the rest — instead of uniformly, so
+        that jumps from initial states (and the transients after them) are trained as often as
+        the long-time behaviour. Defaults and validation: :class:`~flowsim.data.PairOptions`
+        (1.0 and 0.0; :func:`flowsim.fit` passes its own).
     seed:
         Seed of the chunk shuffle and the draws (with the epoch).
     shuffle:
@@ -97,6 +102,13 @@ class PairSampler(StoreStream):
     >>> batch = next(iter(sampler))
     >>> sorted(batch), batch["x_s"].shape, bool(((batch["t"] - batch["s"]) <= 2.0 + 1e-9).all())
     (['p', 's', 't', 'x_s', 'x_t'], torch.Size([16, 2]), True)
+
+    The pairs :func:`flowsim.fit` trains on (the draw of its in-memory bank, too):
+
+    >>> like_fit = flowsim.data.PairSampler(path, batch_size=16, split="all", gaps="log-uniform",
+    ...                                     log_fraction=0.2, early_fraction=0.25)
+    >>> like_fit.options
+    PairOptions(min_gap=None, max_gap=None, log_fraction=0.2, early_fraction=0.25)
     """
 
     def __init__(
@@ -111,7 +123,8 @@ class PairSampler(StoreStream):
         min_gap: float | None = None,
         max_gap: float | None = None,
         gaps: str = "uniform",
-        early_fraction: float = 0.0,
+        log_fraction: float = PairOptions.log_fraction,
+        early_fraction: float = PairOptions.early_fraction,
         seed: int = 0,
         shuffle: bool = True,
         chunks_in_memory: int = 2,
@@ -125,21 +138,14 @@ class PairSampler(StoreStream):
     ) -> None:
         if gaps not in ("uniform", "log-uniform"):
             raise ConfigError(f"gaps must be 'uniform' or 'log-uniform', got {gaps!r}")
-        for name, v in (("min_gap", min_gap), ("max_gap", max_gap)):
-            if v is not None and not (np.isfinite(v) and v >= 0):
-                raise ConfigError(f"{name} must be a finite non-negative number of time units, got {v!r}")
-        if min_gap is not None and max_gap is not None and min_gap > max_gap:
-            raise ConfigError(f"min_gap={min_gap} exceeds max_gap={max_gap}")
-        if max_gap == 0:
-            raise ConfigError("max_gap must be positive (a zero jump is the identity)")
-        if isinstance(early_fraction, bool) or not (isinstance(early_fraction, (int, float))
-                                                    and 0 <= early_fraction <= 1):
-            raise ConfigError(f"early_fraction must be a number in [0, 1], got {early_fraction!r}")
-        if early_fraction > 0 and gaps != "log-uniform":
-            raise ConfigError("early_fraction needs gaps='log-uniform' (uniform gaps draw whole pairs "
-                              "uniformly, start and end together)")
-        self.min_gap, self.max_gap, self.gaps = min_gap, max_gap, gaps
-        self.early_fraction = float(early_fraction)
+        self.options = PairOptions(min_gap=min_gap, max_gap=max_gap, log_fraction=log_fraction,
+                                   early_fraction=early_fraction)
+        if gaps == "uniform" and (self.options.early_fraction > 0
+                                  or self.options.log_fraction != PairOptions.log_fraction):
+            raise ConfigError("log_fraction and early_fraction need gaps='log-uniform' (uniform gaps draw "
+                              "whole pairs uniformly, start and end together)")
+        self.min_gap, self.max_gap, self.gaps = self.options.min_gap, self.options.max_gap, gaps
+        self.log_fraction, self.early_fraction = self.options.log_fraction, self.options.early_fraction
         self.return_index = bool(return_index)
         super().__init__(
             store, batch_size=batch_size, per_trajectory=pairs_per_trajectory, split=split,
@@ -148,37 +154,34 @@ class PairSampler(StoreStream):
             storage_options=storage_options, rank=rank, world_size=world_size,
         )
         if self.reader.time is not None:  # shared grid: check the limits leave some pair
-            tau = self.reader.time * self.reader.direction
-            probe = Block(np.zeros(1, np.int64), np.zeros((1, tau.size, 1)), np.zeros((1, 0)), tau,
-                          np.array([tau.size]), self.reader.direction)
-            if PairTable(probe, min_gap, max_gap).eligible.size == 0:
-                raise ConfigError(f"no two stored times are between min_gap={min_gap} and max_gap={max_gap} "
-                                  f"apart (grid from {self.reader.time[0]:g} to {self.reader.time[-1]:g} "
-                                  f"with {tau.size} times)")
+            self._prepare_grid(TimeGrid(self.reader.time * self.reader.direction, 1))
 
     def _default_per_trajectory(self) -> int:
         return max(1, self.n_times)
 
+    def _prepare_grid(self, grid: TimeGrid) -> Any:
+        """What a draw needs from ``grid``; ConfigError if no stored pair fits the gap limits."""
+        if self.gaps == "uniform":
+            return PairTable(grid, self.min_gap, self.max_gap)
+        grid.gap_range(self.options)
+        return grid
+
     def _prepare(self, block: Block) -> Any:
         if block.index.size == 0:
             return None
-        if self.gaps == "uniform":
-            return PairTable(block, self.min_gap, self.max_gap)
-        return gap_range(block, self.min_gap, self.max_gap)
+        try:
+            return self._prepare_grid(block.grid())
+        except ConfigError:  # per-trajectory grids: no pair fits in these chunks
+            return None
 
-    def _draw(self, block: Block, prepared: Any, m: int, rng: np.random.Generator) -> Batch | None:
+    def _draw(self, block: Block, prepared: Any, m: int, rng: torch.Generator) -> Batch | None:
         if prepared is None:
             return None
         if self.gaps == "uniform":
-            if prepared.eligible.size == 0:
-                return None
-            rows, i, j = draw_uniform(prepared, m, rng)
+            rows, i, j = prepared.draw(m, rng)
         else:
-            g_lo, g_hi = prepared
-            if not 0 < g_lo <= g_hi:
-                return None
-            rows, i, j = draw_log_uniform(block, m, rng, self.min_gap, self.max_gap, g_lo, g_hi,
-                                          self.early_fraction)
+            rows, i, j = draw_pairs(prepared, m, rng, self.options)
+        rows, i, j = rows.numpy(), i.numpy(), j.numpy()
         out = {
             "s": self._tensor(block.times(rows, i)),
             "t": self._tensor(block.times(rows, j)),
@@ -272,11 +275,11 @@ class WindowSampler(StoreStream):
     def _default_per_trajectory(self) -> int:
         return max(1, self.n_times // self.window)
 
-    def _draw(self, block: Block, prepared: Any, m: int, rng: np.random.Generator) -> Batch | None:
-        drawn = draw_windows(block, m, rng, self.window, self.stride)
-        if drawn is None:
+    def _draw(self, block: Block, prepared: Any, m: int, rng: torch.Generator) -> Batch | None:
+        reach = (self.window - 1) * self.stride
+        if prepared is None or not bool((prepared.n_valid > reach).any()):
             return None
-        rows, starts = drawn
+        rows, starts = (a.numpy() for a in draw_windows(prepared, m, rng, self.window, self.stride))
         cols = starts[:, None] + np.arange(self.window)[None, :] * self.stride
         out = {
             "t": self._tensor(block.times(rows[:, None], cols)),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..data.sampling import PairOptions, TimeGrid, draw_pairs, draw_states, draw_windows
 from ..errors import ShapeError
 from ..solve.solution import Solution
 
@@ -88,9 +88,8 @@ class TrajectoryBank:
         if nt < 2:
             raise ShapeError("trajectories need at least two time points")
         self.x, self.t, self.p = x[keep].contiguous(), t[keep].contiguous(), p[keep].contiguous()
-        self._max_gap = float((self.t[:, -1] - self.t[:, 0]).max())
-        self._min_step = float(self.t.diff(dim=1).min())
-        self._shared = bool((self.t == self.t[:1]).all())
+        shared = bool((self.t == self.t[:1]).all())
+        self._grid = TimeGrid(self.t[0] if shared else self.t, len(self))
 
     @classmethod
     def from_solution(cls, sol: Solution) -> TrajectoryBank:
@@ -99,7 +98,12 @@ class TrajectoryBank:
 
     @classmethod
     def from_dataset(cls, ds) -> TrajectoryBank:
-        """Build from a flowsim store opened with xarray (loads it into memory)."""
+        """Build from a flowsim store opened with xarray (loads it into memory).
+
+        Only complete trajectories are kept: failed ones and, on per-trajectory grids, shorter
+        ones padded with NaN are dropped (the streamed :class:`~flowsim.data.PairSampler`
+        draws from the shorter ones too).
+        """
         x = torch.tensor(ds["x"].values)
         t = torch.tensor(ds["t"].values if "t" in ds else ds["time"].values)
         p = torch.tensor(ds["params"].values) if "params" in ds else torch.zeros(x.shape[0], 0)
@@ -116,12 +120,12 @@ class TrajectoryBank:
     @property
     def max_gap(self) -> float:
         """Longest time span of a trajectory."""
-        return self._max_gap
+        return self._grid.max_span
 
     @property
     def min_step(self) -> float:
         """Shortest stored time step."""
-        return self._min_step
+        return self._grid.min_step
 
     def split(self, fraction: float, generator: torch.Generator) -> tuple[TrajectoryBank, TrajectoryBank]:
         """Split by trajectory into two banks (e.g. train / validation)."""
@@ -132,52 +136,27 @@ class TrajectoryBank:
                 TrajectoryBank(self.x[b], self.t[b], self.p[b]))
 
     def sample_pairs(self, n: int, generator: torch.Generator, *, min_gap: float | None = None,
-                     max_gap: float | None = None, log_fraction: float = 1.0,
-                     early_fraction: float = 0.0) -> PairBatch:
+                     max_gap: float | None = None, log_fraction: float = PairOptions.log_fraction,
+                     early_fraction: float = PairOptions.early_fraction) -> PairBatch:
         """Draw ``n`` pairs with gaps in ``[min_gap, max_gap]``: a fraction ``log_fraction``
         spread log-uniformly (all scales), the rest uniformly (more long jumps). Starts are
         uniform over the times that leave room for the gap, except for a fraction
         ``early_fraction`` drawn log-uniformly in the index (as dense near the first stored state
         as over the rest), so that jumps from initial states, and the transients after them,
-        are trained as well as the long-time behaviour."""
-        lo = max(min_gap or self.min_step, self.min_step)
-        hi = min(max_gap or self.max_gap, self.max_gap)
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        log_gap = torch.exp(math.log(lo) + u * math.log(hi / lo))
-        lin = torch.rand(n, generator=generator, dtype=torch.float64) >= log_fraction
-        gap = torch.where(lin, lo + u * (hi - lo), log_gap)
-        i = torch.randint(0, len(self), (n,), generator=generator)
-        if self._shared:  # one grid for all: 1-D searches (the common, fast case)
-            g1 = self.t[0]
-            last_start = torch.searchsorted(g1, g1[-1] - gap, right=True) - 1
-        else:
-            ti = self.t[i]
-            last_start = torch.searchsorted(ti, (ti[:, -1] - gap)[:, None], right=True)[:, 0] - 1
-        # start uniformly among the times that leave room for the gap
-        last_start = last_start.clamp(min=0)
-        a = (torch.rand(n, generator=generator, dtype=torch.float64) * (last_start + 1)).long()
-        if early_fraction > 0:
-            v = torch.rand(n, generator=generator, dtype=torch.float64)
-            early = torch.exp(v * torch.log(last_start + 2.0)).long() - 1
-            pick = torch.rand(n, generator=generator, dtype=torch.float64) < early_fraction
-            a = torch.where(pick, early, a)
-        a = torch.minimum(a, last_start)
-        if self._shared:
-            s = g1[a]
-            b = torch.searchsorted(g1, s + gap).clamp(max=self.n_times - 1)
-            b = torch.maximum(b, a + 1)
-            t = g1[b]
-        else:
-            s = ti.gather(1, a[:, None])[:, 0]
-            b = torch.searchsorted(ti, (s + gap)[:, None])[:, 0].clamp(max=self.n_times - 1)
-            b = torch.maximum(b, a + 1)
-            t = ti.gather(1, b[:, None])[:, 0]
-        return PairBatch(s=s, t=t, x_s=self.x[i, a], x_t=self.x[i, b], p=self.p[i])
+        are trained as well as the long-time behaviour. Gaps are snapped up to the stored grid.
+
+        The draw is :func:`flowsim.data.sampling.draw_pairs` with
+        :class:`~flowsim.data.PairOptions` (its defaults and validation), the same as the
+        streamed :class:`~flowsim.data.PairSampler` ``(gaps="log-uniform")``.
+        """
+        options = PairOptions(min_gap=min_gap, max_gap=max_gap, log_fraction=log_fraction,
+                              early_fraction=early_fraction)
+        i, a, b = draw_pairs(self._grid, n, generator, options)
+        return PairBatch(s=self.t[i, a], t=self.t[i, b], x_s=self.x[i, a], x_t=self.x[i, b], p=self.p[i])
 
     def sample_states(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """Draw ``n`` stored states with their times and parameters: ``(t, x, p)``."""
-        i = torch.randint(0, len(self), (n,), generator=generator)
-        a = torch.randint(0, self.n_times, (n,), generator=generator)
+        i, a = draw_states(self._grid, n, generator)
         return self.t[i, a], self.x[i, a], self.p[i]
 
     def sample_windows(self, n: int, length: int, generator: torch.Generator, stride: int = 1
@@ -187,7 +166,6 @@ class TrajectoryBank:
         if span >= self.n_times:
             raise ShapeError(f"window of {length} states with stride {stride} exceeds "
                              f"trajectories of {self.n_times} points")
-        i = torch.randint(0, len(self), (n,), generator=generator)
-        a = torch.randint(0, self.n_times - span, (n,), generator=generator)
+        i, a = draw_windows(self._grid, n, generator, length, stride)
         idx = a[:, None] + stride * torch.arange(length)[None]
         return WindowBatch(t=self.t[i[:, None], idx], x=self.x[i[:, None], idx], p=self.p[i])
