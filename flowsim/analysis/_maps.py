@@ -226,7 +226,7 @@ def as_states(system: ODESystem, x0: Any, name: str = "x0") -> Tensor:
 
 def result_attrs(analysis: str, system: ODESystem, flowmap: Any, **extra: Any) -> dict[str, Any]:
     """Common ``attrs`` of every analysis Dataset: what was analysed, units, metric meanings."""
-    from .metrics import METRICS
+    from ..metrics import METRICS
 
     attrs: dict[str, Any] = {
         "analysis": analysis,

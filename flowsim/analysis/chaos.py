@@ -12,9 +12,9 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import ConfigError, TimeGridError
+from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 from ._maps import check_flowmap, check_horizon, compose, result_attrs, time_units, warn_outside_range
 from ._reference import load_reference
-from .metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 
 __all__ = ["valid_prediction_time"]
 

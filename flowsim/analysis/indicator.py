@@ -14,10 +14,10 @@ from scipy.stats import spearmanr
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError, TimeGridError
+from ..metrics import METRICS, normalised_error, relative_error
 from ._maps import as_states, check_flowmap, evaluate, params_for, result_attrs, warn_outside_range
 from ._reference import load_reference, make_generator
 from .jumps import resolve_jumps
-from .metrics import METRICS, normalised_error, relative_error
 
 __all__ = ["consistency_indicator", "indicator_quality"]
 

@@ -11,6 +11,7 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..metrics import check_quantiles, summarise_errors
 from ..systems.base import ODESystem
 from ._maps import (
     as_states,
@@ -23,7 +24,6 @@ from ._maps import (
     time_units,
     warn_outside_range,
 )
-from .metrics import check_quantiles, summarise_errors
 
 __all__ = ["invariant_drift"]
 

@@ -11,6 +11,7 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import ConfigError, TimeGridError
+from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 from ._maps import (
     check_flowmap,
     check_jumps_trained,
@@ -20,7 +21,6 @@ from ._maps import (
     warn_outside_range,
 )
 from ._reference import SNAP_RTOL, Reference, load_reference, make_generator
-from .metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 
 __all__ = ["error_vs_jump"]
 

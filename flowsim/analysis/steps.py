@@ -11,6 +11,7 @@ import torch
 import xarray as xr
 
 from ..errors import TimeGridError
+from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 from ._maps import (
     check_flowmap,
     check_horizon,
@@ -21,7 +22,6 @@ from ._maps import (
     warn_outside_range,
 )
 from ._reference import SNAP_RTOL, load_reference
-from .metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 
 __all__ = ["error_vs_steps"]
 
