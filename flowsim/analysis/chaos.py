@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, TimeGridError
 from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
-from ._maps import check_flowmap, check_horizon, compose, result_attrs, time_units, warn_outside_range
+from ._maps import check_flowmap, check_horizon, result_attrs, rollout, time_units, warn_outside_range
 from ._reference import load_reference
 
 __all__ = ["valid_prediction_time"]
@@ -110,7 +110,7 @@ def valid_prediction_time(
     t, x_ref, lead = ref.t[:, :cols], ref.x[:, :cols], lead[:, :cols]
     present = lead <= h * (1 + 1e-9)
 
-    pred = _rollout(flowmap, x_ref[:, 0], t, ref.p, hmax)
+    pred = rollout(flowmap, x_ref[:, 0], t, ref.p, hmax)
     nrm = normalised_error(pred, x_ref, ref.sigma)
     rel = relative_error(pred, x_ref)
     vpt, reached = _crossing(nrm, lead, present, thr)
@@ -147,18 +147,6 @@ def valid_prediction_time(
         n_reference_skipped=ref.n_skipped,
     ))
     return ds
-
-
-def _rollout(flowmap: Any, x0: Tensor, t: Tensor, p: Tensor, hmax: float) -> Tensor:
-    """States of an autoregressive rollout at every stored time, ``(n, T, dim)`` float64."""
-    out = [x0.to(flowmap.dtype).to(torch.float64)]
-    x = x0
-    for k in range(1, t.shape[1]):
-        a, b = t[:, k - 1], t[:, k]
-        n_sub = max(1, math.ceil(float((b - a).max()) / hmax - 1e-9))
-        x = compose(flowmap, x, a, b, n_sub, p)
-        out.append(x)
-    return torch.stack(out, dim=1)
 
 
 def _crossing(err: Tensor, lead: Tensor, present: Tensor, thr: float) -> tuple[Tensor, Tensor]:
