@@ -3,9 +3,9 @@
 Every analysis returns an :class:`xarray.Dataset` that reports both error metrics (relative
 and normalised, see :data:`METRICS`; defined once in :mod:`flowsim.metrics`) and says which
 is which in its ``attrs``; each has a ``plot_…`` companion returning a matplotlib Figure,
-and :func:`save_figure` writes a PNG. The functions accept a :class:`flowsim.FlowMap` or any
-object with ``forward(s, t, x, p)``, ``system``, ``dtype`` and ``max_jump`` (for example
-:class:`ExactFlowMap`).
+and :func:`save_figure` writes a PNG. The functions take a :class:`flowsim.FlowMapLike` — a
+:class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`, an :class:`ExactFlowMap` or your
+own object; they call only ``forward(s, t, x, p)``, ``system``, ``dtype`` and ``max_jump``.
 """
 
 from ..metrics import METRICS as METRICS

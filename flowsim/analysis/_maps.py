@@ -66,7 +66,7 @@ def match_system(flowmap: Any, system: ODESystem | str | None) -> ODESystem:
     return other
 
 
-def map_device(flowmap: Any) -> torch.device:
+def map_device(flowmap: FlowMapLike) -> torch.device:
     """Device of the flow map (``device`` attribute, first parameter/buffer, else CPU)."""
     dev = getattr(flowmap, "device", None)
     if isinstance(dev, (torch.device, str)):
@@ -90,7 +90,7 @@ def params_for(system: ODESystem, p: Any, n: int) -> Tensor:
     return system.params_tensor(p, n, dtype=torch.float64)
 
 
-def warn_outside_range(flowmap: Any, p: Tensor) -> None:
+def warn_outside_range(flowmap: FlowMapLike, p: Tensor) -> None:
     """Warn (never refuse: evaluation may probe generalisation) when parameters leave the
     flow map's trained range, so extrapolation is never silent."""
     tr = getattr(flowmap, "param_transform", None)
@@ -106,7 +106,7 @@ def warn_outside_range(flowmap: Any, p: Tensor) -> None:
 
 
 @torch.no_grad()
-def evaluate(flowmap: Any, x: Tensor, s: Tensor | float, t: Tensor | float, p: Tensor) -> Tensor:
+def evaluate(flowmap: FlowMapLike, x: Tensor, s: Tensor | float, t: Tensor | float, p: Tensor) -> Tensor:
     """One jump ``X(s, t, x; p)`` for every sample, in chunks, without gradients.
 
     ``x`` ``(batch, dim)`` (any float dtype), ``s``/``t`` scalars or ``(batch,)``, ``p``
@@ -169,7 +169,7 @@ def check_horizon(horizon: Any, name: str = "horizon") -> float:
     return h
 
 
-def check_jumps_trained(flowmap: Any, jumps: Sequence[float], what: str) -> None:
+def check_jumps_trained(flowmap: FlowMapLike, jumps: Sequence[float], what: str) -> None:
     """Refuse jumps longer than the flow map's ``max_jump`` (its trained range)."""
     mj = float(flowmap.max_jump)
     long = [float(j) for j in jumps if float(j) > mj * (1 + _SLACK)]
@@ -181,7 +181,9 @@ def check_jumps_trained(flowmap: Any, jumps: Sequence[float], what: str) -> None
         )
 
 
-def check_step_counts(n_steps: Sequence[int] | None, horizon: float, flowmap: Any, what: str) -> list[int]:
+def check_step_counts(
+    n_steps: Sequence[int] | None, horizon: float, flowmap: FlowMapLike, what: str
+) -> list[int]:
     """Validate step counts (positive ints), or pick the default; refuse too-long jumps."""
     if n_steps is None:
         return default_step_counts(horizon, float(flowmap.max_jump))
@@ -218,7 +220,7 @@ def as_states(system: ODESystem, x0: Any, name: str = "x0") -> Tensor:
     return x
 
 
-def result_attrs(analysis: str, system: ODESystem, flowmap: Any, **extra: Any) -> dict[str, Any]:
+def result_attrs(analysis: str, system: ODESystem, flowmap: FlowMapLike, **extra: Any) -> dict[str, Any]:
     """Common ``attrs`` of every analysis Dataset: what was analysed, units, metric meanings."""
     from ..metrics import METRICS
 

@@ -12,6 +12,7 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import ConfigError, TimeGridError
+from ..maps import FlowMapLike
 from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 from ._maps import check_flowmap, check_horizon, result_attrs, rollout, time_units, warn_outside_range
 from ._reference import load_reference
@@ -20,7 +21,7 @@ __all__ = ["valid_prediction_time"]
 
 
 def valid_prediction_time(
-    flowmap: Any,
+    flowmap: FlowMapLike,
     reference: Any,
     threshold: float = 0.4,
     *,
@@ -41,7 +42,9 @@ def valid_prediction_time(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
+        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
+        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
+        and ``max_jump`` are called).
     reference:
         Reference trajectories (:class:`flowsim.Solution` or store Dataset), ideally on the
         attractor; failed ones are skipped.

@@ -1,4 +1,7 @@
-"""An exact (or solver-accurate) flow map with the FlowMap interface, for testing analyses."""
+"""An exact (or solver-accurate) flow map, a :class:`flowsim.FlowMapLike` for testing analyses.
+
+Also importable as :class:`flowsim.testing.ExactFlowMap`.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ class ExactFlowMap(nn.Module):
     Uses the system's analytic solution where one exists (harmonic oscillator), otherwise a
     float64 dopri5 solve at tight tolerances in rescaled time ``τ ∈ [0, 1]`` (so every sample
     gets its own ``(s, t)`` in one batched call; slow on stiff systems, being explicit). It
-    has the interface the analysis functions use — ``forward(s, t, x, p)``, ``jump``,
-    ``odeint``, ``system``, ``dtype``, ``max_jump``, ``config`` — so it checks an analysis
+    is a :class:`flowsim.FlowMapLike` — ``forward(s, t, x, p)``, ``jump``, ``odeint``,
+    ``system``, ``dtype``, ``device``, ``max_jump`` (and ``config``) — so it checks an analysis
     pipeline end to end: an exact map must show zero error, and ``perturbation`` must show
     up as exactly that error.
 

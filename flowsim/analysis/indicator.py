@@ -14,6 +14,7 @@ from scipy.stats import spearmanr
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError, TimeGridError
+from ..maps import FlowMapLike
 from ..metrics import METRICS, normalised_error, relative_error
 from ._maps import as_states, check_flowmap, evaluate, params_for, result_attrs, warn_outside_range
 from ._reference import load_reference, make_generator
@@ -33,7 +34,7 @@ INDICATORS = ("consistency", "spread")
 
 
 def consistency_indicator(
-    flowmap: Any,
+    flowmap: FlowMapLike,
     x: Tensor,
     s: Tensor | float,
     t: Tensor | float,
@@ -53,7 +54,9 @@ def consistency_indicator(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
+        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
+        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
+        and ``max_jump`` are called).
     x:
         States ``(batch, dim)`` (any float dtype; cast to the map's).
     s, t:
@@ -112,7 +115,7 @@ def consistency_indicator(
 
 
 def indicator_quality(
-    flowmap: Any,
+    flowmap: FlowMapLike,
     reference: Any,
     jumps: Sequence[float] | None = None,
     *,
@@ -132,7 +135,9 @@ def indicator_quality(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
+        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
+        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
+        and ``max_jump`` are called).
     reference:
         Held-out reference trajectories (:class:`flowsim.Solution` or store Dataset).
     jumps, n_jumps, n_starts, generator:
@@ -221,7 +226,7 @@ def indicator_quality(
 
 
 def _indicator(
-    flowmap: Any, x: Tensor, s: Tensor, u: Tensor, t: Tensor, p: Tensor, metric: str,
+    flowmap: FlowMapLike, x: Tensor, s: Tensor, u: Tensor, t: Tensor, p: Tensor, metric: str,
     sigma: Any, one: Tensor | None = None,
 ) -> Tensor:
     one = evaluate(flowmap, x, s, t, p) if one is None else one
@@ -231,7 +236,7 @@ def _indicator(
     return normalised_error(half, one, sigma)
 
 
-def _spread(flowmap: Any, x: Tensor, s: Tensor, t: Tensor, p: Tensor, metric: str, sigma: Any,
+def _spread(flowmap: FlowMapLike, x: Tensor, s: Tensor, t: Tensor, p: Tensor, metric: str, sigma: Any,
             one: Tensor) -> Tensor:
     """RMS over an ensemble's members of each member's distance from the ensemble's jump."""
     dist = []

@@ -11,6 +11,7 @@ import torch
 import xarray as xr
 
 from ..errors import TimeGridError
+from ..maps import FlowMapLike
 from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 from ._maps import (
     check_flowmap,
@@ -27,7 +28,7 @@ __all__ = ["error_vs_steps"]
 
 
 def error_vs_steps(
-    flowmap: Any,
+    flowmap: FlowMapLike,
     reference: Any,
     horizon: float,
     n_steps: Sequence[int] | None = None,
@@ -44,7 +45,9 @@ def error_vs_steps(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
+        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
+        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
+        and ``max_jump`` are called).
     reference:
         Held-out reference trajectories (:class:`flowsim.Solution` or store Dataset); failed
         trajectories are skipped.
