@@ -6,7 +6,7 @@ import torch
 
 from ..errors import ConfigError
 from ..maps.flowmap import FlowMap
-from ..metrics import normalised_error, relative_error, state_std
+from ..metrics import normalised_error, relative_error, state_std, summarise_errors
 from .bank import TrajectoryBank
 
 __all__ = ["jump_errors"]
@@ -19,8 +19,9 @@ def jump_errors(fm: FlowMap, bank: TrajectoryBank, jumps: list[float], n: int = 
 
     The relative error is ``‖X − X_ref‖ / ‖X_ref‖``; the normalised error is
     ``‖(X − X_ref)/σ‖ / √dim`` with σ the per-state standard deviation of ``bank`` — both as
-    :mod:`flowsim.metrics` defines them, so these numbers match ``flowsim.analysis`` on the
-    same map and trajectories.
+    :mod:`flowsim.metrics` defines them, and the median is
+    :func:`flowsim.metrics.summarise_errors`' (a diverged jump counts as +inf), so these
+    numbers match ``flowsim.analysis`` on the same map and trajectories.
 
     Arguments
     ---------
@@ -81,7 +82,7 @@ def jump_errors(fm: FlowMap, bank: TrajectoryBank, jumps: list[float], n: int = 
         pred = pred.double().cpu()
         rel = relative_error(pred, x_t)
         nrm = normalised_error(pred, x_t, sigma)
-        out[f"rel@{h:.4g}"] = float(rel.median())
-        out[f"norm@{h:.4g}"] = float(nrm.median())
+        out[f"rel@{h:.4g}"] = summarise_errors(rel, ())[0]
+        out[f"norm@{h:.4g}"] = summarise_errors(nrm, ())[0]
     fm.train(was_training)
     return out
