@@ -4,6 +4,7 @@ the :class:`FlowMapLike` interface and the composition of jumps."""
 from .compose import JumpFn as JumpFn
 from .compose import compose_jumps as compose_jumps
 from .compose import compose_on_grid as compose_on_grid
+from .compose import jump_times as jump_times
 from .compose import n_jumps as n_jumps
 from .ensemble import FlowMapEnsemble as FlowMapEnsemble
 from .flowmap import FlowMap as FlowMap
@@ -17,5 +18,5 @@ from .transforms import StateTransform as StateTransform
 __all__ = [
     "FlowMap", "FlowMapConfig", "FlowMapEnsemble", "FlowMapLike", "FourierEmbedding", "JumpFn",
     "ParamTransform", "StateTransform", "check_flowmap_like", "compose_jumps", "compose_on_grid",
-    "n_jumps",
+    "jump_times", "n_jumps",
 ]

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, ShapeError, TimeGridError
 
-__all__ = ["JumpFn", "compose_jumps", "compose_on_grid", "n_jumps"]
+__all__ = ["JumpFn", "compose_jumps", "compose_on_grid", "jump_times", "n_jumps"]
 
 #: ``step(s, t, x, p) -> X``: an unchecked jump, ``s``/``t`` ``(batch,)``, ``x`` ``(batch, dim)``.
 JumpFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -94,6 +94,47 @@ def _times(v: Tensor | float, n: int, name: str) -> Tensor:
     return v
 
 
+def jump_times(s: Tensor | float, t: Tensor | float, n: int, batch: int | None = None) -> Tensor:
+    """The ``n + 1`` times of ``n`` equal jumps from ``s`` to ``t``, as :func:`compose_jumps` takes them.
+
+    ``s + (t − s) · (k / n)`` for ``k < n``, and ``t`` itself last, in the dtype of ``s``/``t``
+    (python numbers: float64). Precompute them where the arithmetic must stay out of a timed loop.
+
+    Arguments
+    ---------
+    s, t:
+        Start and end times: scalars or ``(batch,)``.
+    n:
+        Number of jumps (positive).
+    batch:
+        Batch size to broadcast scalar times to (default: that of ``s``/``t``, else 1).
+
+    Returns
+    -------
+    Tensor
+        ``(n + 1, batch)``.
+
+    Raises
+    ------
+    ConfigError
+        ``n`` not a positive integer.
+    ShapeError
+        ``s``/``t`` neither scalars nor ``(batch,)``.
+
+    Examples
+    --------
+    >>> jump_times(0.0, 1.0, 4)[:, 0].tolist()
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n must be a positive integer; got {n!r}")
+    if batch is None:
+        sizes = [v.shape[0] for v in (s, t) if isinstance(v, Tensor) and v.ndim == 1]
+        batch = sizes[0] if sizes else 1
+    s, t = _times(s, batch, "s"), _times(t, batch, "t")
+    return torch.stack([s + (t - s) * (k / n) for k in range(n)] + [t.expand_as(s)])
+
+
 def compose_jumps(
     step: Any,
     x: Tensor,
@@ -147,16 +188,10 @@ def compose_jumps(
     fn = _jump_fn(step)
     if not isinstance(x, Tensor) or x.ndim != 2:
         raise ShapeError(f"x must be a (batch, dim) tensor; got {getattr(x, 'shape', type(x).__name__)}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"n must be a positive integer; got {n!r}")
-    b = x.shape[0]
-    s, t = _times(s, b, "s"), _times(t, b, "t")
-    dt, dev = x.dtype, x.device
+    grid = jump_times(s, t, n, x.shape[0]).to(dtype=x.dtype, device=x.device)
     states = [x]
     for k in range(n):
-        a = s + (t - s) * (k / n)
-        e = t if k == n - 1 else s + (t - s) * ((k + 1) / n)
-        x = fn(a.to(dtype=dt, device=dev), e.to(dtype=dt, device=dev), x, p)
+        x = fn(grid[k], grid[k + 1], x, p)
         if keep:
             states.append(x)
     return torch.stack(states, dim=0) if keep else x

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import flowsim
-from flowsim.maps import compose_jumps, compose_on_grid, n_jumps
+from flowsim.maps import compose_jumps, compose_on_grid, jump_times, n_jumps
 from flowsim.testing import ExactFlowMap
 
 
@@ -150,3 +150,19 @@ def test_bad_inputs_raise_flowsim_errors(lv):
     with pytest.raises(flowsim.ConfigError):
         ExactFlowMap("harmonic_oscillator").odeint(torch.ones(2, 2, dtype=torch.float64),
                                                    torch.tensor([0.0, 1.0]), max_jump=0.0)
+
+
+def test_jump_times_are_the_times_compose_jumps_takes():
+    s = torch.tensor([0.0, 0.1, 0.2], dtype=torch.float64)
+    t = s + 1.3
+    grid = jump_times(s, t, 3)
+    assert grid.shape == (4, 3) and torch.equal(grid[0], s) and torch.equal(grid[-1], t)
+    seen = []
+    compose_jumps(lambda a, b, x, p: seen.append((a, b)) or x, torch.zeros(3, 1), s, t, None, n=3)
+    assert all(torch.equal(a, grid[k].float()) and torch.equal(b, grid[k + 1].float())
+               for k, (a, b) in enumerate(seen))
+    assert jump_times(0.0, 2.0, 2, batch=4).shape == (3, 4)
+    with pytest.raises(flowsim.ConfigError):
+        jump_times(0.0, 1.0, 0)
+    with pytest.raises(flowsim.ShapeError):
+        jump_times(torch.zeros(2), torch.ones(3), 2)
