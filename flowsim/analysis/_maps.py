@@ -25,7 +25,6 @@ from ..systems.registry import get_system
 
 __all__ = [
     "as_states",
-    "check_flowmap",
     "check_horizon",
     "check_jumps_trained",
     "check_step_counts",
@@ -45,14 +44,9 @@ _CHUNK = 65536
 _SLACK = 1e-9
 
 
-def check_flowmap(flowmap: Any) -> ODESystem:
-    """Validate the members analysis calls (:func:`flowsim.maps.check_flowmap_like`); return the system."""
-    return check_flowmap_like(flowmap)
-
-
 def match_system(flowmap: Any, system: ODESystem | str | None) -> ODESystem:
     """The flow map's system, checked against a given system (object or name)."""
-    fs = check_flowmap(flowmap)
+    fs = check_flowmap_like(flowmap)
     if system is None:
         return fs
     other = get_system(system) if isinstance(system, str) else system

@@ -12,9 +12,9 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import ConfigError, TimeGridError
-from ..maps import FlowMapLike
+from ..maps import FlowMapLike, check_flowmap_like
 from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
-from ._maps import check_flowmap, check_horizon, result_attrs, rollout, time_units, warn_outside_range
+from ._maps import check_horizon, result_attrs, rollout, time_units, warn_outside_range
 from ._reference import load_reference
 
 __all__ = ["valid_prediction_time"]
@@ -87,7 +87,7 @@ def valid_prediction_time(
     >>> bool(ds.reached_horizon.all())
     True
     """
-    system = check_flowmap(flowmap)
+    system = check_flowmap_like(flowmap)
     q = check_quantiles(quantiles)
     lam = lyapunov_exponent if lyapunov_exponent is not None else getattr(system, "lyapunov_exponent", None)
     if lam is None or not (float(lam) > 0 and math.isfinite(float(lam))):

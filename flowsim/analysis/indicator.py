@@ -14,9 +14,9 @@ from scipy.stats import spearmanr
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError, TimeGridError
-from ..maps import FlowMapLike
+from ..maps import FlowMapLike, check_flowmap_like
 from ..metrics import METRICS, normalised_error, relative_error
-from ._maps import as_states, check_flowmap, evaluate, params_for, result_attrs, warn_outside_range
+from ._maps import as_states, evaluate, params_for, result_attrs, warn_outside_range
 from ._reference import load_reference, make_generator
 from .jumps import resolve_jumps
 
@@ -94,7 +94,7 @@ def consistency_indicator(
     >>> bool(ind.max() < 1e-12)
     True
     """
-    system = check_flowmap(flowmap)
+    system = check_flowmap_like(flowmap)
     if metric not in METRICS:
         raise ConfigError(f"metric must be one of {list(METRICS)}; got {metric!r}")
     if metric == "normalised_error" and sigma is None:
@@ -172,7 +172,7 @@ def indicator_quality(
     >>> bool(indicator_quality(fm, ref, n_jumps=4).spearman > 0.5)
     True
     """
-    system = check_flowmap(flowmap)
+    system = check_flowmap_like(flowmap)
     if metric not in METRICS:
         raise ConfigError(f"metric must be one of {list(METRICS)}; got {metric!r}")
     if indicator not in INDICATORS:

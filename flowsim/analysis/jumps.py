@@ -11,10 +11,9 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import ConfigError, TimeGridError
-from ..maps import FlowMapLike
+from ..maps import FlowMapLike, check_flowmap_like
 from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 from ._maps import (
-    check_flowmap,
     check_jumps_trained,
     evaluate,
     result_attrs,
@@ -112,7 +111,7 @@ def error_vs_jump(
     >>> bool(ds.median_relative_error.max() < 1e-6)
     True
     """
-    system = check_flowmap(flowmap)
+    system = check_flowmap_like(flowmap)
     q = check_quantiles(quantiles)
     _check_count(n_jumps, "n_jumps")
     _check_count(n_bins, "n_bins")

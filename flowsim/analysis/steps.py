@@ -11,10 +11,9 @@ import torch
 import xarray as xr
 
 from ..errors import TimeGridError
-from ..maps import FlowMapLike
+from ..maps import FlowMapLike, check_flowmap_like
 from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 from ._maps import (
-    check_flowmap,
     check_horizon,
     check_step_counts,
     compose,
@@ -88,7 +87,7 @@ def error_vs_steps(
     >>> bool(ds.median_relative_error.max() < 1e-6)
     True
     """
-    system = check_flowmap(flowmap)
+    system = check_flowmap_like(flowmap)
     q = check_quantiles(quantiles)
     h = check_horizon(horizon)
     ref = load_reference(reference, system)
