@@ -15,6 +15,7 @@ from .errors import SystemNotFoundError as SystemNotFoundError
 from .errors import TimeGridError as TimeGridError
 from .maps import FlowMap as FlowMap
 from .maps import FlowMapEnsemble as FlowMapEnsemble
+from .maps import FlowMapLike as FlowMapLike
 from .solve import Solution as Solution
 from .solve import Status as Status
 from .solve import reference_solve as reference_solve
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "FlowMap",
     "FlowMapEnsemble",
+    "FlowMapLike",
     "FlowsimError",
     "ODESystem",
     "Parameter",
@@ -53,6 +55,8 @@ __all__ = [
     "report",
     "simulate_ensemble",
     "errors",
+    "metrics",
+    "testing",
     "fit",
     "fit_ensemble",
     "from_callable",
@@ -68,10 +72,11 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """Import the heavier layers (``analysis``, ``data``, ``report``) on first use."""
+    """Import the heavier layers (``analysis``, ``data``, ``report``, ``testing``) and
+    ``metrics`` on first use."""
     import importlib
 
-    if name in ("analysis", "data", "report"):
+    if name in ("analysis", "data", "metrics", "report", "testing"):
         return importlib.import_module(f".{name}", __name__)
     if name in ("simulate_ensemble", "open_store"):
         return getattr(importlib.import_module(".data", __name__), name)

@@ -1,22 +1,23 @@
 """Evaluation of flow maps: how far to trust each jump, and what it buys against solvers.
 
 Every analysis returns an :class:`xarray.Dataset` that reports both error metrics (relative
-and normalised, see :data:`METRICS`) and says which is which in its ``attrs``; each has a
-``plot_…`` companion returning a matplotlib Figure, and :func:`save_figure` writes a PNG.
-The functions accept a :class:`flowsim.FlowMap` or any object with ``forward(s, t, x, p)``,
-``system``, ``dtype`` and ``max_jump`` (for example :class:`ExactFlowMap`).
+and normalised, see :data:`METRICS`; defined once in :mod:`flowsim.metrics`) and says which
+is which in its ``attrs``; each has a ``plot_…`` companion returning a matplotlib Figure,
+and :func:`save_figure` writes a PNG. The functions take a :class:`flowsim.FlowMapLike` — a
+:class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`, an :class:`ExactFlowMap` or your
+own object; they call only ``forward(s, t, x, p)``, ``system``, ``dtype`` and ``max_jump``.
 """
 
+from ..metrics import METRICS as METRICS
+from ..metrics import normalised_error as normalised_error
+from ..metrics import relative_error as relative_error
+from ..metrics import state_std as state_std
 from .chaos import valid_prediction_time as valid_prediction_time
 from .exact import ExactFlowMap as ExactFlowMap
 from .indicator import consistency_indicator as consistency_indicator
 from .indicator import indicator_quality as indicator_quality
 from .invariants import invariant_drift as invariant_drift
 from .jumps import error_vs_jump as error_vs_jump
-from .metrics import METRICS as METRICS
-from .metrics import normalised_error as normalised_error
-from .metrics import relative_error as relative_error
-from .metrics import state_std as state_std
 from .plots import plot_error_vs_jump as plot_error_vs_jump
 from .plots import plot_error_vs_steps as plot_error_vs_steps
 from .plots import plot_indicator_quality as plot_indicator_quality

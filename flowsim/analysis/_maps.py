@@ -1,9 +1,10 @@
-"""Private helpers: duck-typed flow-map checks and unchecked, batched, no-grad evaluation.
+"""Private helpers: flow-map checks and unchecked, batched, no-grad evaluation.
 
-Analysis functions accept any object with ``forward(s, t, x, p)`` (``(batch,)`` times,
-``(batch, dim)`` states, ``(batch, n_params)`` parameters), ``system``, ``dtype`` and
-``max_jump`` — a :class:`flowsim.FlowMap`, an :class:`~flowsim.analysis.ExactFlowMap`, or a
-user's own wrapper. Data are float64; they are cast to the map's dtype here, never silently
+Analysis functions take a :class:`flowsim.FlowMapLike` — a :class:`flowsim.FlowMap`, a
+:class:`flowsim.FlowMapEnsemble`, an :class:`~flowsim.analysis.ExactFlowMap`, or a user's own
+wrapper — and call only ``forward(s, t, x, p)`` (``(batch,)`` times, ``(batch, dim)`` states,
+``(batch, n_params)`` parameters), ``system``, ``dtype`` and ``max_jump`` (``device`` and
+``param_transform`` where present). Data are float64; they are cast to the map's dtype here, never silently
 mixed inside the map.
 """
 
@@ -18,12 +19,12 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, ConfigError, ShapeError, TimeGridError
+from ..maps import FlowMapLike, check_flowmap_like, compose_jumps, compose_on_grid
 from ..systems.base import ODESystem
 from ..systems.registry import get_system
 
 __all__ = [
     "as_states",
-    "check_flowmap",
     "check_horizon",
     "check_jumps_trained",
     "check_step_counts",
@@ -34,6 +35,7 @@ __all__ = [
     "match_system",
     "params_for",
     "result_attrs",
+    "rollout",
     "time_units",
     "warn_outside_range",
 ]
@@ -42,28 +44,9 @@ _CHUNK = 65536
 _SLACK = 1e-9
 
 
-def check_flowmap(flowmap: Any) -> ODESystem:
-    """Validate the duck-typed flow-map interface; return its system."""
-    missing = [a for a in ("forward", "system", "dtype", "max_jump") if not hasattr(flowmap, a)]
-    if missing:
-        raise ConfigError(
-            f"flowmap must provide forward(s, t, x, p), system, dtype and max_jump (like "
-            f"flowsim.FlowMap); {type(flowmap).__name__} lacks {missing}"
-        )
-    system = flowmap.system
-    if not isinstance(system, ODESystem):
-        raise ConfigError(f"flowmap.system must be an ODESystem; got {type(system).__name__}")
-    if flowmap.dtype not in (torch.float32, torch.float64):
-        raise ConfigError(f"flowmap.dtype must be torch.float32 or torch.float64; got {flowmap.dtype}")
-    mj = float(flowmap.max_jump)
-    if not (mj > 0 and math.isfinite(mj)):
-        raise ConfigError(f"flowmap.max_jump must be positive and finite; got {mj}")
-    return system
-
-
 def match_system(flowmap: Any, system: ODESystem | str | None) -> ODESystem:
     """The flow map's system, checked against a given system (object or name)."""
-    fs = check_flowmap(flowmap)
+    fs = check_flowmap_like(flowmap)
     if system is None:
         return fs
     other = get_system(system) if isinstance(system, str) else system
@@ -77,7 +60,7 @@ def match_system(flowmap: Any, system: ODESystem | str | None) -> ODESystem:
     return other
 
 
-def map_device(flowmap: Any) -> torch.device:
+def map_device(flowmap: FlowMapLike) -> torch.device:
     """Device of the flow map (``device`` attribute, first parameter/buffer, else CPU)."""
     dev = getattr(flowmap, "device", None)
     if isinstance(dev, (torch.device, str)):
@@ -101,7 +84,7 @@ def params_for(system: ODESystem, p: Any, n: int) -> Tensor:
     return system.params_tensor(p, n, dtype=torch.float64)
 
 
-def warn_outside_range(flowmap: Any, p: Tensor) -> None:
+def warn_outside_range(flowmap: FlowMapLike, p: Tensor) -> None:
     """Warn (never refuse: evaluation may probe generalisation) when parameters leave the
     flow map's trained range, so extrapolation is never silent."""
     tr = getattr(flowmap, "param_transform", None)
@@ -117,7 +100,7 @@ def warn_outside_range(flowmap: Any, p: Tensor) -> None:
 
 
 @torch.no_grad()
-def evaluate(flowmap: Any, x: Tensor, s: Tensor | float, t: Tensor | float, p: Tensor) -> Tensor:
+def evaluate(flowmap: FlowMapLike, x: Tensor, s: Tensor | float, t: Tensor | float, p: Tensor) -> Tensor:
     """One jump ``X(s, t, x; p)`` for every sample, in chunks, without gradients.
 
     ``x`` ``(batch, dim)`` (any float dtype), ``s``/``t`` scalars or ``(batch,)``, ``p``
@@ -141,9 +124,10 @@ def evaluate(flowmap: Any, x: Tensor, s: Tensor | float, t: Tensor | float, p: T
 
 @torch.no_grad()
 def compose(
-    flowmap: Any, x: Tensor, s: Tensor, t: Tensor, n: int, p: Tensor, keep: bool = False
+    flowmap: FlowMapLike, x: Tensor, s: Tensor, t: Tensor, n: int, p: Tensor, keep: bool = False
 ) -> Tensor:
-    """``n`` equal composed jumps from per-sample ``s`` to ``t`` (``(batch,)`` float64).
+    """``n`` equal composed jumps from per-sample ``s`` to ``t`` (``(batch,)`` float64), by
+    :func:`flowsim.maps.compose_jumps` (grid arithmetic in float64).
 
     The state stays in the map's dtype between jumps. Returns the final state ``(batch, dim)``
     float64, or with ``keep=True`` every state after each jump, ``(batch, n + 1, dim)``.
@@ -151,17 +135,21 @@ def compose(
     dt, dev = flowmap.dtype, map_device(flowmap)
     x_ = x.to(dtype=dt, device=dev)
     p_ = p.to(dtype=dt, device=dev)
-    s64, t64 = s.to(torch.float64), t.to(torch.float64)
-    states = [x_]
-    for k in range(n):
-        a = s64 + (t64 - s64) * (k / n)
-        b = t64 if k == n - 1 else s64 + (t64 - s64) * ((k + 1) / n)
-        x_ = flowmap.forward(a.to(dtype=dt, device=dev), b.to(dtype=dt, device=dev), x_, p_)
-        if keep:
-            states.append(x_)
+    out = compose_jumps(flowmap, x_, s.to(torch.float64), t.to(torch.float64), p_, n=n, keep=keep)
     if keep:
-        return torch.stack(states, dim=1).detach().to(device="cpu", dtype=torch.float64)
-    return x_.detach().to(device="cpu", dtype=torch.float64)
+        out = out.transpose(0, 1)
+    return out.detach().to(device="cpu", dtype=torch.float64)
+
+
+@torch.no_grad()
+def rollout(flowmap: FlowMapLike, x: Tensor, t: Tensor, p: Tensor, max_jump: float) -> Tensor:
+    """States at every time of per-sample grids ``t`` ``(batch, T)`` (float64 arithmetic),
+    each interval in equal jumps of at most ``max_jump``: ``(batch, T, dim)`` float64 on the CPU."""
+    dt, dev = flowmap.dtype, map_device(flowmap)
+    x_ = x.to(dtype=dt, device=dev)
+    p_ = p.to(dtype=dt, device=dev)
+    out = compose_on_grid(flowmap, x_, t.to(torch.float64), p_, max_jump=max_jump)
+    return out.transpose(0, 1).detach().to(device="cpu", dtype=torch.float64)
 
 
 def check_horizon(horizon: Any, name: str = "horizon") -> float:
@@ -175,7 +163,7 @@ def check_horizon(horizon: Any, name: str = "horizon") -> float:
     return h
 
 
-def check_jumps_trained(flowmap: Any, jumps: Sequence[float], what: str) -> None:
+def check_jumps_trained(flowmap: FlowMapLike, jumps: Sequence[float], what: str) -> None:
     """Refuse jumps longer than the flow map's ``max_jump`` (its trained range)."""
     mj = float(flowmap.max_jump)
     long = [float(j) for j in jumps if float(j) > mj * (1 + _SLACK)]
@@ -187,7 +175,9 @@ def check_jumps_trained(flowmap: Any, jumps: Sequence[float], what: str) -> None
         )
 
 
-def check_step_counts(n_steps: Sequence[int] | None, horizon: float, flowmap: Any, what: str) -> list[int]:
+def check_step_counts(
+    n_steps: Sequence[int] | None, horizon: float, flowmap: FlowMapLike, what: str
+) -> list[int]:
     """Validate step counts (positive ints), or pick the default; refuse too-long jumps."""
     if n_steps is None:
         return default_step_counts(horizon, float(flowmap.max_jump))
@@ -224,9 +214,9 @@ def as_states(system: ODESystem, x0: Any, name: str = "x0") -> Tensor:
     return x
 
 
-def result_attrs(analysis: str, system: ODESystem, flowmap: Any, **extra: Any) -> dict[str, Any]:
+def result_attrs(analysis: str, system: ODESystem, flowmap: FlowMapLike, **extra: Any) -> dict[str, Any]:
     """Common ``attrs`` of every analysis Dataset: what was analysed, units, metric meanings."""
-    from .metrics import METRICS
+    from ..metrics import METRICS
 
     attrs: dict[str, Any] = {
         "analysis": analysis,

@@ -12,15 +12,16 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import ConfigError, TimeGridError
-from ._maps import check_flowmap, check_horizon, compose, result_attrs, time_units, warn_outside_range
+from ..maps import FlowMapLike, check_flowmap_like
+from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
+from ._maps import check_horizon, result_attrs, rollout, time_units, warn_outside_range
 from ._reference import load_reference
-from .metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 
 __all__ = ["valid_prediction_time"]
 
 
 def valid_prediction_time(
-    flowmap: Any,
+    flowmap: FlowMapLike,
     reference: Any,
     threshold: float = 0.4,
     *,
@@ -41,7 +42,9 @@ def valid_prediction_time(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
+        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
+        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
+        and ``max_jump`` are called).
     reference:
         Reference trajectories (:class:`flowsim.Solution` or store Dataset), ideally on the
         attractor; failed ones are skipped.
@@ -84,7 +87,7 @@ def valid_prediction_time(
     >>> bool(ds.reached_horizon.all())
     True
     """
-    system = check_flowmap(flowmap)
+    system = check_flowmap_like(flowmap)
     q = check_quantiles(quantiles)
     lam = lyapunov_exponent if lyapunov_exponent is not None else getattr(system, "lyapunov_exponent", None)
     if lam is None or not (float(lam) > 0 and math.isfinite(float(lam))):
@@ -110,7 +113,7 @@ def valid_prediction_time(
     t, x_ref, lead = ref.t[:, :cols], ref.x[:, :cols], lead[:, :cols]
     present = lead <= h * (1 + 1e-9)
 
-    pred = _rollout(flowmap, x_ref[:, 0], t, ref.p, hmax)
+    pred = rollout(flowmap, x_ref[:, 0], t, ref.p, hmax)
     nrm = normalised_error(pred, x_ref, ref.sigma)
     rel = relative_error(pred, x_ref)
     vpt, reached = _crossing(nrm, lead, present, thr)
@@ -147,18 +150,6 @@ def valid_prediction_time(
         n_reference_skipped=ref.n_skipped,
     ))
     return ds
-
-
-def _rollout(flowmap: Any, x0: Tensor, t: Tensor, p: Tensor, hmax: float) -> Tensor:
-    """States of an autoregressive rollout at every stored time, ``(n, T, dim)`` float64."""
-    out = [x0.to(flowmap.dtype).to(torch.float64)]
-    x = x0
-    for k in range(1, t.shape[1]):
-        a, b = t[:, k - 1], t[:, k]
-        n_sub = max(1, math.ceil(float((b - a).max()) / hmax - 1e-9))
-        x = compose(flowmap, x, a, b, n_sub, p)
-        out.append(x)
-    return torch.stack(out, dim=1)
 
 
 def _crossing(err: Tensor, lead: Tensor, present: Tensor, thr: float) -> tuple[Tensor, Tensor]:

@@ -14,10 +14,11 @@ from scipy.stats import spearmanr
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError, TimeGridError
-from ._maps import as_states, check_flowmap, evaluate, params_for, result_attrs, warn_outside_range
+from ..maps import FlowMapLike, check_flowmap_like
+from ..metrics import METRICS, normalised_error, relative_error
+from ._maps import as_states, evaluate, params_for, result_attrs, warn_outside_range
 from ._reference import load_reference, make_generator
 from .jumps import resolve_jumps
-from .metrics import METRICS, normalised_error, relative_error
 
 __all__ = ["consistency_indicator", "indicator_quality"]
 
@@ -33,7 +34,7 @@ INDICATORS = ("consistency", "spread")
 
 
 def consistency_indicator(
-    flowmap: Any,
+    flowmap: FlowMapLike,
     x: Tensor,
     s: Tensor | float,
     t: Tensor | float,
@@ -53,7 +54,9 @@ def consistency_indicator(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
+        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
+        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
+        and ``max_jump`` are called).
     x:
         States ``(batch, dim)`` (any float dtype; cast to the map's).
     s, t:
@@ -91,7 +94,7 @@ def consistency_indicator(
     >>> bool(ind.max() < 1e-12)
     True
     """
-    system = check_flowmap(flowmap)
+    system = check_flowmap_like(flowmap)
     if metric not in METRICS:
         raise ConfigError(f"metric must be one of {list(METRICS)}; got {metric!r}")
     if metric == "normalised_error" and sigma is None:
@@ -112,7 +115,7 @@ def consistency_indicator(
 
 
 def indicator_quality(
-    flowmap: Any,
+    flowmap: FlowMapLike,
     reference: Any,
     jumps: Sequence[float] | None = None,
     *,
@@ -132,7 +135,9 @@ def indicator_quality(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
+        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
+        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
+        and ``max_jump`` are called).
     reference:
         Held-out reference trajectories (:class:`flowsim.Solution` or store Dataset).
     jumps, n_jumps, n_starts, generator:
@@ -167,7 +172,7 @@ def indicator_quality(
     >>> bool(indicator_quality(fm, ref, n_jumps=4).spearman > 0.5)
     True
     """
-    system = check_flowmap(flowmap)
+    system = check_flowmap_like(flowmap)
     if metric not in METRICS:
         raise ConfigError(f"metric must be one of {list(METRICS)}; got {metric!r}")
     if indicator not in INDICATORS:
@@ -221,7 +226,7 @@ def indicator_quality(
 
 
 def _indicator(
-    flowmap: Any, x: Tensor, s: Tensor, u: Tensor, t: Tensor, p: Tensor, metric: str,
+    flowmap: FlowMapLike, x: Tensor, s: Tensor, u: Tensor, t: Tensor, p: Tensor, metric: str,
     sigma: Any, one: Tensor | None = None,
 ) -> Tensor:
     one = evaluate(flowmap, x, s, t, p) if one is None else one
@@ -231,7 +236,7 @@ def _indicator(
     return normalised_error(half, one, sigma)
 
 
-def _spread(flowmap: Any, x: Tensor, s: Tensor, t: Tensor, p: Tensor, metric: str, sigma: Any,
+def _spread(flowmap: FlowMapLike, x: Tensor, s: Tensor, t: Tensor, p: Tensor, metric: str, sigma: Any,
             one: Tensor) -> Tensor:
     """RMS over an ensemble's members of each member's distance from the ensemble's jump."""
     dist = []

@@ -11,6 +11,8 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..maps import FlowMapLike
+from ..metrics import check_quantiles, summarise_errors
 from ..systems.base import ODESystem
 from ._maps import (
     as_states,
@@ -23,7 +25,6 @@ from ._maps import (
     time_units,
     warn_outside_range,
 )
-from .metrics import check_quantiles, summarise_errors
 
 __all__ = ["invariant_drift"]
 
@@ -32,7 +33,7 @@ _ABS = "absolute drift |I(X_k) − I(x_0)| of the conserved quantity after k jum
 
 
 def invariant_drift(
-    flowmap: Any,
+    flowmap: FlowMapLike,
     system: ODESystem | str | None,
     x0: Tensor,
     p: Any = None,
@@ -52,7 +53,9 @@ def invariant_drift(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
+        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
+        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
+        and ``max_jump`` are called).
     system:
         The system (must be the map's; ``None`` takes the map's); it must define ``invariants``.
     x0:

@@ -11,8 +11,9 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import ConfigError, TimeGridError
+from ..maps import FlowMapLike, check_flowmap_like
+from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 from ._maps import (
-    check_flowmap,
     check_jumps_trained,
     evaluate,
     result_attrs,
@@ -20,13 +21,12 @@ from ._maps import (
     warn_outside_range,
 )
 from ._reference import SNAP_RTOL, Reference, load_reference, make_generator
-from .metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 
 __all__ = ["error_vs_jump"]
 
 
 def error_vs_jump(
-    flowmap: Any,
+    flowmap: FlowMapLike,
     reference: Any,
     jumps: Sequence[float] | None = None,
     *,
@@ -50,8 +50,9 @@ def error_vs_jump(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward(s, t, x, p)``, ``system``,
-        ``dtype`` and ``max_jump``.
+        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
+        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
+        and ``max_jump`` are called).
     reference:
         Held-out reference trajectories: a :class:`flowsim.Solution` (shared ``(time,)`` or
         per-trajectory times) or a store Dataset ``x(trajectory, time, state)``, ``params``,
@@ -110,7 +111,7 @@ def error_vs_jump(
     >>> bool(ds.median_relative_error.max() < 1e-6)
     True
     """
-    system = check_flowmap(flowmap)
+    system = check_flowmap_like(flowmap)
     q = check_quantiles(quantiles)
     _check_count(n_jumps, "n_jumps")
     _check_count(n_bins, "n_bins")
@@ -163,7 +164,7 @@ def error_vs_jump(
 
 
 def resolve_jumps(
-    flowmap: Any, ref: Reference, jumps: Sequence[float] | None, n_jumps: int, what: str
+    flowmap: FlowMapLike, ref: Reference, jumps: Sequence[float] | None, n_jumps: int, what: str
 ) -> tuple[list[float], bool]:
     """Jump sizes to evaluate (snapped to the stored grid) and whether they were given."""
     hi_avail = ref.span

@@ -1,195 +1,25 @@
-"""Error metrics of the evaluation protocol: relative and normalised error, always both.
+"""The error metrics, re-exported from :mod:`flowsim.metrics` (their one definition).
 
-The relative error ``‖X − X_ref‖ / ‖X_ref‖`` is misleading where states pass near zero, so
-every analysis result reports it together with the normalised error
-``‖(X − X_ref) / σ‖ / √dim`` (σ: per-state standard deviation over the reference data), and
-labels each variable with :data:`METRICS` so a reader always knows which one a number is.
+Kept so ``flowsim.analysis.relative_error`` and friends, and imports from this module, keep
+working; new code imports :mod:`flowsim.metrics`.
 """
 
-from __future__ import annotations
-
-from collections.abc import Sequence
-
-import numpy as np
-import torch
-from torch import Tensor
-
-from ..errors import ConfigError, ShapeError
+from ..metrics import METRICS as METRICS
+from ..metrics import SIGMA_MIN_REL as SIGMA_MIN_REL
+from ..metrics import check_quantiles as check_quantiles
+from ..metrics import metric_attrs as metric_attrs
+from ..metrics import normalised_error as normalised_error
+from ..metrics import relative_error as relative_error
+from ..metrics import state_std as state_std
+from ..metrics import summarise_errors as summarise_errors
 
 __all__ = [
     "METRICS",
+    "SIGMA_MIN_REL",
+    "check_quantiles",
     "metric_attrs",
     "normalised_error",
     "relative_error",
-    "check_quantiles",
     "state_std",
     "summarise_errors",
 ]
-
-#: Description of each error metric, stored in the ``attrs`` of every result.
-METRICS: dict[str, str] = {
-    "relative_error": "relative error ‖X − X_ref‖ / ‖X_ref‖ (Euclidean norms over the state vector)",
-    "normalised_error": (
-        "normalised error ‖(X − X_ref) / σ‖ / √dim, σ = per-state standard deviation of the "
-        "reference data (an RMS error in units of each state's spread)"
-    ),
-}
-
-
-def relative_error(x: Tensor, x_ref: Tensor) -> Tensor:
-    """Relative error ``‖x − x_ref‖ / ‖x_ref‖`` over the last (state) axis.
-
-    Arguments
-    ---------
-    x, x_ref:
-        Predicted and reference states, same shape ``(..., dim)``.
-
-    Returns
-    -------
-    Tensor
-        ``(...)`` float64 errors. A zero reference state gives a huge (not infinite) error.
-
-    Raises
-    ------
-    ShapeError
-        Shapes differ.
-
-    Examples
-    --------
-    >>> import torch
-    >>> relative_error(torch.tensor([[1.1, 0.0]]), torch.tensor([[1.0, 0.0]]))
-    tensor([0.1000], dtype=torch.float64)
-    """
-    x, x_ref = _pair(x, x_ref)
-    den = torch.linalg.vector_norm(x_ref, dim=-1).clamp_min(torch.finfo(torch.float64).tiny)
-    return torch.linalg.vector_norm(x - x_ref, dim=-1) / den
-
-
-def normalised_error(x: Tensor, x_ref: Tensor, sigma: Tensor | Sequence[float]) -> Tensor:
-    """Normalised error ``‖(x − x_ref) / σ‖ / √dim`` over the last (state) axis.
-
-    Arguments
-    ---------
-    x, x_ref:
-        Predicted and reference states, same shape ``(..., dim)``.
-    sigma:
-        Per-state scale ``(dim,)``, usually :func:`state_std` of the reference data.
-
-    Returns
-    -------
-    Tensor
-        ``(...)`` float64 errors (an RMS error in units of each state's spread).
-
-    Raises
-    ------
-    ShapeError
-        Shapes differ, or ``sigma`` is not ``(dim,)`` positive and finite.
-
-    Examples
-    --------
-    >>> import torch
-    >>> normalised_error(torch.tensor([[1.0, 2.0]]), torch.zeros(1, 2), [1.0, 2.0])
-    tensor([1.], dtype=torch.float64)
-    """
-    x, x_ref = _pair(x, x_ref)
-    sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
-    if sigma.shape != (x.shape[-1],) or not bool((sigma > 0).all()) or not bool(sigma.isfinite().all()):
-        raise ShapeError(f"sigma must be ({x.shape[-1]},) positive finite values; got {sigma.tolist()}")
-    return torch.linalg.vector_norm((x - x_ref) / sigma, dim=-1) / x.shape[-1] ** 0.5
-
-
-def state_std(x: Tensor, min_rel: float = 1e-12) -> Tensor:
-    """Per-state standard deviation over every finite sample of ``x`` ``(..., dim)``.
-
-    States that never vary get a floor of ``min_rel`` times the largest std (or 1 when all
-    are constant), so the normalised error stays finite.
-
-    Arguments
-    ---------
-    x:
-        Reference states of any leading shape; non-finite rows are ignored.
-    min_rel:
-        Relative floor of the standard deviation.
-
-    Returns
-    -------
-    Tensor
-        ``(dim,)`` float64.
-
-    Raises
-    ------
-    ShapeError
-        Fewer than two finite samples.
-
-    Examples
-    --------
-    >>> import torch
-    >>> state_std(torch.tensor([[0.0, 1.0], [2.0, 1.0]]))
-    tensor([1.4142e+00, 1.4142e-12], dtype=torch.float64)
-    """
-    flat = torch.as_tensor(x).detach().to(torch.float64).reshape(-1, x.shape[-1])
-    flat = flat[torch.isfinite(flat).all(dim=1)]
-    if flat.shape[0] < 2:
-        raise ShapeError("need at least two finite reference states to compute the per-state std")
-    std = flat.std(dim=0)
-    top = float(std.max())
-    return std.clamp_min(min_rel * top if top > 0 else 1.0)
-
-
-def metric_attrs(name: str) -> dict[str, str]:
-    """``attrs`` for a variable holding metric ``name`` (``"relative_error"`` or ``"normalised_error"``).
-
-    Raises
-    ------
-    ConfigError
-        Unknown metric name.
-
-    Examples
-    --------
-    >>> metric_attrs("relative_error")["metric"]
-    'relative_error'
-    """
-    if name not in METRICS:
-        raise ConfigError(f"unknown metric {name!r}; choose one of {list(METRICS)}")
-    return {"metric": name, "description": METRICS[name], "units": "1"}
-
-
-def summarise_errors(errors: Tensor, quantiles: Sequence[float]) -> tuple[float, list[float]]:
-    """Median and quantiles of ``errors``; non-finite errors (a diverged prediction or a failed
-    solve) count as ``+inf``, so failures raise the quantiles instead of vanishing. NaN when empty.
-
-    Examples
-    --------
-    >>> import torch
-    >>> summarise_errors(torch.tensor([1.0, 2.0, 3.0]), (0.5,))
-    (2.0, [2.0])
-    >>> summarise_errors(torch.tensor([1.0, float("nan"), 3.0]), (0.9,))[0]
-    3.0
-    """
-    e = torch.as_tensor(errors, dtype=torch.float64).flatten().cpu().numpy()
-    e = np.where(np.isfinite(e), e, np.inf)
-    if e.size == 0:
-        return float("nan"), [float("nan")] * len(quantiles)
-    method = "linear" if np.isfinite(e).all() else "closest_observation"  # no inf − inf
-    med = float(np.quantile(e, 0.5, method=method))
-    return med, [float(v) for v in np.quantile(e, list(quantiles), method=method)]
-
-
-def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
-    """Validate quantile levels in (0, 1); raise :class:`ConfigError` otherwise."""
-    try:
-        q = tuple(float(v) for v in quantiles)
-    except (TypeError, ValueError):
-        raise ConfigError(f"quantiles must be a sequence of numbers in (0, 1); got {quantiles!r}") from None
-    if not q or not all(0.0 < v < 1.0 for v in q):
-        raise ConfigError(f"quantiles must be a non-empty sequence of numbers in (0, 1); got {quantiles!r}")
-    return q
-
-
-def _pair(x: Tensor, x_ref: Tensor) -> tuple[Tensor, Tensor]:
-    x = torch.as_tensor(x).detach().to(torch.float64)
-    x_ref = torch.as_tensor(x_ref).detach().to(torch.float64, copy=False).to(x.device)
-    if x.shape != x_ref.shape or x.ndim < 1:
-        raise ShapeError(f"x and x_ref must have the same shape (..., dim); got {tuple(x.shape)} "
-                         f"and {tuple(x_ref.shape)}")
-    return x, x_ref

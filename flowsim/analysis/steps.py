@@ -11,8 +11,9 @@ import torch
 import xarray as xr
 
 from ..errors import TimeGridError
+from ..maps import FlowMapLike, check_flowmap_like
+from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 from ._maps import (
-    check_flowmap,
     check_horizon,
     check_step_counts,
     compose,
@@ -21,13 +22,12 @@ from ._maps import (
     warn_outside_range,
 )
 from ._reference import SNAP_RTOL, load_reference
-from .metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
 
 __all__ = ["error_vs_steps"]
 
 
 def error_vs_steps(
-    flowmap: Any,
+    flowmap: FlowMapLike,
     reference: Any,
     horizon: float,
     n_steps: Sequence[int] | None = None,
@@ -44,7 +44,9 @@ def error_vs_steps(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
+        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
+        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
+        and ``max_jump`` are called).
     reference:
         Held-out reference trajectories (:class:`flowsim.Solution` or store Dataset); failed
         trajectories are skipped.
@@ -85,7 +87,7 @@ def error_vs_steps(
     >>> bool(ds.median_relative_error.max() < 1e-6)
     True
     """
-    system = check_flowmap(flowmap)
+    system = check_flowmap_like(flowmap)
     q = check_quantiles(quantiles)
     h = check_horizon(horizon)
     ref = load_reference(reference, system)

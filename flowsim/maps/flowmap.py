@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ParameterError, ShapeError, TimeGridError
 from ..systems.base import ODESystem
 from ..systems.registry import get_system
+from .compose import compose_on_grid
 from .networks import FourierEmbedding, make_backbone
 from .transforms import ParamTransform, StateTransform
 
@@ -159,7 +160,7 @@ class JumpAPI:
         """Drop-in for ``torchdiffeq.odeint(func, x0, t)``: states at every time in ``t``.
 
         Each interval between consecutive output times is covered by equal jumps no longer
-        than ``max_jump``.
+        than ``max_jump`` (:func:`flowsim.maps.compose_on_grid`).
 
         Arguments
         ---------
@@ -202,17 +203,7 @@ class JumpAPI:
         hmax = float(max_jump) if max_jump is not None else self.max_jump
         if not hmax > 0:
             raise ConfigError(f"max_jump must be positive; got {max_jump}")
-        out = [x0]
-        x = x0
-        for k in range(t.shape[1] - 1):
-            a, b = t[:, k], t[:, k + 1]
-            n_sub = max(1, math.ceil(float((b - a).abs().max()) / hmax - 1e-9))
-            for j in range(n_sub):
-                s_ = a + (b - a) * (j / n_sub)
-                t_ = b if j == n_sub - 1 else a + (b - a) * ((j + 1) / n_sub)
-                x = self.forward(s_, t_, x, p_)
-            out.append(x)
-        return torch.stack(out, dim=0)
+        return compose_on_grid(self.forward, x0, t, p_, max_jump=hmax)
 
     # ------------------------------------------------------------------ validation
     def _check_x(self, x: Tensor) -> Tensor:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..errors import ConfigError
 from ..maps.flowmap import FlowMap
+from ..metrics import normalised_error, relative_error, state_std, summarise_errors
 from .bank import TrajectoryBank
 
 __all__ = ["jump_errors"]
@@ -19,7 +18,10 @@ def jump_errors(fm: FlowMap, bank: TrajectoryBank, jumps: list[float], n: int = 
     """Median relative and normalised error of single jumps of each size in ``jumps``.
 
     The relative error is ``‖X − X_ref‖ / ‖X_ref‖``; the normalised error is
-    ``‖(X − X_ref)/σ‖ / √dim`` with σ the per-state standard deviation of ``bank``.
+    ``‖(X − X_ref)/σ‖ / √dim`` with σ the per-state standard deviation of ``bank`` — both as
+    :mod:`flowsim.metrics` defines them, and the median is
+    :func:`flowsim.metrics.summarise_errors`' (a diverged jump counts as +inf), so these
+    numbers match ``flowsim.analysis`` on the same map and trajectories.
 
     Arguments
     ---------
@@ -57,7 +59,7 @@ def jump_errors(fm: FlowMap, bank: TrajectoryBank, jumps: list[float], n: int = 
     ['norm@1', 'rel@1']
     """
     g = torch.Generator().manual_seed(seed)
-    sigma = bank.x.reshape(-1, bank.x.shape[-1]).std(dim=0).clamp_min(1e-12)
+    sigma = state_std(bank.x)
     dev, dt = fm.device, fm.dtype
     out: dict[str, float] = {}
     was_training = fm.training
@@ -78,10 +80,9 @@ def jump_errors(fm: FlowMap, bank: TrajectoryBank, jumps: list[float], n: int = 
             s, t, x_s, x_t, p = b.s, b.t, b.x_s, b.x_t, b.p
         pred = fm(s.to(dev, dt), t.to(dev, dt), x_s.to(dev, dt), p.to(dev, dt))
         pred = pred.double().cpu()
-        err = pred - x_t
-        rel = err.norm(dim=-1) / x_t.norm(dim=-1).clamp_min(1e-300)
-        nrm = (err / sigma).norm(dim=-1) / math.sqrt(err.shape[-1])
-        out[f"rel@{h:.4g}"] = float(rel.median())
-        out[f"norm@{h:.4g}"] = float(nrm.median())
+        rel = relative_error(pred, x_t)
+        nrm = normalised_error(pred, x_t, sigma)
+        out[f"rel@{h:.4g}"] = summarise_errors(rel, ())[0]
+        out[f"norm@{h:.4g}"] = summarise_errors(nrm, ())[0]
     fm.train(was_training)
     return out

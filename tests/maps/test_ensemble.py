@@ -72,9 +72,11 @@ def test_odeint_velocity_and_the_analysis_tools_accept_an_ensemble(lv_ensemble):
     torch.testing.assert_close(traj[1], ens.jump(x, 0.0, 2.0))
     v = ens.velocity(torch.zeros(8), x, ens.system.default_params(8).float())
     assert v.shape == (8, 2) and torch.isfinite(v).all()
-    from flowsim.analysis._maps import check_flowmap
+    from flowsim.testing import assert_flowmap_like
 
-    assert check_flowmap(ens) is ens.system
+    assert isinstance(ens, flowsim.FlowMapLike)
+    assert_flowmap_like(ens)
+    assert flowsim.maps.check_flowmap_like(ens, complete=True) is ens.system
 
 
 def test_bad_inputs_are_refused(lv_ensemble):
