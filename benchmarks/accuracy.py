@@ -65,6 +65,9 @@ DEFAULT_SYSTEMS = ["lotka_volterra", "fitzhugh_nagumo", "van_der_pol", "pendulum
 DEFAULT_OBJECTIVES = ["pairs", "physics", "both", "lsd"]
 MUON_LAYERS = ["input+hidden", "hidden", "all"]
 NS_DTYPES = ["auto", "float32", "bfloat16"]
+NOT_ABLATABLE = {"systems", "objectives", "ablate", "part", "merge", "tag", "results_dir",
+                 "save_models", "smoke", "device", "threads", "tangent", "members", "minutes",
+                 "steps"}
 
 
 def make_bank(system, n, horizon, n_times, seed, prior_scale=1.0):
@@ -208,16 +211,12 @@ def ablation_values(ap, args) -> tuple[str | None, list]:
         return None, [None]
     if len(args.ablate) < 2:
         ap.error("--ablate OPTION VALUE [VALUE ...]")
-    option, raw = args.ablate[0], args.ablate[1:]
-    dest = option.lstrip("-").replace("-", "_")
-    action = next((a for a in ap._actions if a.dest == dest), None)
-    if action is None or dest in ("systems", "objectives", "ablate", "part", "merge", "tag",
-                                  "results_dir", "save_models", "smoke", "device", "threads"):
+    option, raw = args.ablate[0].lstrip("-"), args.ablate[1:]
+    dest = option.replace("-", "_")
+    if dest in NOT_ABLATABLE or not hasattr(ap.parse_args([]), dest):
         ap.error(f"--ablate: {option!r} is not a recipe option")
-    conv = action.type or (lambda v: v)
-    values = [conv(v) for v in raw]
-    if action.choices is not None and any(v not in action.choices for v in values):
-        ap.error(f"--ablate {option}: choose from {list(action.choices)}")
+    # each value parsed as the option itself would be (type and choices checked)
+    values = [getattr(ap.parse_args([f"--{option}", v]), dest) for v in raw]
     return dest, values
 
 
