@@ -259,12 +259,12 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
                errors=errs, worst_median_error=worst(errs), target_met=worst(errs) <= 1e-3,
                errors_from_start=errs0, worst_median_error_from_start=worst(errs0))
     if args.members > 1:  # each member alone, for comparison with the ensemble
-        row["member_runs"] = [dict(
-            steps=r.steps, errors=error_vs_jump(r.flowmap, test, jumps),
-            worst_median_error=worst(error_vs_jump(r.flowmap, test, jumps)),
-            worst_median_error_from_start=worst(error_vs_jump(r.flowmap, test, jumps,
-                                                              from_start=True)))
-            for r in res.members]
+        row["member_runs"] = []
+        for r in res.members:
+            e = error_vs_jump(r.flowmap, test, jumps)
+            e0 = error_vs_jump(r.flowmap, test, jumps, from_start=True)
+            row["member_runs"].append(dict(steps=r.steps, errors=e, worst_median_error=worst(e),
+                                           worst_median_error_from_start=worst(e0)))
     if ablated is not None:
         row["ablation"] = ablated
         row["errors_train"] = error_vs_jump(fm, bank, jumps)

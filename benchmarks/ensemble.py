@@ -1,4 +1,6 @@
-"""Ensemble throughput: serial vs Dask (naive and tuned) vs plain torch processes.
+"""How close does a Dask ensemble on two workers come to two plain processes?
+
+Ensemble throughput: serial vs Dask (naive and tuned) vs plain torch processes.
 
 FitzHugh–Nagumo, parameters from the prior, 201 output times over [0, 100], dopri5 at
 rtol=1e-8/atol=1e-10, float64, written to a zarr store. Measures trajectories/s of
@@ -18,7 +20,7 @@ Cluster start-up is timed separately from the run. The configurations that run
 ``simulate_ensemble`` must give byte-identical stores (``identical_bytes_across_configs``).
 
     python benchmarks/ensemble.py --n 100000 --repeat 2    # the docs' table (~10 minutes, idle 2 cores)
-    python benchmarks/ensemble.py --smoke --results-dir /tmp/bench-smoke   # under a minute
+    python benchmarks/ensemble.py --smoke --results-dir /tmp/bench-smoke   # minutes: 3 clusters start
 
 Writes ``benchmarks/results/ensemble/<date>-<commit>[-<tag>].json`` and ``.png`` and replaces
 ``latest[-<tag>].json`` / ``.png`` there (``benchmarks/_record.py``); ``--replot FILE`` redraws a
