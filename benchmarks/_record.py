@@ -7,7 +7,8 @@ Every script in ``benchmarks/`` ends with :func:`record`, which writes
 and replaces ``benchmarks/results/<script>/latest[-<tag>].json`` (+ ``.png``), the files the
 documentation shows. Each record holds
 
-* ``commit``: ``{"sha": git rev-parse HEAD, "dirty": uncommitted changes to tracked files}``;
+* ``commit``: ``{"sha": git rev-parse HEAD, "dirty": uncommitted changes to tracked files
+  outside ``benchmarks/results``}``;
 * ``date``: UTC, ISO 8601;
 * ``machine``: CPU model, core count, memory, platform, Python and torch versions, torch threads,
   CUDA device name (if any);
@@ -59,9 +60,11 @@ def _git(*args: str) -> str | None:
 
 
 def commit() -> dict[str, Any]:
-    """The checked-out commit and whether tracked files differ from it."""
+    """The checked-out commit and whether tracked files differ from it (records under
+    ``benchmarks/results`` aside: an earlier run's ``latest`` does not make the code dirty)."""
     sha = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  ":(exclude)benchmarks/results")
     return {"sha": sha, "dirty": None if status is None else bool(status)}
 
 
