@@ -38,8 +38,9 @@ compares training objectives the same way.
 
 Writes ``benchmarks/results/accuracy/<date>-<commit>[-<tag>].json`` and ``.png`` (see
 ``benchmarks/_record.py``) and replaces ``latest[-<tag>].json`` / ``.png`` there; an ablation's
-tag defaults to ``ablate-<option>``. ``--part FILE`` writes one part of a run split over several
-processes instead, and ``--merge FILE …`` records the parts as one result.
+tag defaults to ``ablate-<option>`` (also when merging its parts). ``--part FILE`` writes one part
+of a run split over several processes instead, and ``--merge FILE …`` records the parts as one
+result.
 """
 
 from __future__ import annotations
@@ -318,7 +319,7 @@ def main(argv=None):
     if args.merge:
         return merge(args)
     results = run(ap, args)
-    tag = args.tag or (f"ablate-{args.ablate[0].lstrip('-')}" if args.ablate else None)
+    tag = args.tag or (f"ablate-{args.ablate[0].lstrip('-').replace('_', '-')}" if args.ablate else None)
     if args.part:
         _record.write_json(Path(args.part), {**_record.provenance(), "results": results})
         print(f"wrote {args.part}")
@@ -337,7 +338,9 @@ def merge(args):
         print(f"{r['system']:18s} {r['objective']:10s} steps={r['steps']:6d} "
               f"worst={r['worst_median_error']:.1e}"
               + (f" from the initial states: {start:.1e}" if start is not None else ""))
-    _record.record("accuracy", results, tag=args.tag, figure=plot(results),
+    ablated = {k for r in results for k in (r.get("ablation") or {})}
+    tag = args.tag or (f"ablate-{ablated.pop().replace('_', '-')}" if len(ablated) == 1 else None)
+    _record.record("accuracy", results, tag=tag, figure=plot(results),
                    results_dir=args.results_dir, extra={"parts": runs})
 
 
