@@ -1,42 +1,80 @@
-"""Accuracy of single jumps vs jump size, per objective, on held-out states and parameters.
+"""How accurate is one jump of a trained flow map, and what in the recipe makes it so?
 
-Trains one flow map per (system, objective) within a wall-clock budget and measures the median
-relative and normalised error of single jumps from 1 % of the system's timescale up to one
-timescale, on held-out initial states *and* parameters drawn from the training prior. Jumps
-start uniformly along the held-out trajectories (the table's figure); the same jumps started from
-the held-out initial states themselves, where transients are, are reported beside them
-(``errors_from_start``).
+Trains one flow map per (system, objective) within a wall-clock budget (or for a fixed step
+count) and measures the median relative and normalised error of single jumps from 1 % of the
+system's timescale T up to one T, on held-out initial states *and* parameters drawn from the
+training prior. Jumps start uniformly along the held-out trajectories (``errors``); the same
+jumps started from the held-out initial states themselves, where transients are, are reported
+beside them (``errors_from_start``).
 
-    python benchmarks/accuracy.py --minutes 10                 # the full benchmark (hours)
-    python benchmarks/accuracy.py --systems lotka_volterra --objectives pairs --minutes 2
-    # two single-threaded runs side by side on a 2-core machine, then one table and figure:
-    python benchmarks/accuracy.py --systems sir pendulum --threads 1 --out /tmp/a1 &
-    python benchmarks/accuracy.py --systems van_der_pol --threads 1 --out /tmp/a2 &
-    wait; python benchmarks/accuracy.py --merge /tmp/a1.json /tmp/a2.json
+``--ablate OPTION VALUE [VALUE ...]`` repeats the run once per value of one recipe option (any
+option below: ``depth``, ``width``, ``early-fraction``, ``ns-dtype``, ``ns-steps``,
+``muon-layers``, ``optimizer``, ``lr``, ``batch``, ``loss``, ``jump-margin``, ``log-fraction``,
+``jump-weight``, ``activation``, ``backbone``, ``lbfgs`` …), usually at a fixed ``--steps``, and
+adds to each row the same errors on the *training* trajectories (equal values: the map is limited
+by optimisation, not data) and the 90th percentile of the normalised error. ``--objectives``
+compares training objectives the same way.
 
-Writes ``benchmarks/results/accuracy.json`` and ``accuracy.png``.
+    # the accuracy table of docs/benchmarks.md: each system alone, 2 threads, 10 minutes
+    for s in lotka_volterra van_der_pol pendulum fitzhugh_nagumo sir; do
+      python benchmarks/accuracy.py --systems $s --objectives pairs --threads 2 --part /tmp/acc_$s.json
+    done
+    python benchmarks/accuracy.py --merge /tmp/acc_*.json
+    # two maps side by side, averaged (flowsim.fit_ensemble)
+    python benchmarks/accuracy.py --systems fitzhugh_nagumo --objectives pairs --members 2 --tag members2
+    # objectives compared
+    python benchmarks/accuracy.py --systems lotka_volterra fitzhugh_nagumo \
+        --objectives pairs physics both lsd --minutes 1.5 --n-train 2000 --tag objectives
+    # ablations at equal steps (one single-threaded run per value)
+    python benchmarks/accuracy.py --systems fitzhugh_nagumo --objectives pairs --steps 16000 \
+        --threads 1 --ablate depth 4 6 8
+    python benchmarks/accuracy.py ... --ablate early-fraction 0 0.1 0.25 0.5
+    python benchmarks/accuracy.py ... --ablate ns-dtype float32 bfloat16
+    python benchmarks/accuracy.py ... --ablate muon-layers hidden input+hidden all
+    python benchmarks/accuracy.py ... --ablate optimizer adamw muon
+    python benchmarks/accuracy.py ... --ablate lbfgs 0 100          # L-BFGS polish after training
+    # a smoke run (seconds), recorded outside the repository
+    python benchmarks/accuracy.py --smoke --results-dir /tmp/bench-smoke
+
+Writes ``benchmarks/results/accuracy/<date>-<commit>[-<tag>].json`` and ``.png`` (see
+``benchmarks/_record.py``) and replaces ``latest[-<tag>].json`` / ``.png`` there; an ablation's
+tag defaults to ``ablate-<option>`` (also when merging its parts). ``--part FILE`` writes one part
+of a run split over several processes instead, and ``--merge FILE …`` records the parts as one
+result.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 import flowsim
-from flowsim.train import TrajectoryBank
+from flowsim.train import TrajectoryBank, optim
+from flowsim.train.validation import jump_errors
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _record  # noqa: E402
 
 DEFAULT_SYSTEMS = ["lotka_volterra", "fitzhugh_nagumo", "van_der_pol", "pendulum", "sir"]
 DEFAULT_OBJECTIVES = ["pairs", "physics", "both", "lsd"]
+MUON_LAYERS = ["input+hidden", "hidden", "all"]
+NS_DTYPES = ["auto", "float32", "bfloat16"]
+NOT_ABLATABLE = {"systems", "objectives", "ablate", "part", "merge", "tag", "results_dir",
+                 "save_models", "smoke", "device", "threads", "tangent", "members", "minutes",
+                 "steps"}
 
 
-def make_bank(system, n, horizon, n_times, seed, prior_scale):
+def make_bank(system, n, horizon, n_times, seed, prior_scale=1.0):
+    """``n`` reference trajectories over ``[0, horizon]`` (dopri5 at 1e-10 / 1e-12), parameters
+    drawn from the prior shrunk by ``prior_scale`` around the defaults; returns the bank and the
+    solve's wall time."""
     g = torch.Generator().manual_seed(seed)
     x0 = system.sample_initial(n, g)
     p = system.sample_params(n, g)
@@ -49,14 +87,73 @@ def make_bank(system, n, horizon, n_times, seed, prior_scale):
 
 @torch.no_grad()
 def error_vs_jump(fm, bank, jumps, n=2000, seed=7, from_start=False):
-    from flowsim.train.validation import jump_errors
-
     out = jump_errors(fm, bank, jumps, n=n, seed=seed, from_start=from_start)
     return [{"jump": h, "rel": out[f"rel@{h:.4g}"], "norm": out[f"norm@{h:.4g}"]} for h in jumps]
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@torch.no_grad()
+def p90_normalised(fm, bank, jumps, n=4000, seed=7):
+    """90th percentile of the normalised error of ``n`` jumps of each size along ``bank``."""
+    g = torch.Generator().manual_seed(seed)
+    sigma = bank.x.reshape(-1, bank.x.shape[-1]).std(0).clamp_min(1e-12)
+    out = []
+    for h in jumps:
+        b = bank.sample_pairs(n, g, min_gap=h, max_gap=h)
+        dev, dt = fm.device, fm.dtype
+        pred = fm(b.s.to(dev, dt), b.t.to(dev, dt), b.x_s.to(dev, dt), b.p.to(dev, dt))
+        err = (pred.double().cpu() - b.x_t) / sigma
+        out.append(float((err.norm(dim=-1) / math.sqrt(err.shape[-1])).quantile(0.9)))
+    return out
+
+
+def worst(errs):
+    return max(max(e["rel"], e["norm"]) for e in errs)
+
+
+@contextlib.contextmanager
+def muon_settings(layers: str, ns_dtype: str, ns_steps: int):
+    """Which matrices Muon trains and how its Newton–Schulz iterations run, for this block."""
+    saved = optim.muon_matrices, optim.BatchedMuon
+    if layers == "hidden":  # neither the input layer nor the head (flowsim before Muon on the input)
+        optim.muon_matrices = lambda fm: [p for p in fm.net.parameters() if p.ndim == 2][1:-1]
+    elif layers == "all":  # the head too
+        optim.muon_matrices = lambda fm: [p for p in fm.net.parameters() if p.ndim == 2]
+    if ns_dtype != "auto" or ns_steps != 5:
+        base, dtype = saved[1], None if ns_dtype == "auto" else getattr(torch, ns_dtype)
+
+        class _Muon(base):
+            def __init__(self, params, **kw):
+                super().__init__(params, ns_steps=ns_steps, ns_dtype=dtype, **kw)
+
+        optim.BatchedMuon = _Muon
+    try:
+        yield
+    finally:
+        optim.muon_matrices, optim.BatchedMuon = saved
+
+
+def lbfgs_polish(fm, objective, bank, a, max_jump):
+    """``a.lbfgs`` L-BFGS iterations on ``a.lbfgs_pairs`` fixed pairs after training."""
+    g = torch.Generator().manual_seed(5)
+    b = bank.sample_pairs(a.lbfgs_pairs, g, max_gap=max_jump, log_fraction=a.log_fraction)
+    pairs = type(b)(*[v.to(fm.device, fm.dtype) for v in (b.s, b.t, b.x_s, b.x_t, b.p)])
+    opt = torch.optim.LBFGS(fm.parameters(), lr=1.0, max_iter=a.lbfgs, history_size=50,
+                            line_search_fn="strong_wolfe", tolerance_grad=0, tolerance_change=0)
+    fm.train()
+
+    def closure():
+        opt.zero_grad()
+        loss = objective(fm, pairs)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    fm.eval()
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS)
     ap.add_argument("--objectives", nargs="+", default=DEFAULT_OBJECTIVES)
     ap.add_argument("--minutes", type=float, default=10.0, help="training budget per run")
@@ -67,135 +164,187 @@ def main(argv=None):
     ap.add_argument("--activation", default="gelu")
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--lr", type=float, default=5e-3)
-    ap.add_argument("--jump-weight", type=float, default=0.0, help="0: uniform (default)")
-    ap.add_argument("--log-fraction", type=float, default=0.2)
+    ap.add_argument("--jump-weight", type=float, default=0.0,
+                    help="PairRegression(jump_weight=…); 0: every pair weighted equally")
+    ap.add_argument("--log-fraction", type=float, default=0.2, help="fit(log_fraction=…)")
     ap.add_argument("--early-fraction", type=float, default=0.25, help="fit(early_fraction=…)")
     ap.add_argument("--loss", default="norm", choices=["norm", "squared"],
                     help="PairRegression(loss=…) for the data term")
     ap.add_argument("--jump-margin", type=float, default=0.1, help="fit(jump_margin=…)")
     ap.add_argument("--tangent", action="store_true", help="build b into the map")
+    ap.add_argument("--optimizer", default="auto", choices=list(optim.OPTIMIZERS),
+                    help="fit(optimizer=…)")
+    ap.add_argument("--muon-layers", default="input+hidden", choices=MUON_LAYERS,
+                    help="the matrices Muon trains: the library's split (every backbone matrix "
+                         "but the head's), the hidden ones only, or all")
+    ap.add_argument("--ns-dtype", default="auto", choices=NS_DTYPES,
+                    help="dtype of Muon's Newton–Schulz iterations (auto: the library's choice)")
+    ap.add_argument("--ns-steps", type=int, default=5, help="Newton–Schulz iterations of Muon")
+    ap.add_argument("--lbfgs", type=int, default=0, help="L-BFGS iterations after training")
+    ap.add_argument("--lbfgs-pairs", type=int, default=65536)
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-test", type=int, default=500)
     ap.add_argument("--prior-scale", type=float, default=1.0,
                     help="shrink the parameter prior around the defaults (1 = full prior)")
     ap.add_argument("--max-jump-T", type=float, default=1.0)
-    ap.add_argument("--optimizer", default="auto", choices=["auto", "adamw", "muon"],
-                    help="fit(optimizer=…)")
     ap.add_argument("--members", type=int, default=1,
                     help="train an ensemble of this many maps side by side (fit_ensemble), one "
                          "process each with an equal share of the CPU threads; 1: one map")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", default="benchmarks/results/accuracy")
+    ap.add_argument("--ablate", nargs="+", default=None, metavar=("OPTION", "VALUE"),
+                    help="repeat the run for each VALUE of the recipe OPTION (e.g. depth 4 6 8)")
     ap.add_argument("--save-models", default=None,
                     help="folder to save each trained map in (<system>-<objective>/)")
+    ap.add_argument("--part", default=None,
+                    help="write this run's result to this file (for --merge) instead of recording it")
     ap.add_argument("--merge", nargs="+", default=None,
-                    help="combine these result JSON files into --out (table and figure); trains nothing")
-    args = ap.parse_args(argv)
-    if args.merge:
-        return merge(args.merge, Path(args.out))
+                    help="record the results of these --part files as one; trains nothing")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a few seconds end to end: Lotka-Volterra, pairs, 30 steps, tiny data")
+    _record.add_arguments(ap)
+    return ap
+
+
+def ablation_values(ap, args) -> tuple[str | None, list]:
+    """The option an ablation varies and its values, converted like the option itself."""
+    if not args.ablate:
+        return None, [None]
+    if len(args.ablate) < 2:
+        ap.error("--ablate OPTION VALUE [VALUE ...]")
+    option, raw = args.ablate[0].lstrip("-"), args.ablate[1:]
+    dest = option.replace("-", "_")
+    if dest in NOT_ABLATABLE or not hasattr(ap.parse_args([]), dest):
+        ap.error(f"--ablate: {option!r} is not a recipe option")
+    # each value parsed as the option itself would be (type and choices checked)
+    values = [getattr(ap.parse_args([f"--{option}", v]), dest) for v in raw]
+    return dest, values
+
+
+def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
+    system = flowsim.get_system(name)
+    T = system.timescale
+    bank, test, gen_time = data
+    fm = flowsim.FlowMap(system, width=args.width, depth=args.depth, backbone=args.backbone,
+                         activation=args.activation, tangent=args.tangent)
+    objs = flowsim.train.make_objectives(objective)
+    for o in objs:
+        if isinstance(o, flowsim.train.PairRegression):
+            o.jump_weight = args.jump_weight if args.jump_weight > 0 else None
+            o.loss = args.loss
+    fit_kw = dict(steps=args.steps or 10**9, batch_size=args.batch, lr=args.lr, progress=False,
+                  device=torch.device(args.device), validation=test, max_jump=args.max_jump_T * T,
+                  log_fraction=args.log_fraction,
+                  time_budget=None if args.steps else 60 * args.minutes,
+                  early_fraction=args.early_fraction, jump_margin=args.jump_margin,
+                  optimizer=args.optimizer, val_every=10**9)
+    train_data = bank if objective != "physics" else None
+    t0 = time.perf_counter()
+    with muon_settings(args.muon_layers, args.ns_dtype, args.ns_steps):
+        if args.members > 1:
+            res = flowsim.fit_ensemble(fm, objs, train_data, members=args.members, **fit_kw)
+            steps, fm = min(r.steps for r in res.members), res.ensemble
+        else:
+            res = flowsim.fit(fm, objs, train_data, **fit_kw)
+            steps, fm = res.steps, res.flowmap
+    train_time = time.perf_counter() - t0
+    if args.lbfgs and args.members == 1:
+        lbfgs_polish(fm, objs[0], bank, args, args.max_jump_T * T)
+    if args.save_models:
+        flowsim.save(fm, Path(args.save_models) / f"{name}-{objective}",
+                     training={"train_seconds": train_time, "steps": steps})
+    errs = error_vs_jump(fm, test, jumps)
+    errs0 = error_vs_jump(fm, test, jumps, from_start=True)
+    row = dict(system=name, objective=objective, steps=steps, train_seconds=train_time,
+               members=args.members, seconds_per_step=train_time / steps, data_seconds=gen_time,
+               errors=errs, worst_median_error=worst(errs), target_met=worst(errs) <= 1e-3,
+               errors_from_start=errs0, worst_median_error_from_start=worst(errs0))
+    if args.members > 1:  # each member alone, for comparison with the ensemble
+        row["member_runs"] = []
+        for r in res.members:
+            e = error_vs_jump(r.flowmap, test, jumps)
+            e0 = error_vs_jump(r.flowmap, test, jumps, from_start=True)
+            row["member_runs"].append(dict(steps=r.steps, errors=e, worst_median_error=worst(e),
+                                           worst_median_error_from_start=worst(e0)))
+    if ablated is not None:
+        row["ablation"] = ablated
+        row["errors_train"] = error_vs_jump(fm, bank, jumps)
+        row["p90_normalised_error"] = p90_normalised(fm, test, jumps)
+    print(f"{name:16s} {objective:7s} " + (f"{ablated} " if ablated else "")
+          + f"steps={steps:6d} train={train_time:5.0f}s "
+          + " ".join(f"{e['jump'] / T:.2g}T:{e['rel']:.1e}/{e['norm']:.1e}" for e in errs)
+          + f"  from the initial states: worst {worst(errs0):.1e}"
+          + ("  members alone: worst " + " ".join(f"{m['worst_median_error']:.1e}"
+                                                  for m in row["member_runs"])
+             if args.members > 1 else ""), flush=True)
+    return row
+
+
+def run(ap, args) -> list[dict]:
+    option, values = ablation_values(ap, args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     results = []
     for name in args.systems:
         system = flowsim.get_system(name)
         T = system.timescale
-        horizon = (args.max_jump_T * (1 + args.jump_margin) + 1.0) * T
         # training trajectories reach past the longest jump by the margin; both grids step T/200
-        n_times = round(horizon / T * 200) + 1
-        bank, gen_time = make_bank(system, args.n_train, horizon, n_times, 1, args.prior_scale)
+        horizon = (args.max_jump_T * (1 + args.jump_margin) + 1.0) * T
+        per_T = 20 if args.smoke else 200
+        bank, gen_time = make_bank(system, args.n_train, horizon, round(horizon / T * per_T) + 1, 1,
+                                   args.prior_scale)
         test_horizon = (args.max_jump_T + 1.0) * T
-        test, _ = make_bank(system, args.n_test, test_horizon, round(test_horizon / T * 200) + 1, 2,
+        test, _ = make_bank(system, args.n_test, test_horizon, round(test_horizon / T * per_T) + 1, 2,
                             args.prior_scale)
         jumps = [T * v for v in torch.logspace(-2, math.log10(args.max_jump_T), 7).tolist()]
-        for objective in args.objectives:
-            def make_fm(system=system):
-                return flowsim.FlowMap(system, width=args.width, depth=args.depth,
-                                       backbone=args.backbone, activation=args.activation,
-                                       tangent=args.tangent)
-            budget = None if args.steps else 60 * args.minutes
-            steps = args.steps or 10**9
-            fm = make_fm()
-            objs = flowsim.train.make_objectives(objective)
-            for o in objs:
-                if isinstance(o, flowsim.train.PairRegression):
-                    o.jump_weight = args.jump_weight if args.jump_weight > 0 else None
-                    o.loss = args.loss
-            fit_kw = dict(steps=steps, batch_size=args.batch, lr=args.lr, progress=False,
-                          device=device, validation=test, max_jump=args.max_jump_T * T,
-                          log_fraction=args.log_fraction, time_budget=budget,
-                          early_fraction=args.early_fraction, jump_margin=args.jump_margin,
-                          optimizer=args.optimizer, val_every=10**9)
-            data = bank if objective != "physics" else None
-            t0 = time.perf_counter()
-            if args.members > 1:
-                res = flowsim.fit_ensemble(fm, objs, data, members=args.members, **fit_kw)
-                train_time = time.perf_counter() - t0
-                member_steps = [r.steps for r in res.members]
-                steps = min(member_steps)
-                fm = res.ensemble
-            else:
-                res = flowsim.fit(fm, objs, data, **fit_kw)
-                train_time = time.perf_counter() - t0
-                steps, member_steps = res.steps, None
-                fm = res.flowmap
-            if args.save_models:
-                flowsim.save(fm, Path(args.save_models) / f"{name}-{objective}",
-                             training={"train_seconds": train_time, "steps": steps})
-            errs = error_vs_jump(fm, test, jumps)
-            worst = max(max(e["rel"], e["norm"]) for e in errs)
-            # the same jumps from the held-out initial states themselves (the transients)
-            errs0 = error_vs_jump(fm, test, jumps, from_start=True)
-            worst0 = max(max(e["rel"], e["norm"]) for e in errs0)
-            if member_steps:  # each member alone, for comparison with the ensemble
-                row_members = []
-                for r in res.members:
-                    e = error_vs_jump(r.flowmap, test, jumps)
-                    e0 = error_vs_jump(r.flowmap, test, jumps, from_start=True)
-                    row_members.append(dict(
-                        steps=r.steps, errors=e, worst_median_error=max(
-                            max(v["rel"], v["norm"]) for v in e),
-                        worst_median_error_from_start=max(max(v["rel"], v["norm"]) for v in e0)))
-            row = dict(system=name, objective=objective, steps=steps, train_seconds=train_time,
-                       members=args.members,
-                       **({"member_runs": row_members} if member_steps else {}),
-                       seconds_per_step=train_time / steps, data_seconds=gen_time, errors=errs,
-                       worst_median_error=worst, target_met=worst <= 1e-3,
-                       errors_from_start=errs0, worst_median_error_from_start=worst0)
-            results.append(row)
-            print(f"{name:18s} {objective:10s} steps={steps:6d} train={train_time:6.0f}s "
-                  + " ".join(f"{e['jump'] / T:.2g}T:{e['rel']:.1e}/{e['norm']:.1e}" for e in errs)
-                  + f"  from the initial states: worst {worst0:.1e}"
-                  + ("  members alone: worst " + " ".join(
-                      f"{m['worst_median_error']:.1e}" for m in row_members)
-                     if member_steps else ""), flush=True)
-    meta = dict(machine=platform.processor() or platform.machine(), device=str(device),
-                torch=torch.__version__, threads=torch.get_num_threads(), args=vars(args),
-                cuda=torch.cuda.get_device_name() if device.type == "cuda" else None,
-                cpus=os.cpu_count(), loadavg_end=os.getloadavg())
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    plot(results, out.with_suffix(".png"))
+        for value in values:
+            run_args = argparse.Namespace(**vars(args))
+            if option is not None:
+                setattr(run_args, option, value)
+            for objective in args.objectives:
+                results.append(train_and_measure(run_args, name, objective, (bank, test, gen_time),
+                                                 jumps, {option: value} if option else None))
+    return results
 
 
-def merge(files, out):
-    """Combine the results of several runs (e.g. run side by side) into one JSON and figure."""
-    parts = [json.loads(Path(f).read_text()) for f in files]
+def main(argv=None):
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.smoke:
+        if args.systems == DEFAULT_SYSTEMS:
+            args.systems = ["lotka_volterra"]
+        if args.objectives == DEFAULT_OBJECTIVES:
+            args.objectives = ["pairs"]
+        args.steps, args.n_train, args.n_test, args.width, args.depth = 30, 64, 16, 16, 2
+    if args.merge:
+        return merge(args)
+    results = run(ap, args)
+    tag = args.tag or (f"ablate-{args.ablate[0].lstrip('-').replace('_', '-')}" if args.ablate else None)
+    if args.part:
+        _record.write_json(Path(args.part), {**_record.provenance(), "results": results})
+        print(f"wrote {args.part}")
+        return
+    _record.record("accuracy", results, tag=tag, figure=plot(results),
+                   results_dir=args.results_dir)
+
+
+def merge(args):
+    """Record the results of several ``--part`` runs (e.g. run side by side) as one."""
+    parts = [json.loads(Path(f).read_text()) for f in args.merge]
     results = [r for part in parts for r in part["results"]]
-    meta = {"merged_from": [str(f) for f in files], "runs": [part["meta"] for part in parts]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    plot(results, out.with_suffix(".png"))
+    runs = [{k: part.get(k) for k in ("commit", "date", "machine", "command")} for part in parts]
     for r in results:
         start = r.get("worst_median_error_from_start")
         print(f"{r['system']:18s} {r['objective']:10s} steps={r['steps']:6d} "
               f"worst={r['worst_median_error']:.1e}"
               + (f" from the initial states: {start:.1e}" if start is not None else ""))
+    ablated = {k for r in results for k in (r.get("ablation") or {})}
+    tag = args.tag or (f"ablate-{ablated.pop().replace('_', '-')}" if len(ablated) == 1 else None)
+    _record.record("accuracy", results, tag=tag, figure=plot(results),
+                   results_dir=args.results_dir, extra={"parts": runs})
 
 
-def plot(results, path):
+def plot(results):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -206,13 +355,13 @@ def plot(results, path):
     for ax, name in zip(axes[0], systems):
         T = flowsim.get_system(name).timescale
         for r in [r for r in results if r["system"] == name]:
+            label = r["objective"] + "".join(f" {k}={v}" for k, v in (r.get("ablation") or {}).items())
             h = [e["jump"] / T for e in r["errors"]]
-            ax.loglog(h, [e["rel"] for e in r["errors"]], "o-", label=f"{r['objective']} (rel)")
-            ax.loglog(h, [e["norm"] for e in r["errors"]], "x--", alpha=0.6,
-                      label=f"{r['objective']} (norm)")
+            ax.loglog(h, [e["rel"] for e in r["errors"]], "o-", label=f"{label} (rel)")
+            ax.loglog(h, [e["norm"] for e in r["errors"]], "x--", alpha=0.6, label=f"{label} (norm)")
             if "errors_from_start" in r:
                 ax.loglog(h, [max(e["rel"], e["norm"]) for e in r["errors_from_start"]], "s:",
-                          alpha=0.6, label=f"{r['objective']} (from the initial states)")
+                          alpha=0.6, label=f"{label} (from the initial states)")
         ax.axhline(1e-3, color="k", lw=0.8, ls=":", label="target 1e-3")
         ax.set_title(name)
         ax.set_xlabel("jump size / timescale")
@@ -220,7 +369,7 @@ def plot(results, path):
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return fig
 
 
 if __name__ == "__main__":

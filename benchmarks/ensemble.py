@@ -1,4 +1,6 @@
-"""Ensemble throughput: serial vs Dask (naive and tuned) vs plain torch processes.
+"""How close does a Dask ensemble on two workers come to two plain processes?
+
+Ensemble throughput: serial vs Dask (naive and tuned) vs plain torch processes.
 
 FitzHugh–Nagumo, parameters from the prior, 201 output times over [0, 100], dopri5 at
 rtol=1e-8/atol=1e-10, float64, written to a zarr store. Measures trajectories/s of
@@ -7,18 +9,22 @@ rtol=1e-8/atol=1e-10, float64, written to a zarr store. Measures trajectories/s 
 * ``torch_2proc``  — two plain ``multiprocessing`` (spawn) processes solving the same chunks, no
   Dask, no writing: the ceiling for two processes;
 * ``dask_naive``   — a hand-written Dask ensemble: ``client.map`` of "draw, solve, write the region"
-  on a default ``LocalCluster(n_workers=2, threads_per_worker=1)`` (the nanny's default
-  ``MALLOC_TRIM_THRESHOLD_=65536``);
+  (xarray ``to_zarr(region=…)``) on a default ``LocalCluster(n_workers=2, threads_per_worker=1)``
+  (the nanny's default ``MALLOC_TRIM_THRESHOLD_=65536``);
 * ``dask_user_client`` — ``simulate_ensemble(client=Client(LocalCluster(n_workers=2)))``: a user's
   default cluster, which flowsim's tasks tune at run time (``tune_malloc``);
 * ``dask_tuned``   — ``simulate_ensemble(client=None)``: flowsim's ``local_cluster`` set-up;
 
 plus a per-process diagnosis: one chunk solved in a fresh process under each environment.
-Cluster start-up is timed separately from the run. Writes ``benchmarks/results/ensemble.json`` and
-``ensemble.png``.
+Cluster start-up is timed separately from the run. The configurations that run
+``simulate_ensemble`` must give byte-identical stores (``identical_bytes_across_configs``).
 
-Run: ``.venv/bin/python benchmarks/ensemble.py [--n 50000] [--repeat 2] [--chunk-size 4096]`` (about 5 minutes
-on an idle 2-core machine; each configuration solves n trajectories per repeat).
+    python benchmarks/ensemble.py --n 100000 --repeat 2    # the docs' table (~10 minutes, idle 2 cores)
+    python benchmarks/ensemble.py --smoke --results-dir /tmp/bench-smoke   # minutes: 3 clusters start
+
+Writes ``benchmarks/results/ensemble/<date>-<commit>[-<tag>].json`` and ``.png`` and replaces
+``latest[-<tag>].json`` / ``.png`` there (``benchmarks/_record.py``); ``--replot FILE`` redraws a
+record's figure beside it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,12 +45,10 @@ import torch
 
 import flowsim
 from flowsim.data import WORKER_ENV, simulate_ensemble
-from flowsim.data._chunks import ChunkJob, make_inputs
-from flowsim.data._io import StorePath, open_group
-from flowsim.data._writer import create_store, mark_completed, write_region
-from flowsim.data.schema import build_template
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parent))
+import _record  # noqa: E402
+
 SYSTEM = "fitzhugh_nagumo"
 T = torch.linspace(0.0, 100.0, 201, dtype=torch.float64)
 SOLVER = dict(method="dopri5", rtol=1e-8, atol=1e-10)
@@ -125,11 +128,25 @@ def calibrate(n: int = 1024) -> float:
         torch.set_num_threads(old)
 
 
-def _solve_only(job: ChunkJob) -> float:
+def _chunks(n: int, chunk: int, seed: int) -> list[tuple[int, int, int]]:
+    """``(start, stop, seed)`` of each chunk: its initial states and parameters are drawn from the
+    prior with that seed (the same workload as ``simulate_ensemble``, not the same draws)."""
+    return [(a, min(a + chunk, n), seed * 1_000_003 + c) for c, a in enumerate(range(0, n, chunk))]
+
+
+def _inputs(job: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    start, stop, seed = job
+    system = flowsim.get_system(SYSTEM)
+    g = torch.Generator().manual_seed(seed)
+    return (system.sample_initial(stop - start, g, dtype=torch.float64),
+            system.sample_params(stop - start, g, dtype=torch.float64))
+
+
+def _solve_only(job: tuple[int, int, int]) -> float:
     torch.set_num_threads(1)
-    x0, p = make_inputs(job)
+    x0, p = _inputs(job)
     t0 = time.perf_counter()
-    flowsim.reference_solve(job.system, x0, torch.as_tensor(job.t), p, **job.solver)
+    flowsim.reference_solve(SYSTEM, x0, T, p, chunk_size=job[1] - job[0], **SOLVER)
     return time.perf_counter() - t0
 
 
@@ -139,17 +156,12 @@ def _warm(_: int) -> int:
 
 
 def torch_two_processes(n: int, chunk: int, seed: int) -> dict:
-    system = flowsim.get_system(SYSTEM)
-    jobs = [ChunkJob(store=StorePath("/dev/null"), chunk=c, start=a, stop=min(a + chunk, n), system=system,
-                     t=T.numpy(), x0=None, params="prior", seed=seed,
-                     solver={**SOLVER, "chunk_size": chunk})
-            for c, a in enumerate(range(0, n, chunk))]
     ctx = mp.get_context("spawn")
     t0 = time.perf_counter()
     with ctx.Pool(2) as pool:
         pool.map(_warm, range(2))
         t1 = time.perf_counter()
-        times = pool.map(_solve_only, jobs, chunksize=1)
+        times = pool.map(_solve_only, _chunks(n, chunk, seed), chunksize=1)
         run = time.perf_counter() - t1
     return {"startup_s": t1 - t0, "run_s": run, "solve_s": sum(times), "write_s": 0.0, "workers": 2}
 
@@ -161,38 +173,40 @@ def run_simulate(store: Path, n: int, chunk: int, seed: int, client) -> dict:
     return stats
 
 
-def _naive_task(job: ChunkJob) -> dict:
+def _naive_task(store: str, job: tuple[int, int, int]) -> dict:
     """A hand-written Dask ensemble task: draw the chunk, solve it, write its region. No tuning."""
+    import xarray as xr
+
     t0 = time.perf_counter()
-    x0, p = make_inputs(job)
-    sol = flowsim.reference_solve(job.system, x0, torch.as_tensor(job.t), p, **job.solver)
+    x0, p = _inputs(job)
+    sol = flowsim.reference_solve(SYSTEM, x0, T, p, chunk_size=job[1] - job[0], **SOLVER)
     t1 = time.perf_counter()
-    group = open_group(job.store, mode="r+")
-    write_region(group, job.start, job.stop, {"x": sol.x.numpy(), "params": sol.p.numpy(),
-                                              "status": sol.status.numpy(), "x0": x0.numpy(),
-                                              "nfe": sol.nfe.numpy()})
-    mark_completed(group, job.chunk)
+    xr.Dataset({"x": (("trajectory", "time", "state"), sol.x.numpy()),
+                "params": (("trajectory", "param"), sol.p.numpy())}).to_zarr(
+        store, region={"trajectory": slice(job[0], job[1])}, consolidated=False)
     return {"solve_s": t1 - t0, "write_s": time.perf_counter() - t1, "pid": os.getpid()}
 
 
 def dask_naive(store: Path, n: int, chunk: int, seed: int) -> dict:
     """``client.map`` of :func:`_naive_task` on a default ``LocalCluster(n_workers=2)``."""
+    import dask.array as da
+    import xarray as xr
     from distributed import Client, LocalCluster, wait
 
     system = flowsim.get_system(SYSTEM)
-    template, encoding = build_template(system, n, int(T.numel()), chunk_size=chunk, time=T.numpy(),
-                                        extra=("x0", "nfe", "completed"))
-    where = StorePath(store)
-    create_store(template, encoding, where)
-    jobs = [ChunkJob(store=where, chunk=c, start=a, stop=min(a + chunk, n), system=system, t=T.numpy(),
-                     x0=None, params="prior", seed=seed, solver={**SOLVER, "chunk_size": chunk})
-            for c, a in enumerate(range(0, n, chunk))]
+    template = xr.Dataset({
+        "x": (("trajectory", "time", "state"),
+              da.zeros((n, T.numel(), system.dim), chunks=(chunk, -1, -1))),
+        "params": (("trajectory", "param"), da.zeros((n, system.n_params), chunks=(chunk, -1)))},
+        coords={"time": T.numpy()})
+    template.to_zarr(store, compute=False, consolidated=False)
     t0 = time.perf_counter()
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         client.run(lambda: torch.get_num_threads())  # workers up and torch imported
         t1 = time.perf_counter()
-        futures = client.map(_naive_task, jobs, pure=False)
+        futures = client.map(_naive_task, [str(store)] * len(_chunks(n, chunk, seed)),
+                             _chunks(n, chunk, seed), pure=False)
         wait(futures)
         reports = client.gather(futures)
         run = time.perf_counter() - t1
@@ -265,7 +279,7 @@ def by_round(results: list[dict]) -> dict[str, list[float]]:
     return {r["config"]: [v / s for v, s in zip(r["all_traj_per_s"], serial)] for r in results}
 
 
-def plot(results: list[dict], diag: list[dict], path: Path, n: int, chunk: int) -> None:
+def plot(results: list[dict], diag: list[dict], n: int, chunk: int):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -297,7 +311,7 @@ def plot(results: list[dict], diag: list[dict], path: Path, n: int, chunk: int) 
     b.set_title("why: per-process solve speed by environment")
     b.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return fig
 
 
 def main() -> None:
@@ -310,14 +324,18 @@ def main() -> None:
     ap.add_argument("--replot", default=None, help="redraw the figure from this JSON; runs nothing")
     ap.add_argument("--max-wait", type=float, default=60.0,
                     help="seconds to wait, before each config, for other processes to go quiet")
+    ap.add_argument("--smoke", action="store_true",
+                    help="1,024 trajectories in chunks of 256, one round, no waiting")
+    _record.add_arguments(ap)
     args = ap.parse_args()
     if args.replot:
-        data = json.loads(Path(args.replot).read_text())
-        plot(data["results"], data["diagnosis_one_chunk"], Path(args.replot).with_suffix(".png"),
-             data["n"], data["chunk_size"])
+        data = json.loads(Path(args.replot).read_text())["results"]
+        plot(data["results"], data["diagnosis_one_chunk"], data["n"], data["chunk_size"]).savefig(
+            Path(args.replot).with_suffix(".png"), dpi=110)
         return
+    if args.smoke:
+        args.n, args.chunk_size, args.repeat, args.max_wait = 1024, 256, 1, 0.0
     n, chunk = args.n, args.chunk_size
-    RESULTS.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="flowsim-bench-"))
     load_before = os.getloadavg()
     t_start = time.perf_counter()
@@ -375,6 +393,8 @@ def main() -> None:
         ref = None
         identical = {}
         for name, store in stores.items():
+            if name == "dask_naive":  # its own draws and layout: not a simulate_ensemble store
+                continue
             x = np.asarray(xr.open_zarr(store, consolidated=False).x.values)
             ref = x if ref is None else ref
             identical[name] = bool(x.tobytes() == ref.tobytes())
@@ -383,17 +403,14 @@ def main() -> None:
             "repeat": args.repeat, "n_times": int(T.numel()), "t_end": float(T[-1]), "solver": SOLVER,
             "params": "prior",
             "store_nbytes": n * int(T.numel()) * 2 * 8,
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                        "python": platform.python_version(), "torch": torch.__version__,
-                        "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "results": results, "diagnosis_one_chunk": diag, "identical_bytes_across_configs": identical,
             "benchmark_wall_s": time.perf_counter() - t_start,
         }
-        (RESULTS / "ensemble.json").write_text(json.dumps(out, indent=2))
-        plot(results, diag, RESULTS / "ensemble.png", n, chunk)
         print(markdown_table(results))
-        print(f"wrote {RESULTS / 'ensemble.json'} and ensemble.png in {out['benchmark_wall_s']:.0f} s; "
-              f"identical bytes: {identical}")
+        print(f"{out['benchmark_wall_s']:.0f} s; identical bytes: {identical}")
+        _record.record("ensemble", out, tag=args.tag, figure=plot(results, diag, n, chunk),
+                       results_dir=args.results_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

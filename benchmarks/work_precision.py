@@ -1,4 +1,4 @@
-"""Work-precision: flow map at N jumps vs torchdiffeq, torchode and scipy, side by side.
+"""Work-precision: how much faster than a solver is a flow map, at matched error?
 
 For each system: 10,000 held-out states, a horizon of one timescale, the flow map at N jumps
 against torchdiffeq dopri5 / bosh3 (tolerance sweep), rk4 (step sweep), scipy LSODA (and Radau
@@ -6,20 +6,24 @@ for the stiff system; timed on a subset and scaled), torchode where installed â€
 process. Reports the speed-up at matched median error over dopri5 and the training cost with
 its break-even number of trajectories.
 
-    python benchmarks/work_precision.py --models /tmp/models      # maps from accuracy.py --save-models
-    # (an ensemble saved by accuracy.py --members 2 --save-models is timed as it is used: every
+    # maps saved by the accuracy benchmark (accuracy.py --objectives pairs --save-models MODELS)
+    python benchmarks/work_precision.py --systems fitzhugh_nagumo lotka_volterra sir \
+        --models MODELS --max-seconds 60 --threads 2
+    # an ensemble saved by accuracy.py --members 2 --save-models is timed as it is used (every
     # jump evaluates both members)
+    python benchmarks/work_precision.py ... --models MODELS_ENSEMBLE --tag members2
     python benchmarks/work_precision.py --train-minutes 5         # train what is missing
+    python benchmarks/work_precision.py --smoke --results-dir /tmp/bench-smoke   # seconds
 
-Writes ``benchmarks/results/work_precision.json`` and ``work_precision.png``.
+Writes ``benchmarks/results/work_precision/<date>-<commit>[-<tag>].json`` and ``.png`` and
+replaces ``latest[-<tag>].json`` / ``.png`` there (``benchmarks/_record.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +31,9 @@ import torch
 
 import flowsim
 from flowsim import analysis as an
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _record  # noqa: E402
 
 SYSTEMS = ["fitzhugh_nagumo", "lotka_volterra", "sir", "robertson"]
 
@@ -50,11 +57,11 @@ def get_model(name, args):
     t0 = time.perf_counter()
     sol = flowsim.reference_solve(sys_, x0, t, p, **kw)
     print(f"{name}: {n} training trajectories in {time.perf_counter() - t0:.0f}s", flush=True)
-    fm = flowsim.FlowMap(sys_, width=128, depth=4)
+    fm = flowsim.FlowMap(sys_, width=args.width, depth=args.depth)
     t0 = time.perf_counter()
-    res = flowsim.fit(fm, "pairs", sol, steps=10**9, batch_size=512, lr=5e-3, progress=False,
-                      log_fraction=0.2,
-                      max_jump=T, time_budget=60 * args.train_minutes, val_every=10**9)
+    res = flowsim.fit(fm, "pairs", sol, steps=args.train_steps or 10**9, batch_size=512, lr=5e-3,
+                      progress=False, log_fraction=0.2, max_jump=T, val_every=10**9,
+                      time_budget=None if args.train_steps else 60 * args.train_minutes)
     train_s = time.perf_counter() - t0
     print(f"{name}: trained {res.steps} steps in {train_s:.0f}s; validation {res.metrics}", flush=True)
     if args.models:
@@ -78,9 +85,20 @@ def main(argv=None):
     ap.add_argument("--train-only", action="store_true",
                     help="train (and save, with --models) the missing maps, then stop: time the solvers "
                          "later, on a quiet machine")
+    ap.add_argument("--width", type=int, default=128, help="maps trained here")
+    ap.add_argument("--depth", type=int, default=4, help="maps trained here")
+    ap.add_argument("--train-steps", type=int, default=None,
+                    help="train missing maps for this many steps instead of --train-minutes")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", default="benchmarks/results/work_precision")
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds: Lotka-Volterra, a tiny map trained 30 steps, 200 states, dopri5 and rk4")
+    _record.add_arguments(ap)
     args = ap.parse_args(argv)
+    if args.smoke:
+        if args.systems == SYSTEMS:
+            args.systems = ["lotka_volterra"]
+        args.n_train, args.train_steps, args.width, args.depth = 64, 30, 16, 2
+        args.n, args.n_reference, args.max_seconds = 200, 100, 5.0
     if args.threads:
         torch.set_num_threads(args.threads)
     rows, datasets = [], {}
@@ -95,7 +113,9 @@ def main(argv=None):
         lo, hi = fm.param_transform.low.double().cpu(), fm.param_transform.high.double().cpu()
         p = lo + (hi - lo) * torch.rand(args.n, sys_.n_params, generator=g, dtype=torch.float64)
         solvers = ("dopri5", "bosh3", "rk4", "scipy_lsoda", "torchode")
-        if sys_.stiff:
+        if args.smoke:
+            solvers = ("dopri5", "rk4")
+        elif sys_.stiff:
             solvers = ("dopri5", "rk4", "scipy_lsoda", "scipy_radau", "torchode")
         t0 = time.perf_counter()
         ds = an.work_precision(fm, sys_, x0, p, horizon=sys_.timescale, solvers=solvers,
@@ -148,12 +168,6 @@ def main(argv=None):
                       f"({hd['solver']})", flush=True)
     if args.train_only:
         return
-    meta = dict(machine=f"{platform.machine()} {platform.processor()}", device=args.device,
-                threads=torch.get_num_threads(), torch=torch.__version__, args=vars(args))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "results": rows}, indent=2, default=str).replace("NaN", "null"))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,7 +178,10 @@ def main(argv=None):
         an.plot_work_precision(ds, ax=ax)
         ax.set_title(name)
     fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=110)
+    _record.record("work_precision", {"settings": {k: v for k, v in vars(args).items()
+                                                   if k not in ("tag", "results_dir")},
+                                      "systems": rows},
+                   tag=args.tag, figure=fig, results_dir=args.results_dir)
 
 
 if __name__ == "__main__":
