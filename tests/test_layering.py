@@ -19,8 +19,8 @@ PKG = ROOT / "flowsim"
 #: a module may import modules of a lower rank only (and its own subpackage); equal ranks are
 #: independent siblings. Top-level private modules (``_utils``, ``_version``) are the package's own.
 RANK = {
-    "errors": 0, "_utils": 0, "_version": 0, "metrics": 0,
-    "systems": 1,
+    "errors": 0, "_utils": 0, "_version": 0,
+    "systems": 1, "metrics": 1,
     "solve": 2,
     "data": 3, "maps": 3,
     "train": 4,
