@@ -45,7 +45,7 @@ def resolve_optimizer(name: str) -> str:
 def _adamw(params: list[Tensor], lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with the fused kernels where the device has them, else ``foreach``. On the 2-core CPU
     a 10-minute Lotka–Volterra run took 139,764 steps with it against 125,010 without
-    (``benchmarks/results/accuracy_lv_rerun.json`` vs ``accuracy_adamw.json``)."""
+    (``benchmarks/results/accuracy/lotka_volterra-adamw-rerun.json`` vs ``round-128x4-adamw.json``)."""
     try:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):
@@ -61,7 +61,7 @@ def muon_matrices(fm: FlowMap) -> list[Tensor]:
     every jump size: FitzHugh–Nagumo, 128×6, 16,000 steps, 1.9e-3 at 1 T against 2.4e-3 with
     the input layer on AdamW (1.25×; 128×4: 3.2e-3 against 3.4e-3). The head (width → state,
     rank ≤ the state dimension) stays on AdamW: Muon there was no better (2.1e-3)
-    (``benchmarks/depth_ablation.py --muon-layers …``). Physics-only training starts slower
+    (``benchmarks/accuracy.py --ablate muon-layers …``). Physics-only training starts slower
     with it and catches up (``tests/train/test_trainer.py``, physics-only test).
 
     Arguments
