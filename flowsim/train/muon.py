@@ -8,7 +8,8 @@ bfloat16 matrices natively (CUDA; x86 CPUs with AVX512-BF16 or AMX), in float32 
 bfloat16 would be emulated and slow. On the 128×6 map and the 2-core CPU (AVX512-BF16) its step
 took 2.75 ms in float32 and 2.06 ms in bfloat16 against torch's 3.83 ms, and a whole training
 step with batch 1,024 ran 1.13× (float32) and 1.24× (bfloat16) faster
-(``benchmarks/step_time.py --compare-muon``); the bfloat16 iterations train as well at equal steps. It is the same
+(``benchmarks/step_time.py --compare-muon``); the bfloat16 iterations train as well at equal
+steps. It is the same
 algorithm with the same hyper-parameters, parameter groups and state (``momentum_buffer``), so the
 two optimisers' state dicts load into each other.
 """
