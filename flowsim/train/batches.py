@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -60,6 +61,11 @@ def batch_kind(objective: Objective) -> BatchKind:
     The strings of earlier versions (``"pairs"``, ``"short_pairs"``, ``"states"``,
     ``"windows"``) are accepted with a :class:`DeprecationWarning`.
 
+    Arguments
+    ---------
+    objective:
+        An :class:`~flowsim.train.Objective`.
+
     Raises
     ------
     ConfigError
@@ -87,15 +93,29 @@ def check_needs(objectives: list[Objective], has_data: bool) -> list[BatchKind]:
     """The batch kinds ``objectives`` need; a :class:`ConfigError` if one needs stored
     trajectories and there are none (``has_data`` false).
 
+    Arguments
+    ---------
+    objectives:
+        The objectives of a run.
+    has_data:
+        Whether the run has stored trajectories.
+
+    Returns
+    -------
+    list of BatchKind
+        One per objective.
+
     Examples
     --------
+    >>> import flowsim
     >>> from flowsim.train import Lagrangian, PairRegression, check_needs
     >>> check_needs([Lagrangian()], has_data=False)
     [<BatchKind.STATES: 'states'>]
-    >>> check_needs([PairRegression()], has_data=False)
-    Traceback (most recent call last):
-    ...
-    flowsim.errors.ConfigError: objectives ['pairs'] need trajectory data (batches of kind PAIRS); pass data=… (a store, Solution or TrajectoryBank) or use objectives='physics'
+    >>> try:
+    ...     check_needs([PairRegression()], has_data=False)
+    ... except flowsim.ConfigError as err:
+    ...     print(str(err)[:60])
+    objectives ['pairs'] need trajectory data (batches of kind P
     """
     kinds = [batch_kind(o) for o in objectives]
     if not has_data:

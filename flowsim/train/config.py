@@ -265,6 +265,11 @@ def warn_if_tf32(device: torch.device | str) -> bool:
     TF32's 10-bit mantissa (~1e-3) is as coarse as the accuracy a jump is trained for;
     :func:`flowsim.fit` calls this for a float32 map. Only CUDA devices are affected.
 
+    Arguments
+    ---------
+    device:
+        The device training runs on.
+
     Examples
     --------
     >>> from flowsim.train import warn_if_tf32

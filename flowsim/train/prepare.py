@@ -184,6 +184,11 @@ def as_bank(data: Any) -> TrajectoryBank | None:
     """``data`` (a store path, an xarray Dataset, a Solution, a TrajectoryBank or ``None``) as a
     :class:`~flowsim.train.TrajectoryBank` in memory (``None`` stays ``None``).
 
+    Arguments
+    ---------
+    data:
+        Trajectories, or ``None``.
+
     Raises
     ------
     ConfigError
