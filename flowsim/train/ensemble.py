@@ -287,11 +287,11 @@ def _shared_data(fm: FlowMap, data: Any, config: FitConfig, validation: Any):
     """``(data for every member, validation for every member, bank to judge the ensemble on,
     validation jumps)``, from :func:`prepare` once.
 
-    Prepared trajectories in memory go to every member as they are (so all train on the same
-    split and are judged on the same held-out trajectories); a streamed store goes as it is
-    (each member streams its training split) and the ensemble is judged on a bounded sample of
-    its validation split."""
+    Trajectories split here go to every member as they are (so all train on the same split and
+    are judged on the same held-out trajectories); a store with its own split, or streamed, goes
+    as it is (each member reads or streams its training split, the same for all) and the
+    ensemble is judged on its validation split (a bounded sample of it when streamed)."""
     prep = prepare(fm, data, config, validation)
-    if prep.stream is not None:
+    if prep.split_by_store or prep.stream is not None:
         return data, validation, prep.validation, prep.val_jumps
     return prep.train, prep.validation, prep.validation, prep.val_jumps
