@@ -25,6 +25,7 @@ from .systems import from_callable as from_callable
 from .systems import get_system as get_system
 from .systems import list_systems as list_systems
 from .systems import register_system as register_system
+from .train import FitConfig as FitConfig
 from .train import fit as fit
 from .train import fit_ensemble as fit_ensemble
 from .train import load as load
@@ -34,6 +35,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "FlowMap",
+    "FitConfig",
     "FlowMapEnsemble",
     "FlowMapLike",
     "FlowsimError",

@@ -7,6 +7,7 @@ figures, ``report.json`` (all numbers) and ``report.md`` (a short summary).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,13 +24,20 @@ from .errors import ConfigError, TimeGridError
 from .maps.flowmap import FlowMap
 from .solve.reference import reference_solve
 from .systems.registry import get_system
+from .train import FitConfig
 
 __all__ = ["quickstart", "evaluate"]
 
+#: How the quickstart trains: FitConfig's defaults but lr 5e-3 and batch 512, the best measured
+#: per CPU second for the quickstart's 128×6 network with Muon (docs/choosing.md, "Network size
+#: and steps"); FitConfig's lr 1e-3 / batch 1024 are the safe defaults for any network.
+QUICKSTART_FIT = dataclasses.replace(FitConfig(), lr=5e-3, batch_size=512, steps=6000)
+
 SIZES = {
-    # n trajectories, stored times, training steps, width, depth, batch, evaluation states
-    "small": dict(n=96, n_times=81, steps=150, width=32, depth=2, batch=128, n_eval=64),
-    "default": dict(n=2048, n_times=321, steps=6000, width=128, depth=6, batch=512, n_eval=2000),
+    # n trajectories, stored times, width, depth, evaluation states; how to train
+    "small": dict(n=96, n_times=81, width=32, depth=2, n_eval=64,
+                  fit=dataclasses.replace(QUICKSTART_FIT, steps=150, batch_size=128)),
+    "default": dict(n=2048, n_times=321, width=128, depth=6, n_eval=2000, fit=QUICKSTART_FIT),
 }
 
 
@@ -92,14 +100,13 @@ def quickstart(
     >>> sorted(p.name for p in (Path("flowsim-quickstart") / "report").iterdir())  # doctest: +SKIP
     """
     from .data import simulate_ensemble
-    from .train.trainer import fit
+    from .train import fit
 
     if size not in SIZES:
         raise ConfigError(f"size must be one of {list(SIZES)}; got {size!r}")
     if params not in ("default", "prior"):
         raise ConfigError(f"params must be 'default' or 'prior'; got {params!r}")
     cfg = dict(SIZES[size])
-    cfg["steps"] = steps or cfg["steps"]
     cfg["n"] = n or cfg["n"]
     quiet = not progress
     sys_ = get_system(system)
@@ -115,16 +122,16 @@ def quickstart(
                            client=client, seed=seed, progress=progress)
     sim_time = time.perf_counter() - t0
 
-    _say(f"[2/3] training a flow map for {cfg['steps']} steps on {dev}", quiet)
+    fit_config = dataclasses.replace(cfg["fit"], steps=steps or cfg["fit"].steps, seed=seed, max_jump=T)
+    _say(f"[2/3] training a flow map for {fit_config.steps} steps on {dev}", quiet)
     # params="default": a single parameter set, no parametric range to cover
     fm = FlowMap(sys_, width=cfg["width"], depth=cfg["depth"], param_range=params)
-    res = fit(fm, "pairs", ds, steps=cfg["steps"], batch_size=cfg["batch"], lr=5e-3, device=dev,
-              checkpoint_dir=out / "model", seed=seed, progress=progress, max_jump=T,
-              resume=True)
+    res = fit(fm, "pairs", ds, fit_config, device=dev, checkpoint_dir=out / "model",
+              progress=progress, resume=True)
     summary = _evaluate(res.flowmap, out / "report", n_eval=cfg["n_eval"], params=params,
                         seed=seed + 1, training_time=res.wall_time, quiet=quiet)
     summary.update(simulation_seconds=sim_time, training_seconds=res.wall_time,
-                   training_steps=cfg["steps"], store=str(out / "data.zarr"),
+                   training_steps=fit_config.steps, store=str(out / "data.zarr"),
                    checkpoint=str(out / "model"))
     _write(out / "report", summary)
     _say(_table(summary), quiet)

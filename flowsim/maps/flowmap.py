@@ -391,12 +391,69 @@ class FlowMap(JumpAPI, nn.Module):
         return out
 
     def set_state_transform(self, transform: StateTransform) -> None:
-        """Replace the state normalisation (before training), keeping the config in step."""
-        if transform.dim != self.config.dim:
-            raise ConfigError(f"transform has dim {transform.dim}, the map {self.config.dim}")
-        self.state_transform.load_state_dict(transform.state_dict())
-        self.config.log_states = [bool(v) for v in transform.log_mask.tolist()]
-        self._has_log = bool(transform.log_mask.any())
+        """Replace the state normalisation (before training), keeping the config in step
+        (``configure_for_data(state_transform=transform)``)."""
+        self.configure_for_data(state_transform=transform)
+
+    def configure_for_data(self, *, max_jump: float | None = None,
+                           state_transform: StateTransform | None = None,
+                           velocity_scale: Tensor | None = None) -> FlowMap:
+        """Set what the map learns from its training data before its weights: the one place
+        :func:`flowsim.fit` changes a map other than its weights (and its device).
+
+        Each argument left ``None`` is unchanged. All are saved in the checkpoint.
+
+        Arguments
+        ---------
+        max_jump:
+            The longest jump the map is trained for (time units): :attr:`max_jump`, the
+            longest single jump :meth:`odeint` takes by default.
+        state_transform:
+            The state normalisation (standardise, or log-standardise positive states) the
+            network sees; the config's ``log_states`` follows it.
+        velocity_scale:
+            ``(dim,)`` positive RMS rate of change of each normalised state per timescale: the
+            scale of the network's output.
+
+        Returns
+        -------
+        FlowMap
+            ``self``.
+
+        Raises
+        ------
+        ConfigError
+            A non-positive ``max_jump``, or a transform or scale of another dimension or with
+            non-positive entries.
+
+        Examples
+        --------
+        >>> import torch, flowsim
+        >>> fm = flowsim.FlowMap("lotka_volterra", width=8, depth=1)
+        >>> fm.configure_for_data(max_jump=2.0, velocity_scale=torch.tensor([1.0, 3.0])).max_jump
+        2.0
+        """
+        dim = self.config.dim
+        if max_jump is not None and not (math.isfinite(float(max_jump)) and float(max_jump) > 0):
+            raise ConfigError(f"max_jump must be a positive number of time units; got {max_jump!r}")
+        if state_transform is not None and state_transform.dim != dim:
+            raise ConfigError(f"transform has dim {state_transform.dim}, the map {dim}")
+        if velocity_scale is not None:
+            velocity_scale = torch.as_tensor(velocity_scale, dtype=torch.float64)
+            if velocity_scale.shape != (dim,) or not bool((velocity_scale > 0).all()) \
+                    or not bool(torch.isfinite(velocity_scale).all()):
+                raise ConfigError(f"velocity_scale must be {dim} positive finite numbers; got "
+                                  f"{velocity_scale.tolist()}")
+        if max_jump is not None:
+            self.config.max_jump = float(max_jump)
+        if state_transform is not None:
+            self.state_transform.load_state_dict(state_transform.state_dict())
+            self.config.log_states = [bool(v) for v in state_transform.log_mask.tolist()]
+            self._has_log = bool(state_transform.log_mask.any())
+        if velocity_scale is not None:
+            with torch.no_grad():
+                self.velocity_scale.copy_(velocity_scale)
+        return self
 
     # ------------------------------------------------------------------ core
     def forward(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:

@@ -26,6 +26,7 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 ENSEMBLE = "ensemble.json"
+TRAINER_STATE = "trainer_state.pt"
 
 
 def member_dir(path: str | os.PathLike, k: int) -> Path:
@@ -243,6 +244,49 @@ def check_compatible(cfg: FlowMapConfig, system: ODESystem) -> None:
             "checkpoint does not match the system: " + "; ".join(problems)
             + ". Load it with the system it was trained on."
         )
+
+
+def save_trainer_state(path: Path, state: dict[str, Any]) -> None:
+    """Write a training run's state (weights, optimiser, EMA, random streams, history, the
+    run's ``config`` and ``run`` record as JSON strings) to ``path/trainer_state.pt``."""
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path / TRAINER_STATE) as tmp:
+        torch.save(state, tmp)
+
+
+def load_trainer_state(path: Path, system: str, config: dict[str, Any], run: dict[str, Any],
+                       may_differ: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read ``path/trainer_state.pt`` and refuse it unless it is a run of ``system`` with the
+    same ``config`` (every field but ``may_differ``) and the same objectives.
+
+    A state written before configs were recorded whole holds only the ``run`` record: each
+    key it holds must then agree with ``run``."""
+    try:
+        state = torch.load(path / TRAINER_STATE, weights_only=True, map_location="cpu")
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"{path / TRAINER_STATE} is corrupted ({err}); delete it to restart") from None
+    if state.get("system") != system:
+        raise CheckpointError(
+            f"{path} holds a training run of {state.get('system')!r}, not {system!r}; "
+            "choose another checkpoint_dir or pass resume=False")
+    saved_run = json.loads(state["run"])
+    saved_run.setdefault("optimizer", "adamw")  # checkpoints from before the option
+    run = json.loads(json.dumps(run, default=_json_default))
+    if "config" in state:
+        saved_cfg = json.loads(state["config"])
+        keys = [k for k in sorted(set(saved_cfg) | set(config)) if k not in may_differ]
+        diff = {k: (saved_cfg.get(k), config.get(k)) for k in keys if saved_cfg.get(k) != config.get(k)}
+        keys = ("objectives", "weights", "optimizer")
+    else:  # an older checkpoint: the keys it recorded must agree
+        diff = {}
+        keys = tuple(k for k in saved_run if k in run and k not in may_differ and k != "config")
+    diff.update({k: (saved_run.get(k), run.get(k)) for k in keys if saved_run.get(k) != run.get(k)})
+    if diff:
+        raise CheckpointError(
+            f"{path} was written by a run with other settings: "
+            + "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
+            + ". Resume with the same settings, or pass resume=False / another checkpoint_dir")
+    return state
 
 
 def _version() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import pickle
 import time
@@ -19,8 +20,10 @@ from ..errors import ConfigError
 from ..maps.ensemble import FlowMapEnsemble
 from ..maps.flowmap import FlowMap
 from . import checkpoint as ckpt
+from .config import FitConfig
 from .objectives import Objective
-from .trainer import FitResult, _as_bank, _default_validation, _store_splits, fit
+from .prepare import prepare
+from .trainer import FitResult, fit
 from .validation import jump_errors
 
 __all__ = ["EnsembleFitResult", "fit_ensemble"]
@@ -61,10 +64,11 @@ def fit_ensemble(
     flowmap: FlowMap,
     objectives: str | list[Objective] = "pairs",
     data: Any = None,
+    config: FitConfig | None = None,
     *,
     members: int = 2,
     workers: int | None = None,
-    seed: int = 0,
+    validation: Any = None,
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
     **fit_kwargs: Any,
@@ -72,8 +76,8 @@ def fit_ensemble(
     """Train ``members`` flow maps like ``flowmap`` independently and average them.
 
     Member ``k`` has its own initial weights and its own draws of the data (seed ``seed + k``)
-    and is trained by :func:`flowsim.fit` with ``fit_kwargs``. The members train in ``workers``
-    processes at once, each with an equal share of the CPU threads, so on a machine whose
+    and is trained by :func:`flowsim.fit` with ``config`` and ``fit_kwargs``. The members train
+    in ``workers`` processes at once, each with an equal share of the CPU threads, so on a machine whose
     cores one small network cannot keep busy (on a 2-core CPU each of two single-threaded
     trainings side by side took 0.8–1.0× the steps of one training on both cores) an ensemble
     costs about as much wall-clock time as one map. Averaging lowers the error: on
@@ -95,8 +99,11 @@ def fit_ensemble(
         A :class:`~flowsim.FlowMap` giving the architecture and settings of every member (its
         system, size, transforms, parameter range, device and dtype); its weights are not used
         and it is not modified.
-    objectives, data:
-        As for :func:`flowsim.fit`.
+    objectives, data, config:
+        As for :func:`flowsim.fit`. The data are prepared once
+        (:func:`~flowsim.train.prepare`): without ``validation``, trajectory data (not a
+        streamed store) are split once, 10 % held out, and every member trains on the same 90 %
+        and is judged, like the ensemble, on the same 10 %.
     members:
         Number of members (at least two).
     workers:
@@ -104,8 +111,8 @@ def fit_ensemble(
         trains them one after another in this process (needed for systems that cannot be
         pickled, such as :func:`~flowsim.from_callable` systems built from lambdas). With fewer
         workers than members, a ``time_budget`` holds per member: the later ones wait their turn.
-    seed:
-        Member ``k`` uses ``seed + k`` for its weights and its data.
+    validation:
+        Held-out trajectories for every member and the ensemble (as for :func:`flowsim.fit`).
     checkpoint_dir:
         Where to save: member ``k`` checkpoints to ``checkpoint_dir/member-<k>`` as
         :func:`flowsim.fit` does (so ``resume`` works member by member), and the ensemble is
@@ -115,10 +122,10 @@ def fit_ensemble(
     progress:
         Show a progress bar of finished members.
     **fit_kwargs:
-        Passed to :func:`flowsim.fit` for every member (``steps``, ``batch_size``, ``lr``,
-        ``time_budget``, ``validation``, ``device``, …). ``progress`` of the members is off.
-        Without ``validation``, trajectory data (not a store) are split once, 10 % held out, and
-        every member trains on the same 90 % and is judged, like the ensemble, on the same 10 %.
+        :class:`~flowsim.train.FitConfig` fields (``steps``, ``batch_size``, ``lr``,
+        ``time_budget``, ``seed``: member ``k`` uses ``seed + k`` for its weights and its data,
+        …) and :func:`flowsim.fit`'s ``device`` and ``resume``, for every member. ``progress``
+        of the members is off.
 
     Returns
     -------
@@ -153,18 +160,19 @@ def fit_ensemble(
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ConfigError(f"workers must be a positive integer; got {workers!r}")
     n_workers = min(n_workers, members)
-    data, validation, val_bank, val_jumps = _validation(flowmap, data, fit_kwargs, seed)
-    if validation is not None:
-        fit_kwargs["validation"] = validation
-    device = fit_kwargs.get("device") or flowmap.device
+    run_kw = {k: fit_kwargs.pop(k) for k in ("device", "resume") if k in fit_kwargs}
+    config = FitConfig.from_options(config, **fit_kwargs)
+    seed = config.seed
+    data, validation, val_bank, val_jumps = _shared_data(flowmap, data, config, validation)
+    device = run_kw.get("device") or flowmap.device
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckdir is not None:  # no ensemble loads from here until every member is done
         (ckdir / ckpt.ENSEMBLE).unlink(missing_ok=True)
     jobs = []
     for k in range(members):
         member = _fresh_copy(flowmap, seed + k)
-        kw = dict(fit_kwargs, seed=seed + k, progress=False,
-                  checkpoint_dir=ckpt.member_dir(ckdir, k) if ckdir is not None else None)
+        kw = dict(run_kw, config=dataclasses.replace(config, seed=seed + k), validation=validation,
+                  progress=False, checkpoint_dir=ckpt.member_dir(ckdir, k) if ckdir is not None else None)
         jobs.append((member, kw))
 
     bar = None
@@ -202,10 +210,8 @@ def fit_ensemble(
         r.flowmap.to(device)
     ens = FlowMapEnsemble([r.flowmap for r in done]).eval()
     metrics = {}
-    if val_bank is not None:
-        vj = val_jumps or done[0].flowmap.training_record.get("val_jumps", [])
-        vj = [v for v in vj if v <= val_bank.max_gap]
-        metrics = jump_errors(ens, val_bank, vj) if vj else {}
+    if val_jumps:
+        metrics = jump_errors(ens, val_bank, val_jumps)
     ens.training_record = {"members": [r.flowmap.training_record for r in done],
                            "final_metrics": metrics, "workers": n_workers, "seed": seed}
     if ckdir is not None:  # each member's checkpoint is already there, written by fit
@@ -277,38 +283,15 @@ def _fresh_copy(template: FlowMap, seed: int) -> FlowMap:
     return member.to(device).train()
 
 
-def _validation(fm: FlowMap, data: Any, fit_kwargs: dict[str, Any], seed: int):
-    """``(data for every member, validation for every member or None, bank to judge the
-    ensemble on, validation jumps or None)``.
+def _shared_data(fm: FlowMap, data: Any, config: FitConfig, validation: Any):
+    """``(data for every member, validation for every member, bank to judge the ensemble on,
+    validation jumps)``, from :func:`prepare` once.
 
-    A store is split by each member as :func:`flowsim.fit` does (the split is fixed by the
-    store), and the ensemble is judged on the same validation split. Other trajectory data are
-    split here once, as :func:`flowsim.fit` would (10 % held out), so every member trains on the
-    same trajectories and all are judged on the same held-out ones. Without data (physics), the
-    members share one default validation bank."""
-    validation = fit_kwargs.pop("validation", None)
-    val_jumps = fit_kwargs.get("val_jumps")
-    if validation is not None:
-        return data, validation, _as_bank(validation), val_jumps
-    ds = data
-    if isinstance(data, (str, os.PathLike)):
-        from ..data import open_store
-
-        ds = open_store(data)
-    if hasattr(ds, "data_vars") and "trajectory" in ds.dims:
-        _, val = _store_splits(ds, probe=512)
-        if val is not None:
-            return data, None, _as_bank(val), val_jumps
-        bank = _as_bank(ds)  # too small for the store's split: split as for a bank
-    else:
-        bank = _as_bank(data)
-    if bank is not None and len(bank) >= 10:
-        train, val = bank.split(0.1, torch.Generator().manual_seed(seed))
-        return train, val, val, val_jumps
-    default = _default_validation(fm, _max_jump(fm, fit_kwargs), seed)
-    return data, default, default, val_jumps
-
-
-def _max_jump(fm: FlowMap, fit_kwargs: dict[str, Any]) -> float:
-    max_jump = fit_kwargs.get("max_jump")
-    return float(max_jump) if max_jump is not None else float(fm.config.timescale)
+    Trajectories split here go to every member as they are (so all train on the same split and
+    are judged on the same held-out trajectories); a store with its own split, or streamed, goes
+    as it is (each member reads or streams its training split, the same for all) and the
+    ensemble is judged on its validation split (a bounded sample of it when streamed)."""
+    prep = prepare(fm, data, config, validation)
+    if prep.split_by_store or prep.stream is not None:
+        return data, validation, prep.validation, prep.val_jumps
+    return prep.train, prep.validation, prep.validation, prep.val_jumps

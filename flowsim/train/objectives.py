@@ -1,9 +1,10 @@
 """Training objectives for flow maps (see DESIGN.md for the formulas).
 
 Every objective is a small callable ``objective(flowmap, batch) -> scalar`` with a ``weight``
-and a ``needs`` attribute saying which batch it consumes: ``"pairs"`` (stored pairs with
-targets), ``"states"`` (start states and jump times; physics and self-consistency), or
-``"windows"`` (consecutive stored states). Errors are measured in the map's normalised
+and a ``needs`` attribute, a :class:`~flowsim.train.BatchKind`, saying which batch it consumes:
+``PAIRS`` (stored pairs with targets), ``SHORT_PAIRS`` (stored pairs one step apart),
+``STATES`` (start states and jump times; physics and self-consistency), or ``WINDOWS``
+(consecutive stored states). Errors are measured in the map's normalised
 coordinates (per-state standardisation), so every state counts equally.
 """
 
@@ -17,6 +18,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..maps.flowmap import FlowMap
 from .bank import PairBatch, StateBatch, WindowBatch
+from .batches import BatchKind
 
 __all__ = [
     "Objective",
@@ -77,20 +79,32 @@ def _robust(r: Tensor, delta: float = 10.0) -> Tensor:
 class Objective:
     """Base class: ``weight`` multiplies the loss; ``name`` labels it in logs.
 
-    Subclasses set ``needs`` to the batch they consume (``"pairs"``, ``"states"``,
-    ``"windows"``, ``"short_pairs"``); :func:`flowsim.fit` draws it.
+    Subclasses set ``needs`` to the :class:`~flowsim.train.BatchKind` they consume
+    (``PAIRS``, ``SHORT_PAIRS``, ``STATES``, ``WINDOWS``; the batch class is
+    ``needs.batch_type``), and :func:`flowsim.fit` draws it. A ``WINDOWS`` objective also has
+    ``length`` and ``stride``. (The strings of earlier versions still work, with a
+    :class:`DeprecationWarning`.)
 
     Examples
     --------
-    >>> from flowsim.train import PairRegression, Semigroup, make_objectives
+    >>> from dataclasses import dataclass
+    >>> from flowsim.train import BatchKind, Objective, PairRegression, Semigroup, make_objectives
     >>> [(o.name, o.weight) for o in make_objectives("pairs+semigroup")]
     [('pairs', 1.0), ('semigroup', 0.5)]
     >>> objs = [PairRegression(), Semigroup(weight=0.05)]  # a list works wherever a preset does
+    >>> @dataclass
+    ... class LandingMSE(Objective):  # a custom objective: the plain squared landing error
+    ...     name: str = "landing_mse"
+    ...     needs: BatchKind = BatchKind.PAIRS
+    ...     def __call__(self, fm, batch):
+    ...         return (fm(batch.s, batch.t, batch.x_s, batch.p) - batch.x_t).pow(2).mean()
+    >>> LandingMSE(weight=0.5).needs.batch_type.__name__
+    'PairBatch'
     """
 
     weight: float = 1.0
     name: str = "objective"
-    needs: str = "states"
+    needs: BatchKind = BatchKind.STATES
 
     def __call__(self, fm: FlowMap, batch) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -106,19 +120,19 @@ class Diagonal(Objective):
     Examples
     --------
     >>> from flowsim.train import Diagonal
-    >>> Diagonal().needs, Diagonal(source="data").needs
-    ('states', 'short_pairs')
+    >>> Diagonal().needs.name, Diagonal(source="data").needs.name
+    ('STATES', 'SHORT_PAIRS')
     """
 
     source: str = "system"
     name: str = "diagonal"
-    needs: str = "states"
+    needs: BatchKind = BatchKind.STATES
 
     def __post_init__(self) -> None:
         if self.source not in ("system", "data"):
             raise ConfigError("Diagonal(source=…) must be 'system' or 'data'")
         if self.source == "data":
-            self.needs = "short_pairs"
+            self.needs = BatchKind.SHORT_PAIRS
 
     def __call__(self, fm: FlowMap, batch) -> Tensor:
         if self.source == "system":
@@ -165,14 +179,14 @@ class PairRegression(Objective):
     Examples
     --------
     >>> from flowsim.train import PairRegression
-    >>> PairRegression().needs, PairRegression().loss, PairRegression(jump_weight=0.3).jump_weight
-    ('pairs', 'norm', 0.3)
+    >>> PairRegression().needs.name, PairRegression().loss, PairRegression(jump_weight=0.3).jump_weight
+    ('PAIRS', 'norm', 0.3)
     """
 
     jump_weight: float | None = None
     loss: str = "norm"
     name: str = "pairs"
-    needs: str = "pairs"
+    needs: BatchKind = BatchKind.PAIRS
 
     def __post_init__(self) -> None:
         if self.loss not in ("norm", "squared"):
@@ -208,7 +222,7 @@ class Lagrangian(Objective):
 
     teacher: str = "system"
     name: str = "lagrangian"
-    needs: str = "states"
+    needs: BatchKind = BatchKind.STATES
 
     def __post_init__(self) -> None:
         if self.teacher not in ("system", "self"):
@@ -237,12 +251,12 @@ class Eulerian(Objective):
     Examples
     --------
     >>> from flowsim.train import Eulerian
-    >>> Eulerian(weight=0.5).needs
-    'states'
+    >>> Eulerian(weight=0.5).needs.name
+    'STATES'
     """
 
     name: str = "eulerian"
-    needs: str = "states"
+    needs: BatchKind = BatchKind.STATES
 
     def __call__(self, fm: FlowMap, batch: StateBatch) -> Tensor:
         s, t, x, p = batch.s, batch.t, batch.x, batch.p
@@ -258,12 +272,12 @@ class Semigroup(Objective):
     Examples
     --------
     >>> from flowsim.train import Semigroup
-    >>> Semigroup(weight=0.1).needs
-    'states'
+    >>> Semigroup(weight=0.1).needs.name
+    'STATES'
     """
 
     name: str = "semigroup"
-    needs: str = "states"
+    needs: BatchKind = BatchKind.STATES
 
     def __call__(self, fm: FlowMap, batch: StateBatch) -> Tensor:
         s, t, x, p = batch.s, batch.t, batch.x, batch.p
@@ -283,15 +297,15 @@ class Rollout(Objective):
     Examples
     --------
     >>> from flowsim.train import Rollout
-    >>> Rollout(length=8, stride=2).needs
-    'windows'
+    >>> Rollout(length=8, stride=2).needs.name
+    'WINDOWS'
     """
 
     length: int = 5
     stride: int = 1
     max_weight: float = 0.0
     name: str = "rollout"
-    needs: str = "windows"
+    needs: BatchKind = BatchKind.WINDOWS
 
     def __call__(self, fm: FlowMap, batch: WindowBatch) -> Tensor:
         x = batch.x[:, 0]

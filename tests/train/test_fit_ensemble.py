@@ -93,9 +93,22 @@ def test_bad_arguments_and_worker_errors_are_reported(lv_data):
         fit_ensemble(fm, "pairs", train, workers=0)
     with pytest.raises(flowsim.ConfigError, match="FlowMap"):
         fit_ensemble(torch.nn.Linear(2, 2), "pairs", train)
-    # an error inside a worker process reaches the caller as itself
-    with pytest.raises(flowsim.ConfigError, match="must be positive"):
+    # bad options are refused once, before any member starts
+    with pytest.raises(flowsim.ConfigError, match="lr must be a positive number"):
         fit_ensemble(fm, "pairs", train, workers=2, steps=5, lr=-1.0, progress=False)
+    # an error inside a worker process reaches the caller as itself
+    with pytest.raises(flowsim.ConfigError, match="raised in a worker"):
+        fit_ensemble(fm, [_RaisesInAWorker()], train, workers=2, steps=5, progress=False)
+
+
+@dataclass
+class _RaisesInAWorker(PairRegression):
+    """Pair regression that raises a ConfigError when it runs in a worker."""
+
+    def __call__(self, fm, batch):
+        if multiprocessing.parent_process() is not None:
+            raise flowsim.ConfigError("raised in a worker")
+        return super().__call__(fm, batch)
 
 
 @dataclass

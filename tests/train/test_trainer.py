@@ -257,7 +257,7 @@ def test_fit_streams_a_store_from_disk(tmp_path):
 
 
 def test_tf32_on_cuda_is_warned_about():
-    from flowsim.train.trainer import _warn_if_tf32
+    from flowsim.train import warn_if_tf32 as _warn_if_tf32
 
     assert not _warn_if_tf32(torch.device("cuda")) and not _warn_if_tf32(torch.device("cpu"))
     old = torch.get_float32_matmul_precision()
@@ -273,7 +273,7 @@ def test_tf32_on_cuda_is_warned_about():
 class _BreaksAt(flowsim.train.Objective):
     """Physics loss that turns NaN from a given call on (a diverging run)."""
 
-    name, needs = "breaks", "states"
+    name, needs = "breaks", flowsim.train.BatchKind.STATES
 
     def __init__(self, at: int) -> None:
         self.at, self.calls, self.inner = at, 0, flowsim.train.make_objectives("physics")[0]
