@@ -68,8 +68,8 @@ class FitConfig:
         initial states cross the transients that a uniform draw rarely starts in: on
         FitzHugh–Nagumo (16,000 steps) 0.25 lowered the error of one-timescale jumps from the
         initial states 2× (1.7e-2 → 8.3e-3) for 5 % more along the trajectories (1.9e-3 →
-        2.0e-3) (``benchmarks/depth_ablation.py --early``). A streamed store follows it too
-        (its gaps are all log-uniform: it does not follow ``log_fraction``).
+        2.0e-3) (``benchmarks/accuracy.py --ablate early-fraction``). A streamed store draws
+        gaps and starts exactly as an in-memory one (:mod:`flowsim.data.sampling`).
     val_jumps:
         Jump sizes (time units) to validate at; default: ``max(min_jump, 0.01 T)``, ``0.1 T``
         and ``max_jump`` (``T`` the system's timescale).

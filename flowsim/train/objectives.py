@@ -155,7 +155,7 @@ class PairRegression(Objective):
     (median) landing error, and the squared loss spends its effort on the worst pairs instead:
     on Lotka–Volterra at 16,000 steps the norm loss gave 2.8e-4 / 9.9e-4 / 1.9e-3 median error
     at 0.01 / 0.1 / 0.46 T against 7.8e-4 / 2.1e-3 / 3.3e-3 for the squared loss
-    (``benchmarks/accuracy_ablation.py --loss …``).
+    (``benchmarks/accuracy.py --ablate loss …``).
 
     ``jump_weight=None`` (default) weighs all pairs equally: the error of the landing point, which
     is what single-jump accuracy is judged by. ``jump_weight=h0`` divides each pair's error by

@@ -154,6 +154,7 @@ def prepare(flowmap: FlowMap, data: Any, config: FitConfig | None = None,
 
         stream = PairSampler(store_path, batch_size=config.batch_size, split="train",
                              min_gap=lo, max_gap=train_hi, gaps="log-uniform", seed=config.seed,
+                             log_fraction=config.log_fraction,
                              early_fraction=config.early_fraction, drop_last=True)
     vs = velocity_scale(fm, transform if transform is not None else fm.state_transform, bank,
                         config.seed)
