@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .flowmap import FlowMap, FlowMapConfig, JumpAPI
+from .flowmap import FlowMap, FlowMapConfig
+from .jump_api import JumpAPI
 
 __all__ = ["FlowMapEnsemble"]
 
