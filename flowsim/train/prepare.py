@@ -147,7 +147,10 @@ def prepare(flowmap: FlowMap, data: Any, config: FitConfig | None = None,
     vj = [v for v in vj if v <= val_bank.max_gap]
     transform = None
     if bank is not None:  # normalise with the statistics of the training data
-        transform = StateTransform.fit(bank.x, log=_log_mask(fm, bank)).to(fm.device)
+        # in the map's own buffer dtype, as the map will hold it (the velocity scale is
+        # computed with exactly the transform the map trains with)
+        transform = StateTransform.fit(bank.x, log=_log_mask(fm, bank)).to(
+            device=fm.device, dtype=fm.state_transform.mean.dtype)
     stream = None
     if streaming:  # pairs stream from the store chunk by chunk; `bank` is a bounded probe of it
         from ..data import PairSampler
