@@ -16,6 +16,7 @@ from .errors import TimeGridError as TimeGridError
 from .maps import FlowMap as FlowMap
 from .maps import FlowMapEnsemble as FlowMapEnsemble
 from .solve import Solution as Solution
+from .solve import SolverOptions as SolverOptions
 from .solve import Status as Status
 from .solve import reference_solve as reference_solve
 from .systems import ODESystem as ODESystem
@@ -40,6 +41,7 @@ __all__ = [
     "ParameterError",
     "ShapeError",
     "Solution",
+    "SolverOptions",
     "Status",
     "SolverError",
     "StoreError",
