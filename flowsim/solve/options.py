@@ -250,6 +250,22 @@ def solver_options(
     Used by the entry points that accept both ``solver=`` and the convenience keywords
     ``method=``, ``rtol=``, … ; giving both is refused.
 
+    Arguments
+    ---------
+    solver:
+        A :class:`SolverOptions`, a dict of its fields, or ``None``.
+    keywords:
+        The keyword form: ``{field: value}``, where ``None`` means "not given".
+
+    Returns
+    -------
+    SolverOptions
+
+    Raises
+    ------
+    SolverError
+        Invalid options, or both ``solver`` and keywords given.
+
     Examples
     --------
     >>> from flowsim.solve import solver_options
