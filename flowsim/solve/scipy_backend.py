@@ -8,10 +8,10 @@ from scipy.integrate import solve_ivp
 from torch import Tensor
 
 from ..systems.base import ODESystem
-from .options import SCIPY_METHODS, SolverOptions
+from .options import SolverOptions
 from .status import Status
 
-__all__ = ["SCIPY_METHODS", "solve_scipy"]
+__all__ = ["solve_scipy"]
 _IMPLICIT = ("Radau", "BDF", "LSODA")
 
 

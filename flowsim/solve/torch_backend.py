@@ -9,13 +9,10 @@ import torchdiffeq
 from torch import Tensor
 
 from ..systems.base import ODESystem
-from .options import TORCHDIFFEQ_ADAPTIVE, TORCHDIFFEQ_FIXED, SolverOptions
+from .options import TORCHDIFFEQ_ADAPTIVE, SolverOptions
 from .status import Status
 
-__all__ = ["ADAPTIVE_METHODS", "FIXED_METHODS", "odeint_options", "solve_torchdiffeq"]
-
-ADAPTIVE_METHODS = TORCHDIFFEQ_ADAPTIVE
-FIXED_METHODS = TORCHDIFFEQ_FIXED
+__all__ = ["odeint_options", "solve_torchdiffeq"]
 
 
 class _Failure(Exception):
