@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,19 +56,16 @@ BACKENDS = tuple(METHODS)
 
 
 def _positive_float(name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+    """``v`` as a float (numpy scalars included); refuses bools, non-numbers, ``≤ 0``, NaN, inf."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v > 0 and math.isfinite(v)):
         raise SolverError(f"{name} must be a positive finite number; got {name}={v!r}")
     return float(v)
 
 
 def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        try:
-            ok = not isinstance(v, bool) and int(v) == v and v >= 1
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise SolverError(f"{name} must be a positive integer; got {name}={v!r}")
+    """``v`` as an int (integral floats and numpy integers included); refuses bools and ``< 1``."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 1 or int(v) != v:
+        raise SolverError(f"{name} must be a positive integer; got {name}={v!r}")
     return int(v)
 
 
@@ -125,7 +123,7 @@ class SolverOptions:
     max_steps: int = 100_000
 
     def __post_init__(self) -> None:
-        if self.backend not in METHODS:
+        if not isinstance(self.backend, str) or self.backend not in METHODS:
             raise SolverError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
         methods = METHODS[self.backend]
         method = methods[0] if self.method is None else self.method

@@ -31,6 +31,7 @@ def test_defaults_per_backend():
     "kwargs, match",
     [
         (dict(backend="jax"), "unknown backend"),
+        (dict(backend=["scipy"]), "unknown backend"),
         (dict(method="rk99"), "unknown torchdiffeq method"),
         (dict(backend="scipy", method="dopri5"), "backend='torchdiffeq'"),
         (dict(backend="torchode", method="rk4"), "unknown torchode method"),
@@ -41,6 +42,7 @@ def test_defaults_per_backend():
         (dict(rtol=True), "rtol"),
         (dict(max_steps=0), "max_steps"),
         (dict(max_steps=2.5), "max_steps"),
+        (dict(max_steps=float("inf")), "max_steps"),
         (dict(method="rk4"), "needs exactly one of step_size"),
         (dict(method="rk4", step_size=0.1, n_steps=10), "got both"),
         (dict(method="rk4", step_size=-0.1), "step_size"),
