@@ -17,6 +17,7 @@ from .maps import FlowMap as FlowMap
 from .maps import FlowMapEnsemble as FlowMapEnsemble
 from .maps import FlowMapLike as FlowMapLike
 from .solve import Solution as Solution
+from .solve import SolverOptions as SolverOptions
 from .solve import Status as Status
 from .solve import reference_solve as reference_solve
 from .systems import ODESystem as ODESystem
@@ -44,6 +45,7 @@ __all__ = [
     "ParameterError",
     "ShapeError",
     "Solution",
+    "SolverOptions",
     "Status",
     "SolverError",
     "StoreError",

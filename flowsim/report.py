@@ -22,7 +22,7 @@ import torch
 from . import analysis as an
 from .errors import ConfigError, TimeGridError
 from .maps.flowmap import FlowMap
-from .solve.reference import reference_solve
+from .solve import SolverOptions, reference_solve
 from .systems.registry import get_system
 from .train import FitConfig
 
@@ -233,8 +233,7 @@ def _evaluate(fm: FlowMap, out: Path, *, n_eval: int, params: str, seed: int,
     if reference is None:
         x0, p = _held_out(fm, min(n_eval, 512), params, seed)
         t = torch.linspace(0, 2 * hmax, 201, dtype=torch.float64)
-        kw = dict(backend="scipy", method="Radau") if sys_.stiff else {}
-        ref = reference_solve(sys_, x0, t, p, rtol=1e-10, atol=1e-12, **kw)
+        ref = reference_solve(sys_, x0, t, p, solver=SolverOptions.reference(sys_, rtol=1e-10, atol=1e-12))
         n_ref, span = x0.shape[0], 2 * hmax
     else:
         ref = reference

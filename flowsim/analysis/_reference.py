@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .._utils import as_generator
 from ..errors import CheckpointError, ConfigError, ParameterError, ShapeError, StoreError, TimeGridError
-from ..solve.solution import Solution
+from ..solve import Solution
 from ..systems.base import ODESystem
 from .metrics import state_std
 

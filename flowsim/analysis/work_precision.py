@@ -13,10 +13,9 @@ import xarray as xr
 from torch import Tensor
 
 from ..errors import CheckpointError, ConfigError, ShapeError, SolverError, TimeGridError
-from ..solve.reference import reference_solve
-from ..solve.solution import Solution
+from ..solve import Solution, SolverOptions, reference_solve, torchode_available
 from ..systems.base import ODESystem
-from . import _solvers as S
+from . import _timing as S
 from ._maps import (
     as_states,
     check_horizon,
@@ -191,7 +190,7 @@ def work_precision(
     for c in counts:
         add("flowmap", "n_jumps", c, S.run_flowmap(flowmap, x0, pp, t0, t1, c, repeats), False)
     dev = map_device(flowmap) if device is None else torch.device(device)
-    common = {"max_steps": max_steps, "dtype": solver_dtype, "device": dev}
+    common = {"dtype": solver_dtype, "device": dev}
     skipped: list[str] = []
     truncated: list[str] = []
     loose_first = sorted(tols, reverse=True)
@@ -208,28 +207,32 @@ def work_precision(
                                  f"max_seconds={max_seconds:g} s); skipped {values[i + 1:]}")
                 return
 
+    def adaptive(backend: str, method: str) -> Any:
+        return lambda tol: SolverOptions(backend=backend, method=method, rtol=tol, atol=tol,
+                                         max_steps=max_steps)
+
+    def rk4(k: int) -> SolverOptions:
+        return SolverOptions(method="rk4", n_steps=k, max_steps=max_steps)
+
     for solver in solvers:
-        if solver in ("dopri5", "bosh3"):
-            S.run_torchdiffeq(system, x0, pp, t0, t1, solver, tol=max(tols), repeats=1, **common)
-            sweep(solver, "tolerance", loose_first, lambda tol, solver=solver: S.run_torchdiffeq(
-                system, x0, pp, t0, t1, solver, tol=tol, repeats=repeats, **common))
-        elif solver == "rk4":
-            S.run_torchdiffeq(system, x0, pp, t0, t1, "rk4", n_steps=min(steps), repeats=1, **common)
-            sweep("rk4", "n_steps", steps, lambda k: S.run_torchdiffeq(
-                system, x0, pp, t0, t1, "rk4", n_steps=k, repeats=repeats, **common))
-        elif solver in _SCIPY:
+        if solver in _SCIPY:
             m = min(n_scipy, n)
-            kw = {"max_steps": max_steps, "batch": n}
-            S.run_scipy(system, x0[:1], pp[:1], t0, t1, _SCIPY[solver], tol=max(tols), repeats=1, **kw)
-            sweep(solver, "tolerance", loose_first, lambda tol, solver=solver, m=m, kw=kw: S.run_scipy(
-                system, x0[:m], pp[:m], t0, t1, _SCIPY[solver], tol=tol, repeats=repeats, **kw), m < n)
-        elif solver == "torchode":
-            if not S.torchode_available():
-                skipped.append("torchode (not installed: pip install torchode)")
-                continue
-            S.run_torchode(system, x0, pp, t0, t1, tol=max(tols), repeats=1, **common)
-            sweep("torchode", "tolerance", loose_first, lambda tol: S.run_torchode(
-                system, x0, pp, t0, t1, tol=tol, repeats=repeats, **common))
+            opts, kw = adaptive("scipy", _SCIPY[solver]), {"batch": n}
+            S.run_solver(system, x0[:1], pp[:1], t0, t1, opts(max(tols)), repeats=1, **kw)
+            sweep(solver, "tolerance", loose_first, lambda tol, opts=opts, m=m, kw=kw: S.run_solver(
+                system, x0[:m], pp[:m], t0, t1, opts(tol), repeats=repeats, **kw), m < n)
+            continue
+        if solver == "torchode" and not torchode_available():
+            skipped.append("torchode (not installed: pip install torchode)")
+            continue
+        if solver == "rk4":
+            setting, values, make = "n_steps", steps, rk4
+        else:  # dopri5, bosh3 (torchdiffeq) or torchode's dopri5
+            setting, values = "tolerance", loose_first
+            make = adaptive("torchode", "dopri5") if solver == "torchode" else adaptive("torchdiffeq", solver)
+        S.run_solver(system, x0, pp, t0, t1, make(values[0]), repeats=1, **common)  # warm-up
+        sweep(solver, setting, values, lambda v, make=make: S.run_solver(
+            system, x0, pp, t0, t1, make(v), repeats=repeats, **common))
     return _dataset(rows, n, system, flowmap, dict(
         horizon=h, t0=t0, n_states=n, n_reference=int(x_ref.shape[0]),
         n_reference_failed=int((~ok_ref).sum()),
@@ -265,11 +268,8 @@ def _reference(
         raise ConfigError(f"n_reference must be between 1 and the batch size {n}; got {n_reference!r}")
     if reference is None:
         grid = torch.linspace(t0, t0 + h, 11, dtype=torch.float64)
-        kw = {"rtol": REFERENCE_TOL, "atol": REFERENCE_TOL}
-        if system.stiff:
-            sol = reference_solve(system, x0[:m], grid, p[:m], backend="scipy", method="Radau", **kw)
-        else:
-            sol = reference_solve(system, x0[:m], grid, p[:m], method="dopri5", **kw)
+        opts = SolverOptions.reference(system, rtol=REFERENCE_TOL, atol=REFERENCE_TOL)
+        sol = reference_solve(system, x0[:m], grid, p[:m], solver=opts)
         desc = f"{sol.backend} {sol.method} rtol=atol={REFERENCE_TOL:g}, float64"
         return sol.x[:, -1].cpu(), sol.ok.cpu(), state_std(sol.x[sol.ok]), desc
     if isinstance(reference, Solution):

@@ -14,10 +14,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..errors import ConfigError, FlowsimError, ShapeError, SolverError, StoreError
-from ..solve import DEFAULT_ATOL, DEFAULT_RTOL
-from ..solve.scipy_backend import SCIPY_METHODS
-from ..solve.torch_backend import ADAPTIVE_METHODS, FIXED_METHODS
+from ..errors import ConfigError, FlowsimError, ShapeError, StoreError
+from ..solve import SolverOptions, solver_options
 from ..solve.validate import check_initial, check_times
 from ..systems import ODESystem, get_system
 from ._chunks import ChunkJob, prepare_worker, run_chunk
@@ -43,24 +41,13 @@ def _digest(a: np.ndarray | torch.Tensor) -> str:
     return hashlib.sha256(arr.tobytes()).hexdigest()[:32] + f"-{arr.dtype}-{arr.shape}"
 
 
-def _check_solver(backend: str, method: str | None, rtol: float, atol: float,
-                  step_size: float | None) -> str:
-    if backend == "torchdiffeq":
-        method = method or "dopri5"
-        if method not in ADAPTIVE_METHODS + FIXED_METHODS:
-            raise SolverError(f"unknown torchdiffeq method {method!r}; choose one of "
-                              f"{ADAPTIVE_METHODS + FIXED_METHODS}")
-        if method in FIXED_METHODS and step_size is None:
-            raise SolverError(f"fixed-step method {method!r} needs step_size=…")
-    elif backend == "scipy":
-        method = method or "Radau"
-        if method not in SCIPY_METHODS:
-            raise SolverError(f"unknown scipy method {method!r}; choose one of {SCIPY_METHODS}")
-    else:
-        raise SolverError(f"unknown backend {backend!r}; choose 'torchdiffeq' or 'scipy'")
-    if not all(isinstance(v, (int, float, np.floating)) and v > 0 for v in (rtol, atol)):
-        raise SolverError(f"rtol and atol must be positive; got rtol={rtol}, atol={atol}")
-    return method
+def _solver_config(opts: SolverOptions) -> dict[str, Any]:
+    """The solver keys of ``ensemble_json`` (those stores have always had; the newer, optional
+    fields only where set, so that existing stores still resume)."""
+    d = opts.to_dict()
+    out = {k: d[k] for k in ("method", "rtol", "atol", "backend", "max_steps")}
+    out.update({k: d[k] for k in ("step_size", "n_steps") if d[k] is not None})
+    return out
 
 
 def _inputs(system: ODESystem, n: int, params: Any, x0: Any) -> tuple[Any, Any, dict[str, str]]:
@@ -96,19 +83,20 @@ def simulate_ensemble(
     chunk_size: int | None = None,
     client: Any = None,
     seed: int = 0,
-    method: str | None = None,
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
-    backend: str = "torchdiffeq",
+    solver: SolverOptions | None = None,
     progress: bool = True,
     overwrite: bool = False,
     batch_size: int | None = None,
-    max_steps: int = 100_000,
-    step_size: float | None = None,
     n_workers: int | None = None,
     compressors: Any = None,
     storage_options: Mapping[str, Any] | None = None,
     stats: dict[str, Any] | None = None,
+    method: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    backend: str | None = None,
+    max_steps: int | None = None,
+    step_size: float | None = None,
 ) -> xr.Dataset:
     """Solve an ensemble of trajectories in parallel (one Dask task per chunk) into a zarr store.
 
@@ -142,9 +130,10 @@ def simulate_ensemble(
         ``"sync"`` to run in this process without Dask (small runs, tests, debugging).
     seed:
         Seed of the ensemble.
-    method, rtol, atol, backend, max_steps, step_size:
-        Solver options, as in :func:`flowsim.reference_solve` (``method`` defaults to dopri5 for
-        torchdiffeq, Radau for scipy).
+    solver:
+        A :class:`~flowsim.SolverOptions`, passed unchanged to every chunk's
+        :func:`flowsim.reference_solve` (default: ``SolverOptions()``, torchdiffeq dopri5);
+        recorded in the store's ``attrs["solver_json"]``.
     progress:
         Show a progress bar (tqdm) over trajectories.
     overwrite:
@@ -161,6 +150,8 @@ def simulate_ensemble(
         If a dict is given, it is filled with run statistics: ``chunks_run``, ``wall_s``,
         ``startup_s``, ``run_s``, ``solve_s`` and ``write_s`` (summed over chunks), ``n_failed``,
         ``workers`` (distinct worker processes).
+    method, rtol, atol, backend, max_steps, step_size:
+        The keyword form of ``solver`` (the fields of :class:`~flowsim.SolverOptions`).
 
     Returns
     -------
@@ -198,16 +189,13 @@ def simulate_ensemble(
     if isinstance(cs, bool) or not isinstance(cs, (int, np.integer)) or cs < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     cs = int(cs)
-    method = _check_solver(backend, method, rtol, atol, step_size)
+    opts = solver_options(solver, dict(method=method, rtol=rtol, atol=atol, backend=backend,
+                                       max_steps=max_steps, step_size=step_size))
     x0_arr, p_arr, keys = _inputs(system, n, params, x0)
-    solver: dict[str, Any] = dict(method=method, rtol=float(rtol), atol=float(atol), backend=backend,
-                                  max_steps=int(max_steps), chunk_size=int(batch_size or cs))
-    if step_size is not None:
-        solver["step_size"] = float(step_size)
     config = {
         "system": system.name, "constructor": system.constructor_kwargs(), "n": n, "chunk_size": cs,
-        "t": _digest(t_arr), "seed": int(seed), **keys,
-        **{k: v for k, v in solver.items() if k != "chunk_size"}, "batch_size": int(batch_size or cs),
+        "t": _digest(t_arr), "seed": int(seed), **keys, **_solver_config(opts),
+        "batch_size": int(batch_size or cs),
     }
     config = json.loads(json.dumps(config, default=str))
     where = StorePath(store, storage_options)
@@ -216,8 +204,9 @@ def simulate_ensemble(
     if where.exists():
         _check_resume(where, config)
     else:
-        attrs = {"source": "simulate_ensemble", "method": method, "backend": backend, "rtol": float(rtol),
-                 "atol": float(atol), "seed": int(seed),
+        attrs = {"source": "simulate_ensemble", "method": opts.method, "backend": opts.backend,
+                 "rtol": opts.rtol, "atol": opts.atol, "solver_json": json.dumps(opts.to_dict()),
+                 "seed": int(seed),
                  "params_mode": params if isinstance(params, str) else "given",
                  "x0_mode": x0 if isinstance(x0, str) else "given",
                  "ensemble_json": json.dumps(config, sort_keys=True)}
@@ -233,7 +222,8 @@ def simulate_ensemble(
         jobs.append(ChunkJob(
             store=where, chunk=c, start=a, stop=b, system=system,
             t=t_arr if t_arr.ndim == 1 else t_arr[a:b], x0=None if x0_arr is None else x0_arr[a:b],
-            params=p_arr if isinstance(p_arr, str) else p_arr[a:b], seed=int(seed), solver=solver))
+            params=p_arr if isinstance(p_arr, str) else p_arr[a:b], seed=int(seed),
+            solver={"solver": opts, "chunk_size": int(batch_size or cs)}))
     n_done = n - sum(j.stop - j.start for j in jobs)
     reports = _execute(jobs, client, n_workers, progress, total=n, initial=n_done, name=system.name,
                        timing=stats)

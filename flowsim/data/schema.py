@@ -21,8 +21,9 @@ name                      dims                            meaning
 
 Attributes: ``flowsim_schema_version``, ``flowsim_version``, ``system`` (name), ``system_json``
 (the system's :meth:`~flowsim.ODESystem.describe`, as JSON), ``time_grid`` (``"shared"`` or
-``"per-trajectory"``), ``time_units``, ``state_units``, ``source``, and for ensembles the solver,
-tolerances, seed and ``chunk_size``.
+``"per-trajectory"``), ``time_units``, ``state_units``, ``source``, and for ensembles the solver
+(``method``, ``backend``, ``rtol``, ``atol``, and the whole :class:`~flowsim.SolverOptions` as
+``solver_json``, which older stores lack), seed and ``chunk_size``.
 """
 
 from __future__ import annotations

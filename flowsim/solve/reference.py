@@ -1,11 +1,10 @@
-"""``flowsim.reference_solve``: reference trajectories with torchdiffeq or scipy."""
+"""``flowsim.reference_solve``: reference trajectories with torchdiffeq, scipy or torchode."""
 
 from __future__ import annotations
 
 import time
 import warnings
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -13,16 +12,14 @@ from torch import Tensor
 from ..errors import ConfigError, SolverError
 from ..systems.base import ODESystem
 from ..systems.registry import get_system
-from .scipy_backend import SCIPY_METHODS, solve_scipy
+from .options import DEFAULT_ATOL, DEFAULT_RTOL, SolverOptions, solver_options
+from .scipy_backend import solve_scipy
 from .solution import Solution
-from .torch_backend import ADAPTIVE_METHODS, FIXED_METHODS, solve_torchdiffeq
+from .torch_backend import solve_torchdiffeq
+from .torchode_backend import solve_torchode
 from .validate import check_initial, check_times
 
-__all__ = ["reference_solve", "DEFAULT_RTOL", "DEFAULT_ATOL"]
-
-DEFAULT_RTOL = 1e-8
-DEFAULT_ATOL = 1e-10
-BACKENDS = ("torchdiffeq", "scipy")
+__all__ = ["reference_solve", "integrate", "DEFAULT_RTOL", "DEFAULT_ATOL"]
 
 
 def reference_solve(
@@ -30,18 +27,24 @@ def reference_solve(
     x0: Tensor,
     t: Tensor,
     p: Tensor | Mapping[str, float] | None = None,
+    solver: SolverOptions | None = None,
     *,
-    method: str | None = None,
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
-    backend: str = "torchdiffeq",
     dtype: torch.dtype = torch.float64,
     chunk_size: int = 1024,
-    max_steps: int = 100_000,
-    step_size: float | None = None,
     max_failed_solves: int = 256,
+    method: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    backend: str | None = None,
+    max_steps: int | None = None,
+    step_size: float | None = None,
+    n_steps: int | None = None,
 ) -> Solution:
     """Solve ``dx/dt = b(t, x; p)`` for a batch of initial states.
+
+    The solver is a :class:`~flowsim.SolverOptions` (``solver=``), passed unchanged to its
+    backend; the keywords ``method=``, ``rtol=``, ``atol=``, ``backend=``, ``max_steps=``,
+    ``step_size=``, ``n_steps=`` are a convenience that builds one (give one form, not both).
 
     Arguments
     ---------
@@ -55,27 +58,21 @@ def reference_solve(
     p:
         Parameters: ``None`` (the system's defaults), a dict of overrides, a ``(n_params,)``
         vector, or per-sample ``(batch, n_params)``.
-    method:
-        torchdiffeq: ``dopri5`` (default), ``dopri8``, ``bosh3``, ``fehlberg2``,
-        ``adaptive_heun``, or fixed-step ``rk4``, ``euler``, ``midpoint``, … (with
-        ``step_size``). scipy: ``Radau`` (default), ``BDF``, ``LSODA``, ``DOP853``, ``RK45``, ``RK23``.
-    rtol, atol:
-        Tolerances of the adaptive methods.
-    backend:
-        ``"torchdiffeq"`` (batched) or ``"scipy"`` (``solve_ivp`` per trajectory; for stiff
-        systems and validation).
+    solver:
+        Backend, method, tolerances and step limit (default: ``SolverOptions()``, torchdiffeq
+        dopri5 at rtol 1e-8, atol 1e-10); :meth:`SolverOptions.reference` picks scipy Radau
+        for stiff systems.
     dtype:
         Floating dtype of the solve, float64 by default.
     chunk_size:
         torchdiffeq shares one adaptive step across its whole batch, so one hard sample slows
         every other: the batch is solved in chunks of this many trajectories.
-    max_steps:
-        Step limit per (chunk) solve; trajectories exceeding it get ``Status.MAX_STEPS``.
-    step_size:
-        Step for fixed-step methods.
     max_failed_solves:
-        A failing chunk is bisected to isolate its failing trajectories; after this many
-        failed sub-solves, remaining failing blocks are flagged whole.
+        A failing chunk is bisected (torchode: solved again without its failed trajectories)
+        to isolate its failing trajectories; after this many failed sub-solves, remaining
+        failing blocks are flagged whole.
+    method, rtol, atol, backend, max_steps, step_size, n_steps:
+        The keyword form of ``solver``: the fields of :class:`~flowsim.SolverOptions`.
 
     Returns
     -------
@@ -92,7 +89,7 @@ def reference_solve(
     ParameterError
         Unknown parameter names or values outside their domain.
     SolverError
-        Unknown backend or method, or bad tolerances.
+        Unknown backend or method, bad tolerances, or both ``solver`` and its keywords.
 
     Examples
     --------
@@ -102,68 +99,112 @@ def reference_solve(
     >>> sol = flowsim.reference_solve(sys, x0, torch.linspace(0, 40, 81))
     >>> sol.x.shape
     torch.Size([100, 81, 2])
+    >>> opts = flowsim.SolverOptions(method="bosh3", rtol=1e-6, atol=1e-8)
+    >>> flowsim.reference_solve(sys, x0, torch.linspace(0, 40, 81), solver=opts).method
+    'bosh3'
     """
     t_start = time.perf_counter()
+    opts = solver_options(solver, dict(method=method, rtol=rtol, atol=atol, backend=backend,
+                                       max_steps=max_steps, step_size=step_size, n_steps=n_steps))
     system = get_system(system) if isinstance(system, str) else system
     if not isinstance(system, ODESystem):
         raise ConfigError(
             f"system must be an ODESystem or a catalogue name, got {type(system).__name__}; "
             "wrap a plain function with flowsim.systems.from_callable"
         )
-    if backend not in BACKENDS:
-        raise SolverError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    if not (isinstance(rtol, (int, float)) and isinstance(atol, (int, float))
-            and rtol > 0 and atol > 0):
-        raise SolverError(f"rtol and atol must be positive numbers; got rtol={rtol}, atol={atol}")
-    if int(chunk_size) < 1 or int(max_steps) < 1:
-        raise SolverError("chunk_size and max_steps must be positive integers")
-    if not dtype.is_floating_point:
-        raise SolverError(f"dtype must be a floating dtype, got {dtype}")
-
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise SolverError(f"dtype must be a floating torch dtype, got {dtype}")
     x0 = check_initial(system, x0, dtype)
     batch = x0.shape[0]
     t = check_times(t, batch, dtype, x0.device)
     p_t = system.params_tensor(p, batch, dtype=dtype, device=x0.device)
-
-    if backend == "torchdiffeq":
-        method = method or "dopri5"
-        options: dict[str, Any] = {}
-        if method in ADAPTIVE_METHODS:
-            options["max_num_steps"] = int(max_steps)
-        elif method in FIXED_METHODS:
-            if step_size is None:
-                raise SolverError(
-                    f"fixed-step method {method!r} needs step_size=…; or use an adaptive "
-                    f"method {ADAPTIVE_METHODS}"
-                )
-            options["step_size"] = float(step_size)
-        else:
-            raise SolverError(
-                f"unknown torchdiffeq method {method!r}; choose one of "
-                f"{ADAPTIVE_METHODS + FIXED_METHODS}, or backend='scipy' with {SCIPY_METHODS}"
-            )
-        if system.stiff and method in ADAPTIVE_METHODS:
-            warnings.warn(
-                f"{system.name} is stiff: explicit {method} may hit max_steps or underflow; "
-                "backend='scipy', method='Radau' is the reliable reference",
-                stacklevel=2,
-            )
-        with torch.no_grad():
-            x, status, nfe, stats = solve_torchdiffeq(
-                system, x0, p_t, t, method=method, rtol=float(rtol), atol=float(atol),
-                options=options, chunk_size=int(chunk_size),
-                max_failed_solves=int(max_failed_solves),
-            )
-    else:
-        method = method or "Radau"
-        if method not in SCIPY_METHODS:
-            raise SolverError(f"unknown scipy method {method!r}; choose one of {SCIPY_METHODS}")
-        x, status, nfe, stats = solve_scipy(
-            system, x0, p_t, t, method=method, rtol=float(rtol), atol=float(atol),
-            max_steps=int(max_steps),
+    if system.stiff and opts.backend != "scipy" and not opts.is_fixed_step:
+        warnings.warn(
+            f"{system.name} is stiff: explicit {opts.method} may hit max_steps or underflow; "
+            "SolverOptions.reference(system) (scipy Radau) is the reliable reference",
+            stacklevel=2,
         )
+    sol = integrate(system, x0, t, p_t, opts, chunk_size=chunk_size, max_failed_solves=max_failed_solves)
+    sol.wall_time = time.perf_counter() - t_start
+    return sol
+
+
+def integrate(
+    system: ODESystem,
+    x0: Tensor,
+    t: Tensor,
+    p: Tensor,
+    solver: SolverOptions,
+    *,
+    chunk_size: int | None = None,
+    max_failed_solves: int = 256,
+    check_finite: bool = True,
+) -> Solution:
+    """Run ``solver`` on already validated tensors: the unchecked path under :func:`reference_solve`.
+
+    Nothing is converted or checked (as with :meth:`~flowsim.ODESystem.vector_field`): use it
+    where the inputs are known to be right and the call is timed, as in
+    :func:`flowsim.analysis.work_precision`.
+
+    Arguments
+    ---------
+    system:
+        The system.
+    x0:
+        Initial states ``(batch, dim)`` of the solve's dtype.
+    t:
+        A strictly monotone ``(time,)`` grid or increasing per-trajectory ``(batch, time)``
+        grids, of ``x0``'s dtype and device.
+    p:
+        Parameters ``(batch, n_params)``, same dtype and device.
+    solver:
+        The :class:`~flowsim.SolverOptions`.
+    chunk_size:
+        Trajectories per batched solve (default: all at once).
+    max_failed_solves:
+        Failed sub-solves allowed while isolating failing trajectories (``0``: a failing
+        chunk is flagged whole at once, as a single plain solve would fail).
+    check_finite:
+        Watch every vector-field evaluation for NaN/inf (torchdiffeq) so that divergence is
+        reported as ``Status.NONFINITE``; off, only evaluations are counted (no host sync per
+        evaluation: what a timing wants) and non-finite final states are still flagged.
+
+    Returns
+    -------
+    Solution
+        As from :func:`reference_solve`; ``wall_time`` covers this call.
+
+    Examples
+    --------
+    >>> import torch, flowsim
+    >>> sho = flowsim.get_system("harmonic_oscillator")
+    >>> x0 = sho.sample_initial(4, generator=0).double()
+    >>> t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    >>> opts = flowsim.SolverOptions(method="rk4", n_steps=10)
+    >>> sol = flowsim.solve.integrate(sho, x0, t, sho.default_params(4, dtype=torch.float64), opts)
+    >>> sol.stats["nfe_total"]
+    40
+    """
+    t_start = time.perf_counter()
+    if not isinstance(solver, SolverOptions):
+        raise SolverError(f"solver must be a flowsim.SolverOptions; got {type(solver).__name__}")
+    n = x0.shape[0]
+    size = max(1, n) if chunk_size is None else chunk_size
+    if isinstance(size, bool) or int(size) != size or int(size) < 1:
+        raise SolverError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    if isinstance(max_failed_solves, bool) or int(max_failed_solves) < 0:
+        raise SolverError(f"max_failed_solves must be a non-negative integer; got {max_failed_solves!r}")
+    kw = {"chunk_size": int(size), "max_failed_solves": int(max_failed_solves)}
+    with torch.no_grad():
+        if solver.backend == "torchdiffeq":
+            x, status, nfe, stats = solve_torchdiffeq(system, x0, p, t, solver, check_finite=check_finite,
+                                                      **kw)
+        elif solver.backend == "torchode":
+            x, status, nfe, stats = solve_torchode(system, x0, p, t, solver, **kw)
+        else:
+            x, status, nfe, stats = solve_scipy(system, x0, p, t, solver)
     return Solution(
-        t=t, x=x, p=p_t, status=status, nfe=nfe, wall_time=time.perf_counter() - t_start,
-        system=system.name, method=method, backend=backend, rtol=float(rtol), atol=float(atol),
-        stats=stats,
+        t=t, x=x, p=p, status=status, nfe=nfe, wall_time=time.perf_counter() - t_start,
+        system=system.name, method=solver.method, backend=solver.backend, rtol=solver.rtol,
+        atol=solver.atol, stats=stats, solver=solver,
     )

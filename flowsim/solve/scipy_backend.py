@@ -8,11 +8,10 @@ from scipy.integrate import solve_ivp
 from torch import Tensor
 
 from ..systems.base import ODESystem
+from .options import SolverOptions
 from .status import Status
 
-__all__ = ["SCIPY_METHODS", "solve_scipy"]
-
-SCIPY_METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
+__all__ = ["solve_scipy"]
 _IMPLICIT = ("Radau", "BDF", "LSODA")
 
 
@@ -61,8 +60,7 @@ def _one(
 
 
 def solve_scipy(
-    system: ODESystem, x0: Tensor, p: Tensor, t: Tensor, *, method: str, rtol: float,
-    atol: float, max_steps: int,
+    system: ODESystem, x0: Tensor, p: Tensor, t: Tensor, options: SolverOptions,
 ) -> tuple[Tensor, Tensor, Tensor, dict]:
     """Solve each trajectory separately in float64 with ``solve_ivp``; analytic Jacobians
     (by ``torch.func.jacrev``) for the implicit methods. Returns ``(x, status, nfe, stats)``."""
@@ -73,7 +71,8 @@ def solve_scipy(
     out = np.full((n, ts.shape[-1], dim), np.nan)
     status = np.zeros(n, dtype=np.int8)
     nfe = np.zeros(n, dtype=np.int64)
-    max_nfe = 20 * max_steps  # implicit steps take several evaluations each
+    method, rtol, atol = options.method, options.rtol, options.atol
+    max_nfe = 20 * options.max_steps  # implicit steps take several evaluations each
     for i in range(n):
         ti = ts if ts.ndim == 1 else ts[i]
         out[i], code, nfe[i] = _one(system, xs[i], ps[i], ti, method, rtol, atol, max_nfe)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .options import SolverOptions
 from .status import Status
 
 __all__ = ["Solution"]
@@ -36,6 +37,8 @@ class Solution:
         What produced it.
     stats:
         Extra counters (total NFE, number of sub-solves, retries after failures).
+    solver:
+        The :class:`~flowsim.SolverOptions` it was solved with.
 
     Examples
     --------
@@ -58,6 +61,7 @@ class Solution:
     rtol: float
     atol: float
     stats: dict[str, Any] = field(default_factory=dict)
+    solver: SolverOptions | None = None
 
     @property
     def ok(self) -> Tensor:

@@ -18,7 +18,7 @@ from flowsim.analysis import (
     speedup_at_matched_error,
     work_precision,
 )
-from flowsim.analysis._solvers import torchode_available
+from flowsim.solve import torchode_available
 
 VARIABLES = ("wall_time", "wall_time_per_trajectory", "nfe", "median_relative_error",
              "median_normalised_error", "n_failed", "n_timed", "scaled")
