@@ -12,6 +12,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..maps.flowmap import FlowMap
 from ..maps.transforms import StateTransform
+from ..solve.options import SolverOptions
 from ..solve.reference import reference_solve
 from ..solve.solution import Solution
 from .bank import TrajectoryBank
@@ -247,8 +248,7 @@ def default_validation(fm: FlowMap, max_jump: float, seed: int) -> TrajectoryBan
     x0 = sys_.sample_initial(n, g)
     p = sys_.sample_params(n, g)
     t = torch.linspace(0, 2 * max_jump, 65, dtype=torch.float64)
-    kw = dict(backend="scipy", method="Radau") if sys_.stiff else {}
-    sol = reference_solve(sys_, x0, t, p, rtol=1e-9, atol=1e-11, **kw)
+    sol = reference_solve(sys_, x0, t, p, SolverOptions.reference(sys_, rtol=1e-9, atol=1e-11))
     return TrajectoryBank.from_solution(sol)
 
 
