@@ -1,4 +1,4 @@
-"""``flowsim simulate`` and ``flowsim info`` through the subcommands added by ``add_commands``."""
+"""``flowsim simulate`` and ``flowsim info`` through the subcommands added by ``flowsim.cli.data``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from flowsim.cli.data import add_parser
 from flowsim.data import open_store
-from flowsim.data.cli import add_commands
 from flowsim.errors import ConfigError, FlowsimError, StoreError
 
 from .conftest import assert_same_bytes, read_arrays
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("error")
 
 def run(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="flowsim")
-    add_commands(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(list(argv))
     return args.func(args)
 
