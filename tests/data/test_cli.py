@@ -27,6 +27,7 @@ SIM = ("simulate", "fitzhugh_nagumo", "--n", "24", "--t-end", "10", "--n-times",
        "--params", "prior", "--seed", "2", "--rtol", "1e-6", "--atol", "1e-8", "--no-progress")
 
 
+@pytest.mark.slow
 def test_simulate_then_info(tmp_path, capsys, dask_client):
     out = tmp_path / "cli.zarr"
     assert run(*SIM, "--out", str(out), "--sync") == 0

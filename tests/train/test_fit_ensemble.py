@@ -26,6 +26,7 @@ def lv_data():
     return sysm, train, test
 
 
+@pytest.mark.slow
 def test_two_workers_train_an_ensemble_better_than_its_members(lv_data, tmp_path):
     sysm, train, test = lv_data
     T = sysm.timescale
@@ -108,6 +109,7 @@ class _DiesInAWorker(PairRegression):
         return super().__call__(fm, batch)
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_reported_not_waited_for(lv_data):
     sysm, train, test = lv_data
     fm = flowsim.FlowMap(sysm, width=8, depth=1, param_range="default")
