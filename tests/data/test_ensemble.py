@@ -188,6 +188,7 @@ def test_killing_a_worker_loses_nothing(tmp_path, dask_client, slow_clean):
     assert StorePath(path).exists()
 
 
+@pytest.mark.slow
 def test_tune_malloc_only_undoes_the_nanny_trap():
     script = (
         "import os\n"
@@ -207,6 +208,7 @@ def test_tune_malloc_only_undoes_the_nanny_trap():
     assert out.stdout.split("\n")[-2] == expected
 
 
+@pytest.mark.slow
 def test_progress_false_never_imports_tqdm(tmp_path):
     """tqdm.auto warns in notebooks without ipywidgets; progress=False must not touch it."""
     store = str(tmp_path / "s.zarr")

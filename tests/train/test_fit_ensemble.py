@@ -85,6 +85,7 @@ def test_one_worker_trains_in_process_and_takes_unpicklable_systems():
     assert len(res.ensemble) == 3 and [r.steps for r in res.members] == [5, 5, 5]
 
 
+@pytest.mark.slow
 def test_bad_arguments_and_worker_errors_are_reported(lv_data):
     sysm, train, _ = lv_data
     fm = flowsim.FlowMap(sysm, width=8, depth=1)

@@ -247,6 +247,7 @@ def test_jump_errors_from_the_initial_states():
         flowsim.train.validation.jump_errors(ExactFromZero(), bank, [5.0], from_start=True)
 
 
+@pytest.mark.slow
 def test_fit_streams_a_store_from_disk(tmp_path):
     sysm = flowsim.get_system("lotka_volterra")
     store = tmp_path / "lv.zarr"
