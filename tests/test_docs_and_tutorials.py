@@ -26,6 +26,7 @@ def _code_sources(path: Path) -> list[str]:
     return [c.source for c in nb.cells if c.cell_type == "code"]
 
 
+@pytest.mark.slow
 def test_tutorials_execute(tmp_path):
     # only the notebooks travel: not the generator script, nor stores left by earlier runs
     work = tmp_path / "tutorials"
@@ -85,6 +86,7 @@ def test_tutorial_outputs_are_stripped():
         assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code"), nb.name
 
 
+@pytest.mark.slow
 def test_docs_build_strict(tmp_path):
     if shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("mkdocs not installed (pip install -e '.[docs]')")

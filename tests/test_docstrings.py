@@ -42,6 +42,7 @@ def test_public_api_has_docstring_with_example(name, obj):
         assert "Arguments\n---------" in doc or "Parameters\n----------" in doc, f"{name}: no Arguments"
 
 
+@pytest.mark.slow
 def test_docstring_examples_run():
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules",
            str(ROOT / "flowsim")]

@@ -23,6 +23,7 @@ def quick(tmp_path_factory):
     return out, proc
 
 
+@pytest.mark.slow
 def test_quickstart_writes_every_report_file(quick):
     out, proc = quick
     assert "[1/3]" in proc.stdout and "[3/3]" in proc.stdout
@@ -43,6 +44,7 @@ def test_quickstart_writes_every_report_file(quick):
     assert flowsim.load(out / "model").config.system == "fitzhugh_nagumo"
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_on_store(quick, tmp_path):
     out, _ = quick
     rc = main(["evaluate", str(out / "model"), "--store", str(out / "data.zarr"), "--out",
@@ -53,6 +55,7 @@ def test_evaluate_checkpoint_on_store(quick, tmp_path):
     assert all(r["median_normalised_error_from_start"] > 0 for r in data["error_vs_jump"])
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_store_of_another_system(quick, tmp_path, capsys):
     out, _ = quick
     other = tmp_path / "lv.zarr"
@@ -63,6 +66,7 @@ def test_evaluate_refuses_store_of_another_system(quick, tmp_path, capsys):
     assert "lotka_volterra" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_command_from_store_and_physics(quick, tmp_path):
     out, _ = quick
     assert main(["train", "--store", str(out / "data.zarr"), "--steps", "20", "--width", "16",
@@ -80,6 +84,7 @@ def test_train_command_from_store_and_physics(quick, tmp_path):
     assert record["steps_done"] < 1000000 and record["jump_margin"] == 0
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_an_ensemble_from_the_command_line(quick, tmp_path):
     out, _ = quick
     assert main(["train", "--store", str(out / "data.zarr"), "--steps", "20", "--width", "16",

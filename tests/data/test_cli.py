@@ -1,4 +1,4 @@
-"""``flowsim simulate`` and ``flowsim info`` through the subcommands added by ``add_commands``."""
+"""``flowsim simulate`` and ``flowsim info`` through the subcommands added by ``flowsim.cli.data``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from flowsim.cli.data import add_parser
 from flowsim.data import open_store
-from flowsim.data.cli import add_commands
 from flowsim.errors import ConfigError, FlowsimError, StoreError
 
 from .conftest import assert_same_bytes, read_arrays
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("error")
 
 def run(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="flowsim")
-    add_commands(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(list(argv))
     return args.func(args)
 
@@ -27,6 +27,7 @@ SIM = ("simulate", "fitzhugh_nagumo", "--n", "24", "--t-end", "10", "--n-times",
        "--params", "prior", "--seed", "2", "--rtol", "1e-6", "--atol", "1e-8", "--no-progress")
 
 
+@pytest.mark.slow
 def test_simulate_then_info(tmp_path, capsys, dask_client):
     out = tmp_path / "cli.zarr"
     assert run(*SIM, "--out", str(out), "--sync") == 0

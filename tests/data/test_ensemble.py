@@ -114,6 +114,7 @@ def test_failed_trajectories_keep_their_status(tmp_path):
     assert np.isnan(ds.x.values[status != 0]).all() and np.isfinite(ds.x.values[status == 0]).all()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, slow_clean):
     path = tmp_path / "killed.zarr"
     script = (
@@ -141,6 +142,7 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, slow_clean):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temporary stores left
 
 
+@pytest.mark.slow
 def test_dask_cluster_matches_sync(tmp_path, dask_client, fhn_arrays):
     stats: dict = {}
     simulate_ensemble("fitzhugh_nagumo", store=tmp_path / "d.zarr", client=dask_client, stats=stats, **FHN)
@@ -148,6 +150,7 @@ def test_dask_cluster_matches_sync(tmp_path, dask_client, fhn_arrays):
     assert_same_bytes(read_arrays(tmp_path / "d.zarr"), fhn_arrays)
 
 
+@pytest.mark.slow
 def test_tuned_cluster_workers_run_without_the_profiler(dask_client):
     """Dask's stack sampler costs CPU a solve could use; flowsim's clusters switch it off."""
     import dask
@@ -157,6 +160,7 @@ def test_tuned_cluster_workers_run_without_the_profiler(dask_client):
     assert dask.config.get("distributed.worker.profile.enabled") is True  # ours is untouched
 
 
+@pytest.mark.slow
 def test_default_local_cluster_restores_environment(tmp_path, fhn_arrays):
     before = {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
     simulate_ensemble("fitzhugh_nagumo", store=tmp_path / "l.zarr", client=None, n_workers=2, **FHN)
@@ -164,6 +168,7 @@ def test_default_local_cluster_restores_environment(tmp_path, fhn_arrays):
     assert {k: os.environ.get(k) for k in before} == before
 
 
+@pytest.mark.slow
 def test_killing_a_worker_loses_nothing(tmp_path, dask_client, slow_clean):
     path = tmp_path / "w.zarr"
     pids = dask_client.run(os.getpid)
@@ -191,6 +196,7 @@ def test_killing_a_worker_loses_nothing(tmp_path, dask_client, slow_clean):
     assert Path(path).exists()
 
 
+@pytest.mark.slow
 def test_tune_malloc_only_undoes_the_nanny_trap():
     script = (
         "import os\n"
@@ -210,6 +216,7 @@ def test_tune_malloc_only_undoes_the_nanny_trap():
     assert out.stdout.split("\n")[-2] == expected
 
 
+@pytest.mark.slow
 def test_progress_false_never_imports_tqdm(tmp_path):
     """tqdm.auto warns in notebooks without ipywidgets; progress=False must not touch it."""
     store = str(tmp_path / "s.zarr")

@@ -125,6 +125,7 @@ def test_windows(fhn_store, stored):
         WindowSampler(fhn_store, 12, stride=2)
 
 
+@pytest.mark.slow
 def test_dataloader_with_two_workers(fhn_store):
     sampler = PairSampler(fhn_store, batch_size=40, split="all", return_index=True)
     loader = sampler.loader(num_workers=2, timeout=120)
@@ -182,6 +183,7 @@ print(json.dumps({"base": base, "peak": peak[0], "count": count}))
 """
 
 
+@pytest.mark.slow
 def test_sampler_memory_stays_bounded(tmp_path):
     # 20 MiB over the process's footprint after the first batch (chunks are 1.3 MB; allocator and
     # decompression caches alone have measured 10-14 MiB)

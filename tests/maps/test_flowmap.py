@@ -71,6 +71,7 @@ def test_odeint_layout_and_composition(fm):
     assert torch.allclose(out[-1], x, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiles_and_float64():
     m = FlowMap("lotka_volterra", width=16, depth=2, dtype=torch.float64)
     x = m.system.sample_initial(5, generator=0)

@@ -26,6 +26,7 @@ def lv_data():
     return sysm, train, test
 
 
+@pytest.mark.slow
 def test_two_workers_train_an_ensemble_better_than_its_members(lv_data, tmp_path):
     sysm, train, test = lv_data
     T = sysm.timescale
@@ -84,6 +85,7 @@ def test_one_worker_trains_in_process_and_takes_unpicklable_systems():
     assert len(res.ensemble) == 3 and [r.steps for r in res.members] == [5, 5, 5]
 
 
+@pytest.mark.slow
 def test_bad_arguments_and_worker_errors_are_reported(lv_data):
     sysm, train, _ = lv_data
     fm = flowsim.FlowMap(sysm, width=8, depth=1)
@@ -121,6 +123,7 @@ class _DiesInAWorker(PairRegression):
         return super().__call__(fm, batch)
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_reported_not_waited_for(lv_data):
     sysm, train, test = lv_data
     fm = flowsim.FlowMap(sysm, width=8, depth=1, param_range="default")

@@ -39,6 +39,7 @@ def test_muon_takes_the_muon_matrices_and_adamw_the_rest():
     assert res.flowmap.training_record["optimizer"] == resolve_optimizer("auto")
 
 
+@pytest.mark.slow
 def test_muon_training_reaches_accuracy():
     """The Lotka–Volterra run of test_trainer.py with Muon: same data, steps and thresholds
     (a Muon step that moved the wrong way could not meet them)."""

@@ -59,6 +59,7 @@ def _run_script(tmp_path, ckdir, steps, kill_at=None, optimizer="adamw"):
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path, optimizer):
     steps = 200
     clean, killed = tmp_path / "clean", tmp_path / "killed"
@@ -80,6 +81,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, optimizer):
     assert (killed / "log.csv").read_text().startswith("step")
 
 
+@pytest.mark.slow
 def test_short_training_reaches_accuracy():
     """Lotka–Volterra at default parameters: a broken objective cannot reach these errors."""
     torch.manual_seed(0)
@@ -107,6 +109,7 @@ def test_short_training_reaches_accuracy():
     assert errs[f"norm@{T:.4g}"] < 0.3
 
 
+@pytest.mark.slow
 def test_physics_only_training_learns_the_oscillator():
     sysm = flowsim.get_system("harmonic_oscillator")
     fm = flowsim.FlowMap(sysm, width=64, depth=3)
@@ -244,6 +247,7 @@ def test_jump_errors_from_the_initial_states():
         flowsim.train.validation.jump_errors(ExactFromZero(), bank, [5.0], from_start=True)
 
 
+@pytest.mark.slow
 def test_fit_streams_a_store_from_disk(tmp_path):
     sysm = flowsim.get_system("lotka_volterra")
     store = tmp_path / "lv.zarr"

@@ -1,8 +1,8 @@
-"""``flowsim simulate`` and ``flowsim info``: the data layer's subcommands.
+"""``flowsim simulate`` and ``flowsim info``: the data commands.
 
-:func:`add_commands` adds them to the ``flowsim`` parser's subparsers; each sets ``func``, which
-takes the parsed arguments and returns an exit code (raising :class:`~flowsim.FlowsimError` on bad
-input, which the main command turns into a message and exit status 2).
+``simulate`` solves an ensemble with the reference solver into a zarr store (Dask-parallel,
+resumable); ``info`` summarises a store. Both raise :class:`~flowsim.errors.FlowsimError` on bad
+input, which :func:`flowsim.cli.main` turns into a message and exit status 2.
 """
 
 from __future__ import annotations
@@ -13,57 +13,21 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["add_commands", "cmd_info", "cmd_simulate"]
+__all__ = ["add_parser", "info", "run", "simulate"]
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    """Run ``simulate_ensemble`` from command-line arguments and print the store's summary."""
-    import torch
-
-    from .ensemble import simulate_ensemble
-    from .store import format_summary, store_summary
-
-    if args.n_times < 1:
-        raise ConfigError(f"--n-times must be at least 1, got {args.n_times}")
-    if not args.t_end > args.t_start:
-        raise ConfigError(f"--t-end ({args.t_end}) must be greater than --t-start ({args.t_start})")
-    t = torch.linspace(args.t_start, args.t_end, args.n_times, dtype=torch.float64)
-    if args.scheduler and args.workers:
-        raise ConfigError("give either --scheduler (an existing cluster) or --workers (a local one)")
-    client: Any = args.scheduler or None
-    if args.sync:
-        client = "sync"
-    simulate_ensemble(
-        args.system, args.n, t, params=args.params, store=args.out, chunk_size=args.chunk_size,
-        client=client, seed=args.seed, method=args.method, rtol=args.rtol, atol=args.atol,
-        backend=args.backend, progress=not args.no_progress, overwrite=args.overwrite,
-        n_workers=args.workers,
-    )
-    print(format_summary(store_summary(args.out)))
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    """Print a store's summary (``--json`` for machine-readable output)."""
-    from .store import format_summary, store_summary
-
-    summary = store_summary(args.store)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-    return 0
-
-
-def add_commands(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     """Add ``simulate`` and ``info`` to an ``argparse`` subparsers object.
 
     Examples
     --------
     >>> import argparse
-    >>> from flowsim.data.cli import add_commands
+    >>> from flowsim.cli import data
     >>> parser = argparse.ArgumentParser(prog="flowsim")
-    >>> add_commands(parser.add_subparsers(dest="command"))
+    >>> data.add_parser(parser.add_subparsers(dest="command"))
     >>> args = parser.parse_args(["info", "runs/fhn.zarr"])
-    >>> args.func.__name__
-    'cmd_info'
+    >>> args.command, args.store
+    ('info', 'runs/fhn.zarr')
     """
     p = subparsers.add_parser(
         "simulate", help="simulate an ensemble of trajectories into a zarr store (Dask-parallel)",
@@ -90,11 +54,51 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_simulate)
+    p.set_defaults(func=run, data_command=simulate)
 
     q = subparsers.add_parser(
         "info", help="summarise a trajectory store",
         description="System, counts, failed trajectories, progress and size of a store.")
     q.add_argument("store", help="store path or fsspec URL")
     q.add_argument("--json", action="store_true", help="print the summary as JSON")
-    q.set_defaults(func=cmd_info)
+    q.set_defaults(func=run, data_command=info)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the data command that parsed ``args`` (``simulate`` or ``info``)."""
+    return args.data_command(args)
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """Run ``simulate_ensemble`` from command-line arguments and print the store's summary."""
+    import torch
+
+    from ..data import format_summary, simulate_ensemble, store_summary
+
+    if args.n_times < 1:
+        raise ConfigError(f"--n-times must be at least 1, got {args.n_times}")
+    if not args.t_end > args.t_start:
+        raise ConfigError(f"--t-end ({args.t_end}) must be greater than --t-start ({args.t_start})")
+    t = torch.linspace(args.t_start, args.t_end, args.n_times, dtype=torch.float64)
+    if args.scheduler and args.workers:
+        raise ConfigError("give either --scheduler (an existing cluster) or --workers (a local one)")
+    client: Any = args.scheduler or None
+    if args.sync:
+        client = "sync"
+    simulate_ensemble(
+        args.system, args.n, t, params=args.params, store=args.out, chunk_size=args.chunk_size,
+        client=client, seed=args.seed, method=args.method, rtol=args.rtol, atol=args.atol,
+        backend=args.backend, progress=not args.no_progress, overwrite=args.overwrite,
+        n_workers=args.workers,
+    )
+    print(format_summary(store_summary(args.out)))
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    """Print a store's summary (``--json`` for machine-readable output)."""
+    from ..data import format_summary, store_summary
+
+    summary = store_summary(args.store)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
