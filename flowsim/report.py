@@ -24,14 +24,12 @@ from .errors import ConfigError, TimeGridError
 from .maps.flowmap import FlowMap
 from .solve import SolverOptions, reference_solve
 from .systems.registry import get_system
-from .train import FitConfig
+from .train.config import RECIPE_128x6
 
 __all__ = ["quickstart", "evaluate"]
 
-#: How the quickstart trains: FitConfig's defaults but lr 5e-3 and batch 512, the best measured
-#: per CPU second for the quickstart's 128×6 network with Muon (docs/choosing.md, "Network size
-#: and steps"); FitConfig's lr 1e-3 / batch 1024 are the safe defaults for any network.
-QUICKSTART_FIT = dataclasses.replace(FitConfig(), lr=5e-3, batch_size=512, steps=6000)
+#: How the quickstart trains its 128×6 network: the recipe ``flowsim train`` uses too.
+QUICKSTART_FIT = RECIPE_128x6
 
 SIZES = {
     # n trajectories, stored times, width, depth, evaluation states; how to train

@@ -27,3 +27,15 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "flowsim", "systems"], capture_output=True,
                          text=True, check=True)
     assert "fitzhugh_nagumo" in out.stdout
+
+
+def test_train_and_quickstart_take_their_defaults_from_one_config():
+    from flowsim.cli import build_parser
+    from flowsim.report import SIZES
+    from flowsim.train import RECIPE_128x6
+
+    args = build_parser().parse_args(["train", "--system", "lotka_volterra", "--out", "x"])
+    assert (args.steps, args.batch_size, args.lr, args.seed, args.jump_margin, args.optimizer) == (
+        RECIPE_128x6.steps, RECIPE_128x6.batch_size, RECIPE_128x6.lr, RECIPE_128x6.seed,
+        RECIPE_128x6.jump_margin, RECIPE_128x6.optimizer)
+    assert SIZES["default"]["fit"] == RECIPE_128x6

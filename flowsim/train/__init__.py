@@ -8,6 +8,7 @@ from .batches import check_needs as check_needs
 from .checkpoint import load as load
 from .checkpoint import save as save
 from .config import FitConfig as FitConfig
+from .config import RECIPE_128x6 as RECIPE_128x6
 from .config import warn_if_tf32 as warn_if_tf32
 from .ensemble import EnsembleFitResult as EnsembleFitResult
 from .ensemble import fit_ensemble as fit_ensemble
@@ -26,7 +27,7 @@ from .trainer import FitResult as FitResult
 from .trainer import fit as fit
 
 __all__ = [
-    "BatchKind", "BatchSampler", "Diagonal", "EnsembleFitResult", "Eulerian", "FitConfig",
+    "BatchKind", "BatchSampler", "Diagonal", "EnsembleFitResult", "Eulerian", "FitConfig", "RECIPE_128x6",
     "FitResult", "Lagrangian", "Objective", "PairRegression", "PreparedData", "Rollout",
     "Semigroup", "TrajectoryBank", "as_bank", "batch_kind", "check_needs", "fit", "fit_ensemble",
     "load", "make_objectives", "prepare", "save", "warn_if_tf32",

@@ -14,7 +14,7 @@ import torch
 from ..errors import ConfigError
 from .optim import OPTIMIZERS
 
-__all__ = ["FitConfig", "warn_if_tf32", "RESUME_MAY_DIFFER"]
+__all__ = ["FitConfig", "RECIPE_128x6", "warn_if_tf32", "RESUME_MAY_DIFFER"]
 
 #: config fields a resumed run may change: a run stopped by its time budget may be continued
 #: with a new one, and checkpointing more or less often does not change the weights
@@ -257,6 +257,13 @@ def _number(name: str, value: Any, what: str, ok) -> float:
     if not math.isfinite(value) or not ok(value):
         raise ConfigError(f"{name} must be {what}; got {value!r}")
     return value
+
+
+#: How ``flowsim train`` and ``flowsim quickstart`` train the 128×6 network they build: FitConfig's
+#: defaults but lr 5e-3, batch 512 and 6,000 steps, the best measured per CPU second for that
+#: network with Muon (docs/choosing.md, "Network size and steps"; ``benchmarks/accuracy.py`` uses
+#: the same). FitConfig's own lr 1e-3 / batch 1024 are the safe defaults for a network of any size.
+RECIPE_128x6 = FitConfig(lr=5e-3, batch_size=512, steps=6000)
 
 
 def warn_if_tf32(device: torch.device | str) -> bool:
