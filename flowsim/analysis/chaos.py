@@ -42,9 +42,7 @@ def valid_prediction_time(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
-        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
-        and ``max_jump`` are called).
+        Any :class:`flowsim.FlowMapLike` (see :mod:`flowsim.analysis` for what is called).
     reference:
         Reference trajectories (:class:`flowsim.Solution` or store Dataset), ideally on the
         attractor; failed ones are skipped.

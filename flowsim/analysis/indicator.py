@@ -54,9 +54,7 @@ def consistency_indicator(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
-        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
-        and ``max_jump`` are called).
+        Any :class:`flowsim.FlowMapLike` (see :mod:`flowsim.analysis` for what is called).
     x:
         States ``(batch, dim)`` (any float dtype; cast to the map's).
     s, t:
@@ -135,9 +133,7 @@ def indicator_quality(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
-        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
-        and ``max_jump`` are called).
+        Any :class:`flowsim.FlowMapLike` (see :mod:`flowsim.analysis` for what is called).
     reference:
         Held-out reference trajectories (:class:`flowsim.Solution` or store Dataset).
     jumps, n_jumps, n_starts, generator:

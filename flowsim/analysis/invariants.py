@@ -53,9 +53,7 @@ def invariant_drift(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
-        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
-        and ``max_jump`` are called).
+        Any :class:`flowsim.FlowMapLike` (see :mod:`flowsim.analysis` for what is called).
     system:
         The system (must be the map's; ``None`` takes the map's); it must define ``invariants``.
     x0:

@@ -50,9 +50,7 @@ def error_vs_jump(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
-        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
-        and ``max_jump`` are called).
+        Any :class:`flowsim.FlowMapLike` (see :mod:`flowsim.analysis` for what is called).
     reference:
         Held-out reference trajectories: a :class:`flowsim.Solution` (shared ``(time,)`` or
         per-trajectory times) or a store Dataset ``x(trajectory, time, state)``, ``params``,

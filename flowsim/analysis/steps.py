@@ -44,9 +44,7 @@ def error_vs_steps(
     Arguments
     ---------
     flowmap:
-        A :class:`flowsim.FlowMapLike`: a :class:`flowsim.FlowMap`, a :class:`flowsim.FlowMapEnsemble`,
-        an :class:`ExactFlowMap` or your own object (only ``forward``, ``system``, ``dtype``
-        and ``max_jump`` are called).
+        Any :class:`flowsim.FlowMapLike` (see :mod:`flowsim.analysis` for what is called).
     reference:
         Held-out reference trajectories (:class:`flowsim.Solution` or store Dataset); failed
         trajectories are skipped.

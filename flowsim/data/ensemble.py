@@ -91,12 +91,7 @@ def simulate_ensemble(
     compressors: Any = None,
     storage_options: Mapping[str, Any] | None = None,
     stats: dict[str, Any] | None = None,
-    method: str | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    backend: str | None = None,
-    max_steps: int | None = None,
-    step_size: float | None = None,
+    **solver_keywords: Any,
 ) -> xr.Dataset:
     """Solve an ensemble of trajectories in parallel (one Dask task per chunk) into a zarr store.
 
@@ -150,8 +145,9 @@ def simulate_ensemble(
         If a dict is given, it is filled with run statistics: ``chunks_run``, ``wall_s``,
         ``startup_s``, ``run_s``, ``solve_s`` and ``write_s`` (summed over chunks), ``n_failed``,
         ``workers`` (distinct worker processes).
-    method, rtol, atol, backend, max_steps, step_size:
-        The keyword form of ``solver`` (the fields of :class:`~flowsim.SolverOptions`).
+    **solver_keywords:
+        The keyword form of ``solver`` (fields of :class:`~flowsim.SolverOptions`: ``method``,
+        ``rtol``, ``atol``, ``backend``, ``max_steps``, ``step_size``).
 
     Returns
     -------
@@ -189,8 +185,7 @@ def simulate_ensemble(
     if isinstance(cs, bool) or not isinstance(cs, (int, np.integer)) or cs < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     cs = int(cs)
-    opts = solver_options(solver, dict(method=method, rtol=rtol, atol=atol, backend=backend,
-                                       max_steps=max_steps, step_size=step_size))
+    opts = solver_options(solver, solver_keywords)
     x0_arr, p_arr, keys = _inputs(system, n, params, x0)
     config = {
         "system": system.name, "constructor": system.constructor_kwargs(), "n": n, "chunk_size": cs,

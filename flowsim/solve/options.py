@@ -271,6 +271,11 @@ def solver_options(
     'bosh3'
     """
     given = {k: v for k, v in keywords.items() if v is not None}
+    fields = {f.name for f in dataclasses.fields(SolverOptions)}
+    unknown = sorted(set(keywords) - fields)
+    if unknown:
+        raise SolverError(f"unknown solver option(s) {unknown}; the fields of SolverOptions are "
+                          f"{sorted(fields)}")
     if solver is None:
         return SolverOptions(**given)
     if given:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,13 +33,7 @@ def reference_solve(
     dtype: torch.dtype = torch.float64,
     chunk_size: int = 1024,
     max_failed_solves: int = 256,
-    method: str | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    backend: str | None = None,
-    max_steps: int | None = None,
-    step_size: float | None = None,
-    n_steps: int | None = None,
+    **solver_keywords: Any,
 ) -> Solution:
     """Solve ``dx/dt = b(t, x; p)`` for a batch of initial states.
 
@@ -71,8 +66,9 @@ def reference_solve(
         A failing chunk is bisected (torchode: solved again without its failed trajectories)
         to isolate its failing trajectories; after this many failed sub-solves, remaining
         failing blocks are flagged whole.
-    method, rtol, atol, backend, max_steps, step_size, n_steps:
-        The keyword form of ``solver``: the fields of :class:`~flowsim.SolverOptions`.
+    **solver_keywords:
+        The keyword form of ``solver``: fields of :class:`~flowsim.SolverOptions`
+        (``method``, ``rtol``, ``atol``, ``backend``, ``max_steps``, ``step_size``, ``n_steps``).
 
     Returns
     -------
@@ -104,8 +100,7 @@ def reference_solve(
     'bosh3'
     """
     t_start = time.perf_counter()
-    opts = solver_options(solver, dict(method=method, rtol=rtol, atol=atol, backend=backend,
-                                       max_steps=max_steps, step_size=step_size, n_steps=n_steps))
+    opts = solver_options(solver, solver_keywords)
     system = get_system(system) if isinstance(system, str) else system
     if not isinstance(system, ODESystem):
         raise ConfigError(
