@@ -32,17 +32,6 @@ from ._plot_utils import (
     tu,
 )
 
-__all__ = [
-    "plot_error_vs_jump",
-    "plot_error_vs_steps",
-    "plot_indicator_quality",
-    "plot_invariant_drift",
-    "plot_valid_prediction_time",
-    "plot_work_precision",
-    "save_figure",
-]
-
-
 
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 150) -> Path:
     """Write ``fig`` as a PNG to ``path`` (atomically: a crash leaves no half-written file).

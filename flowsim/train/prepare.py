@@ -113,9 +113,10 @@ def prepare(flowmap: FlowMap, data: Any, config: FitConfig | None = None,
     --------
     >>> import torch, flowsim
     >>> from flowsim.train import FitConfig, prepare
-    >>> sys = flowsim.get_system("lotka_volterra")
-    >>> sol = flowsim.reference_solve(sys, sys.sample_initial(20, 0), torch.linspace(0, 10, 41))
-    >>> prep = prepare(flowsim.FlowMap(sys, width=8, depth=1), sol, FitConfig(max_jump=2.0))
+    >>> lv = flowsim.get_system("lotka_volterra")
+    >>> fm, times = flowsim.FlowMap(lv, width=8, depth=1), torch.linspace(0, 10, 41)
+    >>> prep = prepare(fm, flowsim.reference_solve(lv, lv.sample_initial(20, 0), times),
+    ...                FitConfig(max_jump=2.0))
     >>> len(prep.train), len(prep.validation), prep.max_jump
     (18, 2, 2.0)
     """

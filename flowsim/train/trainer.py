@@ -48,12 +48,11 @@ class FitResult:
 
     Examples
     --------
-    >>> import torch, flowsim
-    >>> sys = flowsim.get_system("lotka_volterra")
-    >>> sol = flowsim.reference_solve(sys, sys.sample_initial(32, 0), torch.linspace(0, 15, 31))
-    >>> res = flowsim.fit(flowsim.FlowMap(sys, width=16, depth=1), "pairs", sol, steps=5, progress=False)
-    >>> res.steps, res.flowmap.training
-    (5, False)
+    >>> import flowsim
+    >>> fm = flowsim.FlowMap(flowsim.get_system("lotka_volterra"), width=16, depth=1)
+    >>> res = flowsim.fit(fm, "physics", steps=5, progress=False)  # no data: the vector field
+    >>> res.steps, res.flowmap.training, res.checkpoint_dir
+    (5, False, None)
     """
 
     flowmap: FlowMap
