@@ -27,7 +27,6 @@ def add_parser(subparsers: Any) -> None:
     Examples
     --------
     >>> import argparse
-import dataclasses
     >>> from flowsim.cli import train
     >>> parser = argparse.ArgumentParser(prog="flowsim")
     >>> train.add_parser(parser.add_subparsers(dest="command"))
