@@ -18,6 +18,8 @@ from .indicator import consistency_indicator as consistency_indicator
 from .indicator import indicator_quality as indicator_quality
 from .invariants import invariant_drift as invariant_drift
 from .jumps import error_vs_jump as error_vs_jump
+from .machine import MachineLoad as MachineLoad
+from .machine import machine_load as machine_load
 from .plots import plot_error_vs_jump as plot_error_vs_jump
 from .plots import plot_error_vs_steps as plot_error_vs_steps
 from .plots import plot_indicator_quality as plot_indicator_quality
@@ -25,6 +27,7 @@ from .plots import plot_invariant_drift as plot_invariant_drift
 from .plots import plot_valid_prediction_time as plot_valid_prediction_time
 from .plots import plot_work_precision as plot_work_precision
 from .plots import save_figure as save_figure
+from .speedup import MAX_MATCHED_ERROR as MAX_MATCHED_ERROR
 from .speedup import MatchedSpeedup as MatchedSpeedup
 from .speedup import break_even_trajectories as break_even_trajectories
 from .speedup import speedup_at_matched_error as speedup_at_matched_error
@@ -36,6 +39,8 @@ __all__ = [
     "METRICS",
     "SOLVERS",
     "ExactFlowMap",
+    "MAX_MATCHED_ERROR",
+    "MachineLoad",
     "MatchedSpeedup",
     "break_even_trajectories",
     "consistency_indicator",
@@ -43,6 +48,7 @@ __all__ = [
     "error_vs_steps",
     "indicator_quality",
     "invariant_drift",
+    "machine_load",
     "normalised_error",
     "plot_error_vs_jump",
     "plot_error_vs_steps",

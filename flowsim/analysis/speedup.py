@@ -11,7 +11,7 @@ import xarray as xr
 
 from ..errors import ConfigError
 
-__all__ = ["MatchedSpeedup", "break_even_trajectories", "speedup_at_matched_error"]
+__all__ = ["MAX_MATCHED_ERROR", "MatchedSpeedup", "break_even_trajectories", "speedup_at_matched_error"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,40 @@ class MatchedSpeedup:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (NaN stays NaN; write JSON with ``allow_nan`` or map it to null)."""
-        return asdict(self)
+        return {**asdict(self), "summary": self.summary()}
+
+    def summary(self) -> str:
+        """One sentence in plain words: how much faster (or slower) at what error, or why unmatched.
+
+        Never prints a speed-up of "0.0x": a map slower than the solver is said to be slower,
+        by how much.
+
+        Examples
+        --------
+        >>> from flowsim.analysis import MatchedSpeedup
+        >>> r = MatchedSpeedup("dopri5", "relative_error", 1e-3, 1.0, 0.01, True, "tolerance", 1e-4,
+        ...                    8e-4, 0.002, 0.2, float("inf"), "")
+        >>> r.summary().split(" the flow map ")[1]
+        'is 5.0x slower than dopri5 (tolerance=0.0001)'
+        """
+        if not self.matched:
+            return f"no speed-up over {self.solver} is claimed: {self.note}"
+        jumps = f"{self.flowmap_n_jumps:g} jump" + ("" if self.flowmap_n_jumps == 1 else "s")
+        where = (f"at matched median {self.metric.replace('_', ' ')} {self.flowmap_error:.1e} ({jumps}) "
+                 f"the flow map is")
+        how = f"{self.solver} ({self.solver_setting_name}={self.solver_setting_value:g})"
+        if self.speedup >= 1:
+            return f"{where} {self.speedup:.1f}x faster than {how}"
+        return f"{where} {1 / self.speedup:.1f}x slower than {how}"
+
+
+#: A median error above this is not "matched": a map that wrong is not usable as a surrogate.
+MAX_MATCHED_ERROR = 0.1
 
 
 def speedup_at_matched_error(
-    ds: xr.Dataset, solver: str = "dopri5", *, metric: str = "relative_error", at: str = "best_error"
+    ds: xr.Dataset, solver: str = "dopri5", *, metric: str = "relative_error", at: str = "best_error",
+    max_error: float = MAX_MATCHED_ERROR,
 ) -> MatchedSpeedup:
     """Speed-up of the flow map over ``solver`` at matched median error.
 
@@ -60,8 +89,14 @@ def speedup_at_matched_error(
     low, and reports the ratio of their wall times. With ``at="best_speedup"`` does the same
     for every flow-map setting (jump count) and reports the one with the largest speed-up: the
     jump count a user who wants the solver's accuracy at the least cost would choose. With
+    ``at="one_jump"`` compares the map's single jump over the horizon. With
     ``attrs["training_time"]`` set, also the break-even number of trajectories
     (:func:`break_even_trajectories`).
+
+    What "matched" means: the solver setting's median error is at most the map's, and the
+    setting failed on no state (a ``n_failed`` column, where the Dataset has one: a setting that
+    fails anywhere is not a match, whatever its median). A map whose median error exceeds
+    ``max_error`` (10 % by default) is not matched at all: it is not usable there.
 
     Arguments
     ---------
@@ -74,7 +109,9 @@ def speedup_at_matched_error(
     metric:
         ``"relative_error"`` or ``"normalised_error"``.
     at:
-        ``"best_error"`` or ``"best_speedup"`` (see above).
+        ``"best_error"``, ``"best_speedup"`` or ``"one_jump"`` (see above).
+    max_error:
+        The largest median error of the map for which a speed-up is reported.
 
     Returns
     -------
@@ -102,8 +139,10 @@ def speedup_at_matched_error(
     """
     if metric not in ("relative_error", "normalised_error"):
         raise ConfigError(f"metric must be 'relative_error' or 'normalised_error'; got {metric!r}")
-    if at not in ("best_error", "best_speedup"):
-        raise ConfigError(f"at must be 'best_error' or 'best_speedup'; got {at!r}")
+    if at not in ("best_error", "best_speedup", "one_jump"):
+        raise ConfigError(f"at must be 'best_error', 'best_speedup' or 'one_jump'; got {at!r}")
+    if not (isinstance(max_error, (int, float)) and max_error > 0):
+        raise ConfigError(f"max_error must be a positive number; got {max_error!r}")
     var = f"median_{metric}"
     needed = ["method", "setting_value", "wall_time", var]
     missing = [k for k in needed if k not in ds.variables]
@@ -117,6 +156,9 @@ def speedup_at_matched_error(
              else np.full(method.shape, "setting"))
     fm = np.flatnonzero(method == "flowmap")
     sv = np.flatnonzero(method == solver)
+    if "n_failed" in ds.variables:  # a setting that failed on any state is not a match
+        failed = np.asarray(ds["n_failed"].values, dtype=np.float64)
+        sv = sv[~(failed[sv] > 0)]
     if fm.size == 0:
         raise ConfigError("ds has no 'flowmap' rows")
     if sv.size == 0:
@@ -130,6 +172,11 @@ def speedup_at_matched_error(
         return MatchedSpeedup(solver, metric, nan, nan, nan, False, None, nan, nan, nan, nan, nan,
                               "the flow map has no finite error in ds")
     best = fm_ok[np.argmin(err[fm_ok])]
+    if at == "one_jump":
+        one = fm_ok[value[fm_ok] == 1]
+        if one.size == 0:
+            raise ConfigError("ds has no flow-map row at 1 jump; include 1 in n_jumps")
+        best = one[0]
     if at == "best_speedup":  # the flow-map setting whose matched speed-up is largest
         def matched_speedup(i: int) -> float:
             ok = sv[np.isfinite(err[sv]) & (err[sv] <= err[i])]
@@ -139,14 +186,21 @@ def speedup_at_matched_error(
         if max(gains) > -math.inf:
             best = fm_ok[int(np.argmax(gains))]
     fm_err, fm_time = float(err[best]), float(wall[best])
+    if fm_err > max_error:
+        return MatchedSpeedup(
+            solver, metric, fm_err, float(value[best]), fm_time, False, None, nan, nan, nan, nan, nan,
+            f"the flow map's median {metric.replace('_', ' ')} {fm_err:.2g} exceeds {max_error:g}: "
+            "it is not usable as a surrogate here (train longer, or evaluate where it was trained)",
+        )
     good = sv[np.isfinite(err[sv]) & (err[sv] <= fm_err)]
     if good.size == 0:
         finite = sv[np.isfinite(err[sv])]
         best_solver = f"{float(err[finite].min()):.3g}" if finite.size else "no finite error"
         return MatchedSpeedup(
             solver, metric, fm_err, float(value[best]), fm_time, False, None, nan, nan, nan, nan, nan,
-            f"no {solver} setting in the sweep reached the flow map's median {metric} {fm_err:.3g} "
-            f"(its most accurate: {best_solver}); extend the sweep to tighter settings",
+            f"no {solver} setting in the sweep that succeeded on every state reached the flow map's "
+            f"median {metric.replace('_', ' ')} {fm_err:.3g} (its most accurate: {best_solver}); "
+            "every solver setting was more accurate or failed: extend the sweep",
         )
     pick = good[np.argmin(wall[good])]
     s_time = float(wall[pick])
@@ -158,7 +212,8 @@ def speedup_at_matched_error(
         solver, metric, fm_err, float(value[best]), fm_time, True, str(names[pick]), float(value[pick]),
         float(err[pick]), s_time, speed, be,
         f"cheapest {solver} setting with median {metric} <= the flow map's "
-        f"{'best' if at == 'best_error' else f'at {value[best]:g} jumps'} ({fm_err:.3g})",
+        f"{'best' if at == 'best_error' else f'at {value[best]:g} jumps'} ({fm_err:.3g}), "
+        "failing on no state",
     )
 
 

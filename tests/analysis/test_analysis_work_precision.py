@@ -143,6 +143,40 @@ def test_speedup_reports_no_match_honestly():
         speedup_at_matched_error(xr.Dataset())
 
 
+def test_a_setting_that_fails_on_any_state_is_not_a_match():
+    ds = _hand_made()
+    # the cheapest accurate dopri5 setting (1e-5, 0.3 s) failed on one state: the next one counts
+    ds["n_failed"] = ("setting", [0, 0, 0, 1, 0, 0, 0])
+    res = speedup_at_matched_error(ds)
+    assert res.matched and res.solver_setting_value == 1e-4 and res.solver_wall_time == 0.9
+    ds["n_failed"] = ("setting", [0, 0, 0, 1, 3, 2, 0])
+    res = speedup_at_matched_error(ds)
+    assert not res.matched and "failed" in res.note and "no speed-up" in res.summary()
+
+
+def test_an_error_above_ten_percent_is_never_matched():
+    ds = _hand_made()
+    ds["median_relative_error"] = ("setting", [0.78, 0.9, 1.0, 1e-4, 0.2, 1e-5, 2e-3])
+    res = speedup_at_matched_error(ds)
+    assert not res.matched and math.isnan(res.speedup)
+    assert "not usable" in res.note and "0.78" in res.note
+    assert speedup_at_matched_error(ds, max_error=1.0).matched
+    with pytest.raises(ConfigError, match="max_error"):
+        speedup_at_matched_error(ds, max_error=0)
+
+
+def test_one_jump_and_plain_words():
+    res = speedup_at_matched_error(_hand_made(), at="one_jump")
+    assert res.flowmap_n_jumps == 1 and res.flowmap_error == 2e-3
+    # the cheapest dopri5 setting at least as accurate as 2e-3 takes 0.3 s: 30x faster, in words
+    assert res.speedup == pytest.approx(30.0) and "30.0x faster than dopri5" in res.summary()
+    slow = _hand_made()
+    slow["wall_time"] = ("setting", [2.0, 1.0, 0.5, 0.3, 0.9, 5.0, 8.0])
+    text = speedup_at_matched_error(slow, at="one_jump").summary()
+    assert "3.3x slower than dopri5" in text and "0.0x" not in text  # 1.0 s against 0.3 s
+    assert speedup_at_matched_error(_hand_made()).to_dict()["summary"].startswith("at matched median")
+
+
 def test_break_even_trajectories():
     assert break_even_trajectories(100.0, 1e-5, 1e-3) == pytest.approx(100.0 / (1e-3 - 1e-5))
     assert break_even_trajectories(100.0, 1e-3, 1e-3) == math.inf
