@@ -33,11 +33,13 @@ from .speedup import break_even_trajectories as break_even_trajectories
 from .speedup import speedup_at_matched_error as speedup_at_matched_error
 from .steps import error_vs_steps as error_vs_steps
 from .work_precision import SOLVERS as SOLVERS
+from .work_precision import Sweep as Sweep
 from .work_precision import work_precision as work_precision
 
 __all__ = [
     "METRICS",
     "SOLVERS",
+    "Sweep",
     "ExactFlowMap",
     "MAX_MATCHED_ERROR",
     "MachineLoad",

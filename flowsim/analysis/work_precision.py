@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,7 @@ from ._maps import (
 )
 from .metrics import metric_attrs, normalised_error, relative_error, state_std, summarise_errors
 
-__all__ = ["SOLVERS", "work_precision"]
+__all__ = ["SOLVERS", "Sweep", "work_precision"]
 
 #: Solvers :func:`work_precision` knows; ``"torchode"`` runs only where it is installed.
 SOLVERS = ("dopri5", "bosh3", "rk4", "scipy_lsoda", "scipy_radau", "torchode")
@@ -37,46 +39,12 @@ _SCIPY = {"scipy_lsoda": "LSODA", "scipy_radau": "Radau"}
 REFERENCE_TOL = 1e-10
 
 
-def work_precision(
-    flowmap: Any,
-    system: ODESystem | str | None,
-    x0: Tensor,
-    p: Any = None,
-    horizon: float | None = None,
-    *,
-    n_jumps: Sequence[int] | None = None,
-    tolerances: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8),
-    rk4_steps: Sequence[int] = (4, 8, 16, 32, 64, 128, 256),
-    solvers: Sequence[str] = SOLVERS,
-    reference: Solution | Tensor | None = None,
-    n_scipy: int = 16,
-    n_reference: int | None = None,
-    training_time: float | None = None,
-    repeats: int = 3,
-    t0: float = 0.0,
-    solver_dtype: torch.dtype = torch.float64,
-    max_steps: int = 100_000,
-    max_seconds: float | None = 120.0,
-    device: torch.device | str | None = None,
-) -> xr.Dataset:
-    """Error against cost for the flow map at N jumps and for solvers over their sweeps.
+@dataclass(frozen=True)
+class Sweep:
+    """What :func:`work_precision` sweeps and how hard it tries: frozen and validated once.
 
-    All methods integrate the same batch of states over ``[t0, t0 + horizon]`` in this
-    process, under ``torch.no_grad``, each warmed up once and timed as the minimum of
-    ``repeats`` runs. Errors are those of the final state against a tight reference.
-
-    Arguments
-    ---------
-    flowmap:
-        A :class:`flowsim.FlowMap` or any object with ``forward``, ``system``, ``dtype``, ``max_jump``.
-    system:
-        The system (must be the map's; ``None`` takes the map's).
-    x0:
-        Initial states ``(batch, dim)``, ideally held out from training.
-    p:
-        Parameters: ``None`` (defaults), a dict, ``(n_params,)`` or ``(batch, n_params)``.
-    horizon:
-        Integration time (default: the system's timescale).
+    Attributes
+    ----------
     n_jumps:
         Flow-map jump counts (default ``N0·(1, 2, 4, …, 32)`` with ``horizon/N0 ≤ max_jump``).
     tolerances:
@@ -86,23 +54,14 @@ def work_precision(
     solvers:
         Any of :data:`SOLVERS`. ``"torchode"`` (dopri5) is skipped, and listed in
         ``attrs["skipped_solvers"]``, where ``import torchode`` fails.
-    reference:
-        Precomputed reference: a :class:`flowsim.Solution` from ``t0`` to ``t0 + horizon`` of
-        the first states of ``x0``, or their final states ``(m, dim)``. Default: torchdiffeq
-        dopri5 at rtol = atol = 1e-10 in float64, or scipy Radau (same tolerances) for stiff systems.
     n_scipy:
         scipy solves one trajectory at a time, so it is timed on the first ``n_scipy`` states
         and its wall time scaled to the batch (``attrs`` say so); its error uses those states.
     n_reference:
         Measure errors on the first ``n_reference`` states only (default all); timing always
         uses the whole batch. Useful where the tight reference is expensive (stiff systems).
-    training_time:
-        Seconds spent training the map; stored in ``attrs`` for
-        :func:`speedup_at_matched_error`'s break-even count.
     repeats:
         Timed runs per setting (the minimum is reported).
-    t0:
-        Start time.
     solver_dtype:
         Dtype of the torch solvers (float64 default: tight tolerances need it).
     max_steps:
@@ -115,6 +74,102 @@ def work_precision(
     device:
         Device of the torch solvers (default: the flow map's, so both run on the same
         hardware); scipy always runs on the CPU.
+
+    Examples
+    --------
+    >>> from flowsim.analysis import Sweep
+    >>> Sweep(tolerances=(1e-6, 1e-3), solvers=("dopri5",)).tolerances
+    (1e-06, 0.001)
+    """
+
+    n_jumps: Sequence[int] | None = None
+    tolerances: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
+    rk4_steps: Sequence[int] = (4, 8, 16, 32, 64, 128, 256)
+    solvers: Sequence[str] = SOLVERS
+    n_scipy: int = 16
+    n_reference: int | None = None
+    repeats: int = 3
+    solver_dtype: torch.dtype = torch.float64
+    max_steps: int = 100_000
+    max_seconds: float | None = 120.0
+    device: torch.device | str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "tolerances", tuple(_positive(self.tolerances, "tolerances", float)))
+        set_(self, "rk4_steps", tuple(_positive(self.rk4_steps, "rk4_steps", int)))
+        if isinstance(self.solvers, str):
+            raise ConfigError(f"solvers must be a sequence of names; got the string {self.solvers!r}")
+        unknown = [s for s in self.solvers if s not in SOLVERS]
+        if unknown:
+            raise SolverError(f"unknown solver(s) {unknown}; choose from {SOLVERS}")
+        set_(self, "solvers", tuple(self.solvers))
+        for name in ("n_scipy", "repeats", "max_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {v!r}")
+        ms = self.max_seconds
+        if ms is not None and not (isinstance(ms, (int, float)) and ms > 0):
+            raise ConfigError(f"max_seconds must be a positive number of seconds or None; got {ms!r}")
+
+
+def _as_sweep(sweep: Sweep | None, options: dict[str, Any]) -> Sweep:
+    """``sweep`` with ``options`` (its fields as keywords) applied; unknown names refused."""
+    fields = {f.name for f in dataclasses.fields(Sweep)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ConfigError(f"work_precision got unknown option(s) {unknown}; Sweep's fields are "
+                          f"{sorted(fields)}")
+    if sweep is not None and not isinstance(sweep, Sweep):
+        raise ConfigError(f"sweep must be a flowsim.analysis.Sweep; got {type(sweep).__name__}")
+    return dataclasses.replace(sweep or Sweep(), **options) if options else (sweep or Sweep())
+
+
+def work_precision(
+    flowmap: Any,
+    system: ODESystem | str | None,
+    x0: Tensor,
+    p: Any = None,
+    horizon: float | None = None,
+    sweep: Sweep | None = None,
+    *,
+    reference: Solution | Tensor | None = None,
+    training_time: float | None = None,
+    t0: float = 0.0,
+    **sweep_options: Any,
+) -> xr.Dataset:
+    """Error against cost for the flow map at N jumps and for solvers over their sweeps.
+
+    All methods integrate the same batch of states over ``[t0, t0 + horizon]`` in this
+    process, under ``torch.no_grad``, each warmed up once and timed as the minimum of
+    ``repeats`` runs. Errors are those of the final state against a tight reference.
+
+    What is swept, and how hard, is a :class:`Sweep`; its fields may also be given as keywords
+    (``work_precision(fm, sys, x0, tolerances=(1e-4,), solvers=("dopri5",))``).
+
+    Arguments
+    ---------
+    flowmap:
+        Any :class:`flowsim.FlowMapLike`.
+    system:
+        The system (must be the map's; ``None`` takes the map's).
+    x0:
+        Initial states ``(batch, dim)``, ideally held out from training.
+    p:
+        Parameters: ``None`` (defaults), a dict, ``(n_params,)`` or ``(batch, n_params)``.
+    horizon:
+        Integration time (default: the system's timescale).
+    sweep:
+        The sweep (default ``Sweep()``); ``**sweep_options`` are its fields as keywords.
+    reference:
+        Precomputed reference: a :class:`flowsim.Solution` from ``t0`` to ``t0 + horizon`` of
+        the first states of ``x0``, or their final states ``(m, dim)``. Default: torchdiffeq
+        dopri5 at rtol = atol = 1e-10 in float64, or scipy Radau (same tolerances) for stiff systems.
+    training_time:
+        Seconds spent training the map; stored in ``attrs`` for
+        :func:`speedup_at_matched_error`'s break-even count.
+    t0:
+        Start time.
 
     Returns
     -------
@@ -146,6 +201,10 @@ def work_precision(
     >>> sorted(set(ds.method.values.tolist()))
     ['dopri5', 'flowmap', 'rk4']
     """
+    sw = _as_sweep(sweep, sweep_options)
+    n_jumps, tols, steps, solvers = sw.n_jumps, list(sw.tolerances), list(sw.rk4_steps), sw.solvers
+    n_scipy, n_reference, repeats, solver_dtype = sw.n_scipy, sw.n_reference, sw.repeats, sw.solver_dtype
+    max_steps, max_seconds, device = sw.max_steps, sw.max_seconds, sw.device
     system = match_system(flowmap, system)
     x0 = as_states(system, x0)
     n, dim = x0.shape
@@ -154,16 +213,6 @@ def work_precision(
     h = check_horizon(system.timescale if horizon is None else horizon)
     t0 = float(t0)
     counts = check_step_counts(n_jumps, h, flowmap, "work_precision")
-    tols = _positive(tolerances, "tolerances", float)
-    steps = _positive(rk4_steps, "rk4_steps", int)
-    unknown = [s for s in solvers if s not in SOLVERS]
-    if unknown:
-        raise SolverError(f"unknown solver(s) {unknown}; choose from {SOLVERS}")
-    for name, v in (("n_scipy", n_scipy), ("repeats", repeats), ("max_steps", max_steps)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{name} must be a positive integer; got {v!r}")
-    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
-        raise ConfigError(f"max_seconds must be a positive number of seconds or None; got {max_seconds!r}")
     if training_time is not None and not (float(training_time) >= 0 and math.isfinite(float(training_time))):
         raise ConfigError(f"training_time must be a non-negative number of seconds; got {training_time!r}")
     x_ref, ok_ref, sigma, ref_desc = _reference(system, x0, pp, t0, h, reference, n_reference)

@@ -214,3 +214,19 @@ def test_speedup_at_best_speedup_picks_the_jump_count_that_pays_most():
     assert lsoda.matched and lsoda.speedup == pytest.approx(800.0)
     with pytest.raises(ConfigError, match="at must be"):
         speedup_at_matched_error(_hand_made(), at="fastest")
+
+
+def test_sweep_object_and_keywords_are_one_thing(exact, sho):
+    from flowsim.analysis import Sweep
+
+    x0 = sho.sample_initial(4, generator=3)
+    sweep = Sweep(n_jumps=(1,), tolerances=(1e-4,), solvers=("dopri5",), repeats=1)
+    a = work_precision(exact, sho, x0, horizon=1.0, sweep=sweep)
+    b = work_precision(exact, sho, x0, horizon=1.0, n_jumps=(1,), tolerances=(1e-4,), solvers=("dopri5",),
+                       repeats=1)
+    assert a.method.values.tolist() == b.method.values.tolist()
+    assert a.median_relative_error.values.tolist() == b.median_relative_error.values.tolist()
+    with pytest.raises(ConfigError, match="unknown option"):
+        work_precision(exact, sho, x0, horizon=1.0, tolerance=(1e-4,))
+    with pytest.raises(ConfigError, match="sequence of names"):
+        Sweep(solvers="dopri5")
