@@ -47,6 +47,8 @@ def _solver_config(opts: SolverOptions) -> dict[str, Any]:
     d = opts.to_dict()
     out = {k: d[k] for k in ("method", "rtol", "atol", "backend", "max_steps")}
     out.update({k: d[k] for k in ("step_size", "n_steps") if d[k] is not None})
+    if d.get("stacked"):
+        out["stacked"] = True
     return out
 
 
