@@ -9,6 +9,7 @@ stderr: a :class:`~flowsim.errors.FlowsimError` or a bad option exits 2, any oth
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -116,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("flowsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`flowsim info … | head`): not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as err:  # noqa: BLE001 - a bug or an environment problem: one line, exit 1
         if debug:
             raise
