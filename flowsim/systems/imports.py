@@ -62,9 +62,9 @@ def resolve_system(spec: str, *, recorded_in: str | None = None) -> ODESystem:
     Examples
     --------
     >>> from flowsim.systems.imports import resolve_system, system_spec
-    >>> sys = resolve_system("flowsim.systems.physics:FitzHughNagumo")
+    >>> sys = resolve_system("flowsim.systems.biology:FitzHughNagumo")
     >>> sys.name, system_spec(sys)
-    ('fitzhugh_nagumo', 'flowsim.systems.physics:FitzHughNagumo')
+    ('fitzhugh_nagumo', 'flowsim.systems.biology:FitzHughNagumo')
     """
     where = f" recorded in {recorded_in}" if recorded_in else ""
     module_name, _, attr = str(spec).partition(":")
