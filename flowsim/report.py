@@ -247,7 +247,8 @@ def evaluate(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None
             )
         test = np.flatnonzero(split_of(np.arange(ds.sizes["trajectory"])) == 2)[:512]
         reference = ds.isel(trajectory=test if len(test) else slice(0, 512))
-    out = Path(out) if out is not None else Path(checkpoint) / "report"
+    ck = Path(checkpoint)
+    out = Path(out) if out is not None else (ck.parent if ck.is_file() else ck) / "report"
     summary = _evaluate(fm, out, n_eval=n_eval, params=params, seed=seed, training_time=None,
                         verbose=verbose, progress=progress, reference=reference)
     summary["checkpoint"] = str(checkpoint)

@@ -303,3 +303,35 @@ def test_minutes_alone_sets_the_budget_not_the_steps(tmp_path, capsys):
     record = flowsim.load(out).training_record
     assert record["steps"] == BUDGET_STEPS and record["time_budget"] == pytest.approx(1.2)
     assert 0 < record["steps_done"] < BUDGET_STEPS
+
+
+# ----------------------------------------------------------------------------- what is shown
+
+
+@pytest.mark.slow
+def test_quickstart_no_progress_still_prints_the_results(tmp_path, capsys):
+    assert main(["quickstart", "--small", "--n", "32", "--steps", "20", "--out", str(tmp_path / "q"),
+                 "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "[1/3]" in captured.out and "median rel. err" in captured.out and "report:" in captured.out
+    assert "it/s" not in captured.err and "step/s" not in captured.err and "%|" not in captured.err
+
+
+@pytest.mark.slow
+def test_evaluate_shows_a_progress_bar_unless_no_progress(tmp_path, capsys):
+    ck = flowsim.save(flowsim.FlowMap("harmonic_oscillator", width=8, depth=1), tmp_path / "ck")
+    assert main(["evaluate", str(ck), "--n-eval", "8"]) == 0
+    captured = capsys.readouterr()
+    assert "evaluate" in captured.err and "4/4" in captured.err and "median rel. err" in captured.out
+    assert main(["evaluate", str(ck / "model.safetensors"), "--n-eval", "8", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "4/4" not in captured.err and "median rel. err" in captured.out
+    assert (ck / "report" / "report.json").exists()
+
+
+@pytest.mark.slow
+def test_ensemble_progress_counts_the_members_steps(tmp_path, capsys):
+    assert main(["train", "--system", "harmonic_oscillator", "--members", "2", "--steps", "30",
+                 "--width", "8", "--depth", "1", "--batch-size", "32", "--out", str(tmp_path / "e")]) == 0
+    err = capsys.readouterr().err
+    assert "60/60" in err and "2/2 members done" in err

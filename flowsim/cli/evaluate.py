@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ._checks import check_output, check_url, get_cli_system, positive_int
@@ -35,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
     """Write the evaluation report of a checkpoint (:func:`flowsim.report.evaluate`)."""
     from ..report import evaluate
 
-    if args.out is not None:
-        check_output(args.out)
+    checkpoint = Path(args.checkpoint)
+    default_out = (checkpoint.parent if checkpoint.is_file() else checkpoint) / "report"
+    check_output(args.out if args.out is not None else default_out)
     if args.store is not None:
         check_url(args.store, "--store")
     system = get_cli_system(args.system) if args.system else None
