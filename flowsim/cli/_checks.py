@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SystemNotFoundError
 
 __all__ = ["check_device", "check_output", "check_scheduler", "check_url", "finite_float",
            "get_cli_system", "positive_float", "positive_int"]
@@ -155,4 +155,8 @@ def get_cli_system(name: str) -> Any:
 
     if is_import_path(name):
         return resolve_system(name)
-    return get_system(name)
+    try:
+        return get_system(name)
+    except SystemNotFoundError as err:
+        raise SystemNotFoundError(f"{err}; on the command line, name your own system by its import "
+                                  "path, e.g. mypkg.models:make_system") from None
