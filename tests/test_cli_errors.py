@@ -284,6 +284,17 @@ def test_help_shows_defaults(capsys):
     assert "(default: 1e-08)" in " ".join(capsys.readouterr().out.split())
 
 
+def test_quickstart_help_states_the_sizes_it_runs(capsys):
+    from flowsim.report import SIZES
+
+    assert main(["quickstart", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    small, default = SIZES["small"], SIZES["default"]
+    assert f"default: {default['fit'].steps}; {small['fit'].steps} with --small" in out
+    assert f"default: {default['n']}; {small['n']} with --small" in out
+    assert f"{small['n']} trajectories, a {small['width']}x{small['depth']} network" in out
+
+
 # ----------------------------------------------------------------------------- --minutes
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..train.config import RECIPE_128x6
 from ._checks import check_device, check_output, check_scheduler, get_cli_system, positive_int
 
 __all__ = ["add_parser", "run"]
@@ -24,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--small", action="store_true",
                    help="a seconds-long smoke run (96 trajectories, a 32x2 network, 150 steps)")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help="training steps (default: 6000; 150 with --small)")
+                   help=f"training steps (default: {RECIPE_128x6.steps}; 150 with --small)")
     p.add_argument("--n", type=positive_int, default=None,
                    help="number of trajectories (default: 2048; 96 with --small)")
     p.add_argument("--params", choices=["default", "prior"], default="default",
