@@ -23,6 +23,7 @@ from . import analysis as an
 from .errors import ConfigError, TimeGridError
 from .maps.flowmap import FlowMap
 from .solve import SolverOptions, reference_solve
+from .systems.base import ODESystem
 from .systems.registry import get_system
 from .train.config import RECIPE_128x6
 
@@ -39,13 +40,44 @@ SIZES = {
 }
 
 
-def _say(msg: str, quiet: bool) -> None:
-    if not quiet:
+def _say(msg: str, verbose: bool) -> None:
+    if verbose:
         print(msg, flush=True)
 
 
+def _count(name: str, value: Any, *, optional: bool = True) -> None:
+    """Refuse a count that is not a positive integer (``None`` where ``optional``)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+
+
+class _Stages:
+    """A progress bar over the stages of an evaluation (nothing when ``progress`` is off)."""
+
+    def __init__(self, n: int, progress: bool) -> None:
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=n, desc="evaluate", unit="stage")
+
+    def start(self, name: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(name)
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def quickstart(
-    system: str = "fitzhugh_nagumo",
+    system: str | ODESystem = "fitzhugh_nagumo",
     out: str | os.PathLike = "flowsim-quickstart",
     *,
     size: str = "default",
@@ -56,19 +88,20 @@ def quickstart(
     client: Any = "sync",
     seed: int = 0,
     progress: bool = True,
+    verbose: bool = True,
 ) -> dict[str, Any]:
     """Simulate, train and evaluate a flow map end to end; write a report folder.
 
     Arguments
     ---------
     system:
-        Catalogue name (default: the FitzHugh–Nagumo neuron model).
+        Catalogue name (default: the FitzHugh–Nagumo neuron model) or an ODESystem.
     out:
         Output folder: ``data.zarr`` (the ensemble), ``model/`` (the checkpoint), ``report/``.
     size:
         ``"default"`` (a few minutes on a 2-core CPU) or ``"small"`` (seconds; a smoke test).
     steps, n:
-        Override the training steps and the number of trajectories.
+        Override the training steps and the number of trajectories (positive integers).
     params:
         ``"default"`` (one parameter set) or ``"prior"`` (a parametric surrogate).
     device:
@@ -79,7 +112,9 @@ def quickstart(
     seed:
         Seed of the ensemble and the training.
     progress:
-        Show progress bars and messages.
+        Show progress bars.
+    verbose:
+        Print the stages and the results table.
 
     Returns
     -------
@@ -89,7 +124,7 @@ def quickstart(
     Raises
     ------
     ConfigError
-        Unknown ``size`` or ``params``.
+        Unknown ``size`` or ``params``, or ``steps`` or ``n`` not a positive integer.
 
     Examples
     --------
@@ -104,9 +139,10 @@ def quickstart(
         raise ConfigError(f"size must be one of {list(SIZES)}; got {size!r}")
     if params not in ("default", "prior"):
         raise ConfigError(f"params must be 'default' or 'prior'; got {params!r}")
+    _count("steps", steps)
+    _count("n", n)
     cfg = dict(SIZES[size])
-    cfg["n"] = n or cfg["n"]
-    quiet = not progress
+    cfg["n"] = n if n is not None else cfg["n"]
     sys_ = get_system(system)
     T = sys_.timescale
     out = Path(out)
@@ -114,32 +150,34 @@ def quickstart(
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     t_grid = torch.linspace(0, 2 * T, cfg["n_times"], dtype=torch.float64)
 
-    _say(f"[1/3] simulating {cfg['n']} trajectories of {sys_.name} into {out / 'data.zarr'}", quiet)
+    _say(f"[1/3] simulating {cfg['n']} trajectories of {sys_.name} into {out / 'data.zarr'}", verbose)
     t0 = time.perf_counter()
     ds = simulate_ensemble(sys_, cfg["n"], t_grid, params=params, store=out / "data.zarr",
                            client=client, seed=seed, progress=progress)
     sim_time = time.perf_counter() - t0
 
-    fit_config = dataclasses.replace(cfg["fit"], steps=steps or cfg["fit"].steps, seed=seed, max_jump=T)
-    _say(f"[2/3] training a flow map for {fit_config.steps} steps on {dev}", quiet)
+    fit_config = dataclasses.replace(cfg["fit"], steps=steps if steps is not None else cfg["fit"].steps,
+                                     seed=seed, max_jump=T)
+    _say(f"[2/3] training a flow map for {fit_config.steps} steps on {dev}", verbose)
     # params="default": a single parameter set, no parametric range to cover
     fm = FlowMap(sys_, width=cfg["width"], depth=cfg["depth"], param_range=params)
     res = fit(fm, "pairs", ds, fit_config, device=dev, checkpoint_dir=out / "model",
               progress=progress, resume=True)
     summary = _evaluate(res.flowmap, out / "report", n_eval=cfg["n_eval"], params=params,
-                        seed=seed + 1, training_time=res.wall_time, quiet=quiet)
+                        seed=seed + 1, training_time=res.wall_time, verbose=verbose, progress=progress)
     summary.update(simulation_seconds=sim_time, training_seconds=res.wall_time,
                    training_steps=fit_config.steps, store=str(out / "data.zarr"),
                    checkpoint=str(out / "model"))
     _write(out / "report", summary)
-    _say(_table(summary), quiet)
-    _say(f"report: {out / 'report' / 'report.md'}", quiet)
+    _say(_table(summary), verbose)
+    _say(f"report: {out / 'report' / 'report.md'}", verbose)
     return summary
 
 
 def evaluate(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, *,
              store: str | os.PathLike | None = None, n_eval: int = 2000, params: str = "prior",
-             seed: int = 1, progress: bool = True) -> dict[str, Any]:
+             seed: int = 1, system: ODESystem | None = None, progress: bool = True,
+             verbose: bool = True) -> dict[str, Any]:
     """Write the evaluation report (figures, JSON, Markdown) for a trained checkpoint.
 
     Held-out reference trajectories are solved fresh from the system's prior (initial states
@@ -160,8 +198,14 @@ def evaluate(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None
         ``"prior"`` or ``"default"``.
     seed:
         Seed of the held-out states.
+    system:
+        The ODESystem of the checkpoint, for a system that is not in the catalogue and whose
+        import path the checkpoint does not record (e.g. a :func:`~flowsim.from_callable`
+        system); checked against the checkpoint.
     progress:
-        Print progress.
+        Show a progress bar over the evaluation's stages.
+    verbose:
+        Print the results table.
 
     Returns
     -------
@@ -173,6 +217,8 @@ def evaluate(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None
     CheckpointError
         The checkpoint is missing, corrupted, of an unknown system, or the store holds another
         system.
+    ConfigError
+        ``n_eval`` is not a positive integer or ``params`` is unknown.
     StoreError
         The store is missing or has the wrong schema.
 
@@ -185,28 +231,29 @@ def evaluate(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None
     from .errors import CheckpointError
     from .train.checkpoint import load
 
-    fm = load(checkpoint)
+    _count("n_eval", n_eval, optional=False)
+    if params not in ("default", "prior"):
+        raise ConfigError(f"params must be 'default' or 'prior'; got {params!r}")
+    fm = load(checkpoint, system=system)
     reference = None
     if store is not None:
-        import numpy as np
-
-        from .data import open_store, split_of, store_system
+        from .data import open_store, split_of
 
         ds = open_store(store)
-        if store_system(ds).name != fm.system.name:
+        if str(ds.attrs.get("system")) != fm.system.name:
             raise CheckpointError(
                 f"checkpoint is a flow map of {fm.system.name!r} but the store holds "
-                f"{store_system(ds).name!r}; evaluate it on a store of the same system"
+                f"{ds.attrs.get('system')!r}; evaluate it on a store of the same system"
             )
         test = np.flatnonzero(split_of(np.arange(ds.sizes["trajectory"])) == 2)[:512]
         reference = ds.isel(trajectory=test if len(test) else slice(0, 512))
-    out = Path(out) if out is not None else Path(checkpoint) / "report"
-    summary = _evaluate(fm, out, n_eval=n_eval, params=params, seed=seed,
-                        training_time=None, quiet=not progress, reference=reference)
+    ck = Path(checkpoint)
+    out = Path(out) if out is not None else (ck.parent if ck.is_file() else ck) / "report"
+    summary = _evaluate(fm, out, n_eval=n_eval, params=params, seed=seed, training_time=None,
+                        verbose=verbose, progress=progress, reference=reference)
     summary["checkpoint"] = str(checkpoint)
     _write(out, summary)
-    if progress:
-        print(_table(summary))
+    _say(_table(summary), verbose)
     return summary
 
 
@@ -223,11 +270,25 @@ def _held_out(fm: FlowMap, n: int, params: str, seed: int):
 
 
 def _evaluate(fm: FlowMap, out: Path, *, n_eval: int, params: str, seed: int,
-              training_time: float | None, quiet: bool, reference: Any = None) -> dict[str, Any]:
+              training_time: float | None, verbose: bool, progress: bool = False,
+              reference: Any = None) -> dict[str, Any]:
+    stages = _Stages(4, progress)
+    try:
+        return _evaluate_stages(fm, out, n_eval=n_eval, params=params, seed=seed,
+                                training_time=training_time, verbose=verbose, reference=reference,
+                                stages=stages)
+    finally:
+        stages.close()
+
+
+def _evaluate_stages(fm: FlowMap, out: Path, *, n_eval: int, params: str, seed: int,
+                     training_time: float | None, verbose: bool, reference: Any,
+                     stages: _Stages) -> dict[str, Any]:
     sys_ = fm.system
     T, hmax = sys_.timescale, fm.max_jump
     out.mkdir(parents=True, exist_ok=True)
-    _say("[3/3] evaluating on held-out states against reference solves", quiet)
+    _say("[3/3] evaluating on held-out states against reference solves", verbose)
+    stages.start("reference solves")
     if reference is None:
         x0, p = _held_out(fm, min(n_eval, 512), params, seed)
         t = torch.linspace(0, 2 * hmax, 201, dtype=torch.float64)
@@ -237,6 +298,8 @@ def _evaluate(fm: FlowMap, out: Path, *, n_eval: int, params: str, seed: int,
         ref = reference
         n_ref = int(ref.sizes["trajectory"])
         span = float(ref["time"].values[-1] - ref["time"].values[0])
+    stages.done()
+    stages.start("error vs jump")
     dt = span / 200 if reference is None else float(np.diff(ref["time"].values).min())
     hmax = min(hmax, span / 2)
     jumps = [v for v in (0.01 * T, 0.03 * T, 0.1 * T, 0.3 * T, T)
@@ -250,8 +313,12 @@ def _evaluate(fm: FlowMap, out: Path, *, n_eval: int, params: str, seed: int,
         from_start = {float(h): ej0.sel(jump=h) for h in ej0["jump"].values}
     except TimeGridError:  # an irregular stored grid without these gaps from its first time
         from_start = {}
+    stages.done()
+    stages.start("error vs steps")
     es = an.error_vs_steps(fm, ref, horizon=hmax)
     an.save_figure(an.plot_error_vs_steps(es), out / "error_vs_steps.png")
+    stages.done()
+    stages.start("work-precision")
 
     xw, pw = _held_out(fm, n_eval, params, seed + 1)
     quick = n_eval < 256
@@ -262,6 +329,7 @@ def _evaluate(fm: FlowMap, out: Path, *, n_eval: int, params: str, seed: int,
                            repeats=1 if quick else 3)
     an.save_figure(an.plot_work_precision(wp), out / "work_precision.png")
     sp = an.speedup_at_matched_error(wp, "dopri5").to_dict()
+    stages.done()
 
     rows = []
     for h in ej["jump"].values:

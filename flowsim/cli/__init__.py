@@ -1,7 +1,10 @@
 """The ``flowsim`` command line (``flowsim --help``), one module per command group.
 
-* :mod:`._parser` — the top-level parser and :func:`main` (a :class:`~flowsim.errors.FlowsimError`
-  becomes one line on stderr and exit status 2, never a traceback);
+* :mod:`._parser` — the top-level parser and :func:`main` (a bad option or a
+  :class:`~flowsim.errors.FlowsimError` becomes one line on stderr and exit status 2, any other
+  exception one line naming its type and exit status 1; ``flowsim --debug …`` shows the traceback);
+* :mod:`._checks` — checks shared by the commands (counts, devices, output folders, fsspec URLs,
+  scheduler addresses, systems by catalogue name or import path ``mypkg.models:make_system``);
 * :mod:`.systems` — ``flowsim systems``;
 * :mod:`.data` — ``flowsim simulate`` and ``flowsim info``;
 * :mod:`.train` — ``flowsim train``;

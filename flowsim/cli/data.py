@@ -12,8 +12,21 @@ import json
 from typing import Any
 
 from ..errors import ConfigError
+from ._checks import (
+    check_output,
+    check_scheduler,
+    check_url,
+    finite_float,
+    get_cli_system,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["add_parser", "info", "run", "simulate"]
+
+SYSTEM_HELP = ("catalogue name (see `flowsim systems`) or the import path of your own system, "
+               "mypkg.models:make_system (an ODESystem, or a function returning one); the path is "
+               "recorded in the store, so later commands rebuild the system")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,25 +46,31 @@ def add_parser(subparsers: Any) -> None:
         "simulate", help="simulate an ensemble of trajectories into a zarr store (Dask-parallel)",
         description="Solve an ensemble with the reference solver, one Dask task per chunk, into a "
                     "zarr store. Rerunning the same command resumes an interrupted run.")
-    p.add_argument("system", help="catalogue name (see `flowsim systems`)")
-    p.add_argument("--n", type=int, required=True, help="number of trajectories")
-    p.add_argument("--t-end", type=float, required=True, help="last output time")
-    p.add_argument("--n-times", type=int, required=True, help="number of output times (evenly spaced)")
-    p.add_argument("--t-start", type=float, default=0.0, help="first output time (default 0)")
+    p.add_argument("system", help=SYSTEM_HELP)
+    p.add_argument("--n", type=positive_int, required=True, help="number of trajectories")
+    p.add_argument("--t-end", type=finite_float, required=True, help="last output time")
+    p.add_argument("--n-times", type=positive_int, required=True,
+                   help="number of output times (evenly spaced from --t-start to --t-end)")
+    p.add_argument("--t-start", type=finite_float, default=0.0, help="first output time")
     p.add_argument("--out", required=True, help="store path or fsspec URL, e.g. runs/fhn.zarr")
-    p.add_argument("--chunk-size", type=int, default=None, help="trajectories per chunk/task (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="ensemble seed (default 0)")
+    p.add_argument("--chunk-size", type=positive_int, default=None,
+                   help="trajectories per chunk/task (default: chosen from n and the workers)")
+    p.add_argument("--seed", type=int, default=0, help="ensemble seed")
     p.add_argument("--params", choices=("default", "prior"), default="default",
                    help="parameters: the system's defaults, or sampled from its prior")
-    p.add_argument("--method", default=None, help="solver method (default dopri5 / Radau for scipy)")
-    p.add_argument("--backend", choices=("torchdiffeq", "scipy"), default="torchdiffeq")
-    p.add_argument("--rtol", type=float, default=1e-8)
-    p.add_argument("--atol", type=float, default=1e-10)
+    p.add_argument("--method", default=None,
+                   help="solver method (default: dopri5; Radau with --backend scipy)")
+    p.add_argument("--backend", choices=("torchdiffeq", "scipy"), default="torchdiffeq",
+                   help="reference solver library")
+    p.add_argument("--rtol", type=positive_float, default=1e-8, help="relative tolerance of the solver")
+    p.add_argument("--atol", type=positive_float, default=1e-10, help="absolute tolerance of the solver")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--scheduler", metavar="ADDR", default=None,
-                       help="address of a running Dask scheduler, e.g. tcp://10.0.0.1:8786")
+                       help="address of a running Dask scheduler, with its port, e.g. "
+                            "tcp://10.0.0.1:8786 (default: a local cluster)")
     group.add_argument("--sync", action="store_true", help="run in this process, without Dask")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="local worker processes (default: one per core)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run, data_command=simulate)
@@ -79,14 +98,16 @@ def simulate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--n-times must be at least 1, got {args.n_times}")
     if not args.t_end > args.t_start:
         raise ConfigError(f"--t-end ({args.t_end}) must be greater than --t-start ({args.t_start})")
-    t = torch.linspace(args.t_start, args.t_end, args.n_times, dtype=torch.float64)
     if args.scheduler and args.workers:
         raise ConfigError("give either --scheduler (an existing cluster) or --workers (a local one)")
-    client: Any = args.scheduler or None
+    check_output(args.out)
+    client: Any = check_scheduler(args.scheduler) or None
     if args.sync:
         client = "sync"
+    system = get_cli_system(args.system)
+    t = torch.linspace(args.t_start, args.t_end, args.n_times, dtype=torch.float64)
     simulate_ensemble(
-        args.system, args.n, t, params=args.params, store=args.out, chunk_size=args.chunk_size,
+        system, args.n, t, params=args.params, store=args.out, chunk_size=args.chunk_size,
         client=client, seed=args.seed, method=args.method, rtol=args.rtol, atol=args.atol,
         backend=args.backend, progress=not args.no_progress, overwrite=args.overwrite,
         n_workers=args.workers,
@@ -99,6 +120,7 @@ def info(args: argparse.Namespace) -> int:
     """Print a store's summary (``--json`` for machine-readable output)."""
     from ..data import format_summary, store_summary
 
+    check_url(args.store, "store")
     summary = store_summary(args.store)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0

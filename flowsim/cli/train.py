@@ -13,12 +13,25 @@ from typing import Any
 from ..errors import ConfigError
 from ..train.config import RECIPE_128x6
 from ..train.optim import OPTIMIZERS
+from ._checks import check_device, check_output, check_url, get_cli_system, positive_float, positive_int
 
-__all__ = ["DEFAULTS", "add_parser", "run"]
+__all__ = ["DEFAULTS", "BUDGET_STEPS", "add_parser", "run"]
 
 #: The training defaults of `flowsim train`: the measured recipe for the 128×6 network it builds
 #: (FitConfig's single source of defaults, shared with `flowsim quickstart`).
 DEFAULTS = RECIPE_128x6
+
+#: The step bound of a run with ``--minutes`` and no ``--steps``: so large that the budget, not
+#: the step count, ends the run (and the learning-rate schedule follows the budget).
+BUDGET_STEPS = 10**9
+
+
+class _Given(argparse.Action):
+    """Store the value and note that it was given (``steps_given``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -34,74 +47,99 @@ def add_parser(subparsers: Any) -> None:
     >>> args.steps, args.batch_size, args.lr
     (6000, 512, 0.005)
     """
-    p = subparsers.add_parser("train", help="train a flow map (physics from --system, data from --store)")
-    p.add_argument("--system", help="catalogue name (physics objectives need the vector field)")
+    p = subparsers.add_parser("train", help="train a flow map (physics from --system, data from --store)",
+                              description="Train a flow map on a system's vector field (--system) "
+                                          "and/or on stored trajectories (--store); the checkpoint "
+                                          "goes to --out, and rerunning resumes it.")
+    p.add_argument("--system", help="catalogue name (physics objectives need the vector field) or "
+                                    "the import path of your own system, mypkg.models:make_system "
+                                    "(default with --store: the store's system)")
     p.add_argument("--store", help="trajectory store written by `flowsim simulate`")
-    p.add_argument("--objective", help="pairs | physics | both | lsd | pairs+semigroup | …")
-    p.add_argument("--steps", type=int, default=DEFAULTS.steps)
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    p.add_argument("--lr", type=float, default=DEFAULTS.lr)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--depth", type=int, default=6)
+    p.add_argument("--objective", help="pairs | physics | both | lsd | pairs+semigroup | … "
+                                       "(default: pairs with --store, physics without)")
+    p.add_argument("--steps", type=positive_int, default=DEFAULTS.steps, action=_Given,
+                   help="training steps; with --minutes and no --steps, the budget alone ends the run")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size,
+                   help="samples per step")
+    p.add_argument("--lr", type=positive_float, default=DEFAULTS.lr, help="peak learning rate")
+    p.add_argument("--width", type=positive_int, default=128, help="hidden units per layer")
+    p.add_argument("--depth", type=positive_int, default=6, help="hidden layers")
     p.add_argument("--tangent", action="store_true", help="build the vector field into the map")
-    p.add_argument("--max-jump", type=float, help="longest jump to train (default: timescale)")
+    p.add_argument("--max-jump", type=positive_float,
+                   help="longest jump to train (default: the system's timescale)")
     p.add_argument("--jump-margin", type=float, default=DEFAULTS.jump_margin,
                    help="train gaps up to max-jump × (1 + this) where the data reach")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="wall-clock training budget (per member with --members); --steps becomes "
-                        "an upper bound")
+    p.add_argument("--minutes", type=positive_float, default=None,
+                   help="wall-clock training budget (per member with --members); the learning-rate "
+                        "schedule follows it; --steps, if given, becomes an upper bound")
     p.add_argument("--optimizer", default=DEFAULTS.optimizer, choices=list(OPTIMIZERS),
                    help="muon: Muon on the weight matrices but the head's, AdamW on the rest; "
-                        "auto (default): muon where torch has it (>= 2.9)")
-    p.add_argument("--members", type=int, default=1,
+                        "auto: muon where torch has it (>= 2.9)")
+    p.add_argument("--members", type=positive_int, default=1,
                    help="train an ensemble of this many maps, side by side in worker processes, "
-                        "and average them (flowsim.fit_ensemble); default 1: one map")
-    p.add_argument("--workers", type=int, default=None,
+                        "and average them (flowsim.fit_ensemble); 1: one map")
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="with --members: processes at once (default: min(members, CPU count))")
-    p.add_argument("--device", default=None)
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:N or mps (default: CUDA if available, else CPU)")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the weights and the batches")
     p.add_argument("--out", required=True, help="checkpoint directory")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run, steps_given=False)
+
+
+def _config(args: argparse.Namespace):
+    """The FitConfig of the command line: the recipe, with ``--minutes`` and no ``--steps`` a
+    budget that the step count does not cut short."""
+    steps = args.steps
+    extra: dict[str, Any] = {}
+    if args.minutes is not None and not getattr(args, "steps_given", True):
+        steps = BUDGET_STEPS
+        extra["checkpoint_every"] = 1000  # steps // 10 would never checkpoint within the budget
+    return dataclasses.replace(
+        DEFAULTS, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        max_jump=args.max_jump, jump_margin=args.jump_margin, optimizer=args.optimizer,
+        time_budget=None if args.minutes is None else 60 * args.minutes, **extra)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train a flow map on a system (physics) and/or a store (data); print the validation metrics."""
     from ..maps import FlowMap
-    from ..systems import get_system
     from ..train import fit, fit_ensemble
 
     if not args.system and not args.store:
         raise ConfigError("give --system NAME (physics objectives) and/or --store STORE (data)")
+    if args.members == 1 and args.workers is not None:
+        raise ConfigError("--workers is for ensembles; give --members 2 or more with it")
+    device = check_device(args.device)
+    check_output(args.out)
+    config = _config(args)
     data = None
     if args.store:
         from ..data import open_store, store_system
 
+        check_url(args.store, "--store")
         data = open_store(args.store)
-        system = store_system(data)
-        if args.system and get_system(args.system).name != system.name:
-            raise ConfigError(f"--system {args.system} does not match the store's {system.name}")
+        if args.system:  # given explicitly: it must be the store's
+            system = get_cli_system(args.system)
+            if system.name != str(data.attrs.get("system")):
+                raise ConfigError(f"--system {args.system} ({system.name}) does not match the "
+                                  f"store's {data.attrs.get('system')}")
+        else:
+            system = store_system(data)
     else:
-        system = get_system(args.system)
+        system = get_cli_system(args.system)
     objective = args.objective or ("pairs" if data is not None else "physics")
     fm = FlowMap(system, width=args.width, depth=args.depth, tangent=args.tangent)
-    config = dataclasses.replace(
-        DEFAULTS, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        max_jump=args.max_jump, jump_margin=args.jump_margin, optimizer=args.optimizer,
-        time_budget=None if args.minutes is None else 60 * args.minutes)
-    kw: dict[str, Any] = dict(config=config, device=args.device, checkpoint_dir=args.out,
+    kw: dict[str, Any] = dict(config=config, device=device, checkpoint_dir=args.out,
                               progress=not args.no_progress, resume=not args.restart)
     if args.members == 1:
-        if args.workers is not None:
-            raise ConfigError("--workers is for ensembles; give --members 2 or more with it")
         res = fit(fm, objective, data, **kw)
-    elif args.members > 1:
+    else:
         # workers open the store themselves rather than receive its arrays
         res = fit_ensemble(fm, objective, args.store or data, members=args.members,
                            workers=args.workers, **kw)
-    else:
-        raise ConfigError(f"--members must be 1 (one map) or more (an ensemble); got {args.members}")
     print(f"saved {args.out}; validation: "
           + ", ".join(f"{k}={v:.2e}" for k, v in res.metrics.items()))
     return 0

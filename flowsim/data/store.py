@@ -12,7 +12,8 @@ import xarray as xr
 
 from ..errors import FlowsimError, StoreError
 from ..solve import Status
-from ..systems import ODESystem, get_system
+from ..systems import ODESystem
+from ..systems.imports import rebuild_system
 from ._io import StorePath, local_compute, open_xarray
 from .schema import STATUS_PENDING, validate_dataset
 
@@ -98,7 +99,8 @@ def store_system(ds: xr.Dataset) -> ODESystem:
     """
     info = json.loads(ds.attrs.get("system_json", "{}"))
     try:
-        return get_system(str(ds.attrs["system"]), **info.get("constructor", {}))
+        return rebuild_system(str(ds.attrs["system"]), info.get("constructor"), info.get("import_path"),
+                              recorded_in="the store")
     except FlowsimError as err:
         raise StoreError(f"cannot rebuild the store's system: {err}; pass the ODESystem explicitly") from err
 

@@ -121,6 +121,8 @@ class ODESystem(abc.ABC):
             "constructor": self.constructor_kwargs(),
             "description": self.description,
             "citation": self.citation,
+            # the import path of a user's system (flowsim.systems.imports), so it can be rebuilt
+            **({"import_path": self.import_path} if getattr(self, "import_path", None) else {}),
         }
 
     def constructor_kwargs(self) -> dict[str, Any]:

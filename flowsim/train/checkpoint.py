@@ -18,7 +18,7 @@ from ..maps.ensemble import FlowMapEnsemble
 from ..maps.flowmap import FlowMap, FlowMapConfig
 from ..maps.transforms import StateTransform
 from ..systems.base import ODESystem
-from ..systems.registry import get_system
+from ..systems.imports import rebuild_system
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
@@ -145,7 +145,8 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
         )
     if system is None:
         try:
-            system = get_system(cfg.system, **cfg.system_kwargs)
+            system = rebuild_system(cfg.system, cfg.system_kwargs, meta.get("system", {}).get("import_path"),
+                                    recorded_in="the checkpoint")
         except Exception as err:  # noqa: BLE001 - reported as a checkpoint problem
             raise CheckpointError(
                 f"checkpoint is for system {cfg.system!r}, which is not registered here ({err}); "

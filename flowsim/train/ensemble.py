@@ -7,7 +7,7 @@ import dataclasses
 import os
 import pickle
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -23,6 +23,7 @@ from . import checkpoint as ckpt
 from .config import FitConfig
 from .objectives import Objective
 from .prepare import prepare
+from .progress import MemberProgress, init_worker, worker_reporter
 from .trainer import FitResult, fit
 from .validation import jump_errors
 
@@ -120,7 +121,7 @@ def fit_ensemble(
         done; until then ``checkpoint_dir`` holds no ensemble (an earlier one there is removed
         first), so a killed run never loads as a mix of old and new members.
     progress:
-        Show a progress bar of finished members.
+        Show a progress bar of the members' steps (and how many members are done).
     **fit_kwargs:
         :class:`~flowsim.train.FitConfig` fields (``steps``, ``batch_size``, ``lr``,
         ``time_budget``, ``seed``: member ``k`` uses ``seed + k`` for its weights and its data,
@@ -175,19 +176,16 @@ def fit_ensemble(
                   progress=False, checkpoint_dir=ckpt.member_dir(ckdir, k) if ckdir is not None else None)
         jobs.append((member, kw))
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=members, desc=f"fit_ensemble {flowmap.config.system} "
-                   f"({members} members, {n_workers} at a time)", unit="member")
+    bar = MemberProgress(members, config, f"fit_ensemble {flowmap.config.system} ({members} members, "
+                         f"{n_workers} at a time)") if progress else None
     results: list[FitResult | None] = [None] * members
     try:
         if n_workers == 1:
             for k, (member, kw) in enumerate(jobs):
-                results[k] = fit(member, objectives, data, **kw)
+                results[k] = fit(member, objectives, data,
+                                 **dict(kw, progress=bar.reporter(k) if bar is not None else False))
                 if bar is not None:
-                    bar.update(1)
+                    bar.finish(k, results[k].steps)
         else:
             threads = max(1, cpus // n_workers)
             tasks = [(k, member, objectives, data, kw, threads) for k, (member, kw) in enumerate(jobs)]
@@ -198,10 +196,10 @@ def fit_ensemble(
                     f"the flow map, objectives or data cannot be sent to worker processes ({err}); "
                     "pass workers=1 to train the members one after another in this process"
                 ) from None
-            for k, result in _run_in_workers(tasks, n_workers):
+            for k, result in _run_in_workers(tasks, n_workers, bar):
                 results[k] = result
                 if bar is not None:
-                    bar.update(1)
+                    bar.finish(k, result.steps)
     finally:
         if bar is not None:
             bar.close()
@@ -229,16 +227,20 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _run_in_workers(tasks: list[tuple], n_workers: int):
+def _run_in_workers(tasks: list[tuple], n_workers: int, bar: MemberProgress | None = None):
     """Yield ``(k, FitResult)`` as members finish in ``n_workers`` spawned processes.
 
     An error in a member is raised here as itself; a worker that dies (killed, out of memory,
     or unable to unpickle its task) is a :class:`ConfigError`. Either way, and on an
-    interrupt, the other workers are stopped rather than left training."""
-    pool = ProcessPoolExecutor(n_workers, mp_context=get_context("spawn"))
+    interrupt, the other workers are stopped rather than left training. With ``bar``, the
+    members' steps are reported to it as they train."""
+    ctx = get_context("spawn")
+    steps_queue = ctx.Queue() if bar is not None else None
+    pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=init_worker if bar else None,
+                               initargs=(steps_queue,) if bar else ())
     try:
         futures = [pool.submit(_train_member, task) for task in tasks]
-        for fut in as_completed(futures):
+        for fut in _as_completed(futures, bar, steps_queue):
             try:
                 yield fut.result()
             except BrokenProcessPool:
@@ -256,11 +258,24 @@ def _run_in_workers(tasks: list[tuple], n_workers: int):
     pool.shutdown(wait=True)
 
 
+def _as_completed(futures: list, bar: MemberProgress | None, steps_queue: Any):
+    """``as_completed(futures)``, showing the steps the workers report on ``bar`` meanwhile."""
+    if bar is None:
+        yield from as_completed(futures)
+        return
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+        bar.drain(steps_queue)
+        yield from done
+
+
 def _train_member(task: tuple) -> tuple[int, FitResult]:
     """Member ``k``, in a worker process with ``threads`` intra-op threads; its map comes back
     on the CPU (a CUDA tensor sent between processes lives only as long as its sender)."""
     k, member, objectives, data, kw, threads = task
     torch.set_num_threads(threads)
+    kw = dict(kw, progress=worker_reporter(k))  # the members' steps, to the parent's bar
     res = fit(member, objectives, data, **kw)
     res.flowmap.cpu()
     return k, res

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def fit(
     device: str | torch.device | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = True,
-    progress: bool = True,
+    progress: bool | Callable[[int], None] = True,
     **options: Any,
 ) -> FitResult:
     """Train a flow map: :func:`~flowsim.train.prepare` the data, then run the training loop.
@@ -107,7 +108,8 @@ def fit(
         Continue from ``checkpoint_dir`` if it holds a trainer state of the same config (a run
         killed and resumed ends with the same weights as an uninterrupted one).
     progress:
-        Show a progress bar.
+        Show a progress bar; or a callable, called with the number of steps done after each
+        step (how :func:`~flowsim.train.fit_ensemble` shows its members' steps).
     **options:
         :class:`~flowsim.train.FitConfig` fields, replacing those of ``config``
         (``fit(fm, "pairs", sol, steps=500, lr=2e-3)``).
@@ -193,16 +195,20 @@ class _Run:
                                     generator=prep.generator, stream=prep.stream)
 
 
-def _loop(run: _Run, progress: bool) -> int:
+def _loop(run: _Run, progress: bool | Callable[[int], None]) -> int:
     """Train from ``run.start`` to ``config.steps`` (or until the time budget is spent);
     return the steps done."""
     cfg = run.config
     every = cfg.checkpoint_every or max(cfg.steps // 10, 1)
     bar = None
-    if progress:
+    report = progress if callable(progress) else None
+    if progress and report is None:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=run.start, desc=f"fit {run.fm.config.system}", unit="step")
+        desc = f"fit {run.fm.config.system}"
+        if cfg.time_budget is not None:
+            desc += f" ({cfg.time_budget / 60:g} min)"
+        bar = tqdm(total=bar_total(cfg), initial=run.start, desc=desc, unit="step")
     run.fm.train()
     t_loop = time.perf_counter()
     done = run.start
@@ -218,6 +224,8 @@ def _loop(run: _Run, progress: bool) -> int:
             if logged:
                 bar.set_postfix(loss=f"{loss.item():.3g}")
             bar.update(1)
+        if report is not None:
+            report(done)
         if run.ckdir is not None and (done % every == 0 or done == cfg.steps):
             _save(run, done)
     if bar is not None:
@@ -225,6 +233,12 @@ def _loop(run: _Run, progress: bool) -> int:
     if done < cfg.steps and run.ckdir is not None:  # stopped by the time budget
         _save(run, done)
     return done
+
+
+def bar_total(cfg: FitConfig) -> int | None:
+    """The step count a progress bar counts to: none where a time budget ends the run long
+    before its step bound could be reached (``flowsim train --minutes`` without ``--steps``)."""
+    return None if cfg.time_budget is not None and cfg.steps >= 10**7 else cfg.steps
 
 
 def _schedule(cfg: FitConfig, step: int, elapsed: float) -> tuple[float, float] | None:
