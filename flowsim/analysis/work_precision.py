@@ -264,6 +264,10 @@ def work_precision(
         return lambda tol: SolverOptions(backend=backend, method=method, rtol=tol, atol=tol,
                                          max_steps=max_steps)
 
+    def stacked(method: str) -> Any:
+        return lambda tol: SolverOptions(backend="scipy", method=method, rtol=tol, atol=tol,
+                                         max_steps=max_steps, stacked=True)
+
     def rk4(k: int) -> SolverOptions:
         return SolverOptions(method="rk4", n_steps=k, max_steps=max_steps)
 
@@ -280,8 +284,7 @@ def work_precision(
             continue
         if solver in _SCIPY_STACKED:
             setting, values = "tolerance", loose_first
-            make = (lambda tol, method=_SCIPY_STACKED[solver]: SolverOptions(
-                backend="scipy", method=method, rtol=tol, atol=tol, max_steps=max_steps, stacked=True))
+            make = stacked(_SCIPY_STACKED[solver])
         elif solver == "rk4":
             setting, values, make = "n_steps", steps, rk4
         else:  # dopri5, bosh3 (torchdiffeq) or torchode's dopri5
