@@ -108,3 +108,29 @@ def test_train_command_bad_input(tmp_path, capsys):
                  "--out", str(tmp_path / "x")]) == 2
     assert "--members" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.slow
+def test_report_states_speedups_in_words_and_warns_on_a_busy_machine(quick, tmp_path):
+    """evaluate again while every core spins in other processes: the report says so."""
+    import os
+
+    out, proc = quick
+    data = json.loads((out / "report" / "report.json").read_text())
+    for key in ("dopri5_one_jump", "dopri5_best_speedup", "rk4_one_jump", "rk4_best_speedup"):
+        summary = data["speedups"][key]["summary"]
+        assert "0.0x" not in summary and ("faster" in summary or "slower" in summary
+                                          or "no speed-up" in summary)
+    assert "one jump:" in proc.stdout and "best jump count:" in proc.stdout
+    assert "failed on none" in data["matched_means"]
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 120: pass\n"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    try:
+        with pytest.warns(UserWarning, match="timings are unreliable"):
+            flowsim.evaluate(out / "model", tmp_path / "rep", n_eval=64, progress=False, verbose=False)
+    finally:
+        for s in spinners:
+            s.kill()
+    busy = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert busy["machine_load"]["busy"] and busy["machine_load"]["others_cpu_fraction"] > 0.5
+    assert "WARNING: timings are unreliable" in (tmp_path / "rep" / "report.md").read_text()
