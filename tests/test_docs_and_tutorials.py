@@ -96,6 +96,35 @@ def test_docs_build_strict(tmp_path):
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "site" / "index.html").exists()
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    # numpy sections render as tables (docs/griffe_flowsim.py), not as run-on paragraphs
+    # with "Arguments" in them, and no Sphinx role is left as literal text
+    assert not re.search(r":(class|func|meth|attr|data|mod):`", api)
+    assert ">Arguments<" not in api and "Arguments\n---" not in api
+    assert api.count("<table") > 100 and api.count('class="autorefs autorefs-internal"') > 100
+    # xarray's text fallback stays hidden under Material's `pre` rule: one repr per Dataset
+    css = (tmp_path / "site" / "stylesheets" / "flowsim.css").read_text()
+    assert ".md-typeset pre.xr-text-repr-fallback" in css and "display: none" in css
+    page = (tmp_path / "site" / "tutorials" / "04_ensembles_at_scale" / "index.html").read_text()
+    assert "xr-text-repr-fallback" in page and "stylesheets/flowsim.css" in page
+
+
+def test_griffe_extension_renames_arguments_and_rewrites_roles():
+    griffe = pytest.importorskip("griffe")
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import griffe_flowsim
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    mod = griffe.Module("flowsim")
+    text = ("Run :func:`~flowsim.fit` on a :class:`flowsim.FlowMap`.\n\n    Arguments\n    ---------\n"
+            "    x:\n        A :class:`ValueError` or :meth:`Thing.go <flowsim.X.go>`.\n")
+    out = griffe_flowsim.rewrite(text, mod)
+    assert "    Parameters\n    ----------\n" in out and "Arguments" not in out
+    assert '<autoref identifier="flowsim.fit" optional><code>fit()</code></autoref>' in out
+    assert '<autoref identifier="flowsim.FlowMap" optional><code>flowsim.FlowMap</code></autoref>' in out
+    assert "<code>ValueError</code>" in out and "autoref identifier=\"flowsim.ValueError" not in out
+    assert '<autoref identifier="flowsim.X.go" optional><code>Thing.go</code></autoref>' in out
 
 
 def test_readme_links_resolve():

@@ -22,10 +22,12 @@ see ``benchmarks/ensemble.py`` and ``docs/ensembles.md``):
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -34,7 +36,8 @@ import dask
 
 from ..errors import ConfigError
 
-__all__ = ["WORKER_ENV", "default_n_workers", "local_cluster", "resolve_client", "tune_malloc"]
+__all__ = ["WORKER_ENV", "default_n_workers", "local_cluster", "resolve_client", "tune_malloc",
+           "unguarded_script", "warn_unguarded"]
 
 #: Environment for worker processes (set before they start, via the nanny's pre-spawn environ).
 WORKER_ENV: dict[str, str] = {
@@ -157,11 +160,85 @@ def local_cluster(
                             processes=True, **kwargs)
 
 
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+            and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
+
+
+def _guarded_lines(path: str) -> list[tuple[int, int]] | None:
+    """Line ranges of the ``if __name__ == "__main__":`` blocks of a file (None: unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+    return [(node.lineno, node.end_lineno or node.lineno) for node in ast.walk(tree)
+            if isinstance(node, ast.If) and _is_main_guard(node.test)]
+
+
+def unguarded_script() -> bool:
+    """Whether this call runs in a script's top-level code outside ``if __name__ == "__main__":``.
+
+    Worker processes started with ``spawn`` or ``forkserver`` (Dask's nanny, a
+    ``ProcessPoolExecutor``) run the main script again as ``__mp_main__``; a script that starts
+    them from its unguarded top level would start them again in every child, which Dask reports
+    as "Nanny failed to start" and multiprocessing as a bootstrapping ``RuntimeError``. True when
+    the main module is a file (not a notebook, ``python -c`` or an interactive prompt) whose
+    module-level code is on the call stack at a line outside any ``if __name__ == "__main__":``
+    block, or when this process is itself such a re-run.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return False  # notebooks, python -c, the REPL: spawned children do not rerun them
+    try:
+        target = os.path.realpath(path)
+    except (OSError, TypeError, ValueError):
+        return False
+    frame = sys._getframe(1)
+    outer = None
+    while frame is not None:  # the outermost frame running the main file's module-level code
+        code = frame.f_code
+        if (code.co_name == "<module>" and frame.f_globals.get("__name__") in ("__main__", "__mp_main__")
+                and os.path.realpath(code.co_filename) == target):
+            outer = frame
+        frame = frame.f_back
+    if outer is None:
+        return False
+    if outer.f_globals.get("__name__") == "__mp_main__":
+        return True  # a spawned child re-running the script's top level
+    ranges = _guarded_lines(target)
+    if ranges is None:
+        return False
+    line = outer.f_lineno
+    return not any(a <= line <= b for a, b in ranges)
+
+
+def warn_unguarded(what: str, instead: str) -> None:
+    """The one-line notice for :func:`unguarded_script`: a ``UserWarning`` pointing at the
+    user's line (the first frame outside flowsim)."""
+    level, frame = 2, sys._getframe(1)
+    inside = ("flowsim", "contextlib")
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in inside:
+        level, frame = level + 1, frame.f_back
+    warnings.warn(
+        f"flowsim: {what} called at the top level of a script without "
+        f"`if __name__ == \"__main__\":`; {instead}. Put the call under "
+        f"`if __name__ == \"__main__\":` to use worker processes.", UserWarning, stacklevel=level)
+
+
 @contextmanager
 def resolve_client(client: Any, n_workers: int | None = None) -> Iterator[Any]:
     """Yield a ``Client`` for ``client=`` (None → a fresh :func:`local_cluster`), or None for sync.
 
     Clusters and clients created here are closed on exit; a ``Client`` passed in is left open.
+    ``client=None`` at the unguarded top level of a script (:func:`unguarded_script`), where
+    worker processes would run the script again, gives None (in-process) with a one-line
+    ``UserWarning`` instead of a cluster.
 
     Raises
     ------
@@ -173,6 +250,11 @@ def resolve_client(client: Any, n_workers: int | None = None) -> Iterator[Any]:
         return
     from distributed import Client
 
+    if client is None and unguarded_script():
+        warn_unguarded("simulate_ensemble", "running the chunks one after another in this "
+                       "process instead of on Dask worker processes")
+        yield None
+        return
     if client is None:
         keys = list({**WORKER_ENV, **dask.config.get("distributed.nanny.pre-spawn-environ", {})})
         with _restore_environ(keys), local_cluster(n_workers) as cluster, Client(cluster) as c:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import pickle
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -14,8 +13,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import torch
 
+from ..data.cluster import unguarded_script, warn_unguarded
 from ..errors import ConfigError
 from ..maps.ensemble import FlowMapEnsemble
 from ..maps.flowmap import FlowMap
@@ -88,11 +89,13 @@ def fit_ensemble(
     (``benchmarks/accuracy.py --members 2``, ``docs/benchmarks.md``). The members'
     disagreement tells how far each jump can be trusted (:meth:`FlowMapEnsemble.jump_with_spread`).
 
-    Worker processes are started with ``spawn``: in a script, call this under
-    ``if __name__ == "__main__":`` (as for a Dask ``LocalCluster``). In a notebook that works as
-    it is for catalogue systems; a :func:`~flowsim.from_callable` system whose right-hand side
-    is defined in the notebook (or any ``__main__``) cannot reach the workers: pass
-    ``workers=1``, or define the function in an importable module.
+    Worker processes are started with ``spawn``, and the members' tasks are sent with
+    cloudpickle (as Dask sends its tasks), so a :func:`~flowsim.from_callable` system whose
+    right-hand side is a lambda, a closure or a function of a notebook or script travels too.
+    In a script, call this under ``if __name__ == "__main__":`` (as for a Dask
+    ``LocalCluster``): called from a script's unguarded top level, where spawned workers would
+    run the script again, it trains the members one after another in this process
+    (``workers=1``) and says so with a ``UserWarning``.
 
     Arguments
     ---------
@@ -109,8 +112,8 @@ def fit_ensemble(
         Number of members (at least two).
     workers:
         Processes training members at once (default: ``min(members, CPUs available)``); ``1``
-        trains them one after another in this process (needed for systems that cannot be
-        pickled, such as :func:`~flowsim.from_callable` systems built from lambdas). With fewer
+        trains them one after another in this process (needed for systems that even
+        cloudpickle cannot send, e.g. one holding an open file or a lock). With fewer
         workers than members, a ``time_budget`` holds per member: the later ones wait their turn.
     validation:
         Held-out trajectories for every member and the ensemble (as for :func:`flowsim.fit`).
@@ -161,6 +164,10 @@ def fit_ensemble(
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ConfigError(f"workers must be a positive integer; got {workers!r}")
     n_workers = min(n_workers, members)
+    if n_workers > 1 and unguarded_script():
+        warn_unguarded("fit_ensemble", "training the members one after another in this process "
+                       "(workers=1)")
+        n_workers = 1
     run_kw = {k: fit_kwargs.pop(k) for k in ("device", "resume") if k in fit_kwargs}
     config = FitConfig.from_options(config, **fit_kwargs)
     seed = config.seed
@@ -188,9 +195,9 @@ def fit_ensemble(
                     bar.finish(k, results[k].steps)
         else:
             threads = max(1, cpus // n_workers)
-            tasks = [(k, member, objectives, data, kw, threads) for k, (member, kw) in enumerate(jobs)]
-            try:
-                pickle.dumps(tasks[0])
+            try:  # cloudpickle, as Dask: closures and functions of __main__ travel by value
+                tasks = [cloudpickle.dumps((k, member, objectives, data, kw, threads))
+                         for k, (member, kw) in enumerate(jobs)]
             except Exception as err:  # noqa: BLE001 - any pickling failure means the same
                 raise ConfigError(
                     f"the flow map, objectives or data cannot be sent to worker processes ({err}); "
@@ -227,7 +234,7 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _run_in_workers(tasks: list[tuple], n_workers: int, bar: MemberProgress | None = None):
+def _run_in_workers(tasks: list[bytes], n_workers: int, bar: MemberProgress | None = None):
     """Yield ``(k, FitResult)`` as members finish in ``n_workers`` spawned processes.
 
     An error in a member is raised here as itself; a worker that dies (killed, out of memory,
@@ -242,13 +249,13 @@ def _run_in_workers(tasks: list[tuple], n_workers: int, bar: MemberProgress | No
         futures = [pool.submit(_train_member, task) for task in tasks]
         for fut in _as_completed(futures, bar, steps_queue):
             try:
-                yield fut.result()
+                yield cloudpickle.loads(fut.result())
             except BrokenProcessPool:
                 raise ConfigError(
                     "a worker process training an ensemble member died (killed, out of memory, "
-                    "or unable to unpickle its task: a system whose right-hand side is defined "
-                    "in a notebook or __main__ cannot reach spawned workers); pass workers=1 to "
-                    "train the members in this process, or define the function in a module"
+                    "or unable to unpickle its task, e.g. a right-hand side that refers to a "
+                    "module the worker cannot import); pass workers=1 to train the members in "
+                    "this process"
                 ) from None
     except BaseException:
         for proc in list(getattr(pool, "_processes", {}).values()):  # stop the other members
@@ -270,15 +277,16 @@ def _as_completed(futures: list, bar: MemberProgress | None, steps_queue: Any):
         yield from done
 
 
-def _train_member(task: tuple) -> tuple[int, FitResult]:
-    """Member ``k``, in a worker process with ``threads`` intra-op threads; its map comes back
-    on the CPU (a CUDA tensor sent between processes lives only as long as its sender)."""
-    k, member, objectives, data, kw, threads = task
+def _train_member(task: bytes) -> bytes:
+    """Member ``k``, in a worker process with ``threads`` intra-op threads; ``(k, FitResult)``
+    comes back cloudpickled (its system may hold a closure) with the map on the CPU (a CUDA
+    tensor sent between processes lives only as long as its sender)."""
+    k, member, objectives, data, kw, threads = cloudpickle.loads(task)
     torch.set_num_threads(threads)
     kw = dict(kw, progress=worker_reporter(k))  # the members' steps, to the parent's bar
     res = fit(member, objectives, data, **kw)
     res.flowmap.cpu()
-    return k, res
+    return cloudpickle.dumps((k, res))
 
 
 def _fresh_copy(template: FlowMap, seed: int) -> FlowMap:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -72,17 +73,49 @@ def test_two_workers_train_an_ensemble_better_than_its_members(lv_data, tmp_path
     assert torch.equal(again.ensemble.jump(x, 0.0, T), ens.jump(x, 0.0, T))  # resumed at the end
 
 
-def test_one_worker_trains_in_process_and_takes_unpicklable_systems():
+def _decay_system(rate: float):
+    """A from_callable system whose right-hand side is a closure (plain pickle cannot send it)."""
+    def rhs(t, x, p):
+        return -rate * p[:, :1] * x
+
+    sysm = flowsim.from_callable(rhs, name="decay", state_names=["x"], params={"k": 1.0},
+                                 initial_box=[(0.5, 2.0)], autonomous=True)
+    return sysm
+
+
+def test_one_worker_trains_in_process_and_unsendable_systems_say_workers_1():
     sysm = flowsim.from_callable(lambda t, x, p: -p[:, :1] * x, name="decay", state_names=["x"],
                                  params={"k": 1.0}, initial_box=[(0.5, 2.0)], autonomous=True)
     sol = flowsim.reference_solve(sysm, sysm.sample_initial(32, 0),
                                   torch.linspace(0, 2, 21, dtype=torch.float64))
     fm = flowsim.FlowMap(sysm, width=8, depth=1)
-    with pytest.raises(flowsim.ConfigError, match="workers=1"):
-        fit_ensemble(fm, "pairs", sol, workers=2, steps=5, progress=False)
+    lock = threading.Lock()
+    unsendable = flowsim.from_callable(lambda t, x, p: -p[:, :1] * x * (lock is not None),
+                                       name="decay", state_names=["x"], params={"k": 1.0},
+                                       initial_box=[(0.5, 2.0)], autonomous=True)
+    with pytest.raises(flowsim.ConfigError, match="workers=1"):  # refused before any process starts
+        fit_ensemble(flowsim.FlowMap(unsendable, width=8, depth=1), "pairs", sol, workers=2, steps=5,
+                     progress=False)
     res = fit_ensemble(fm, "pairs", sol, members=3, workers=1, steps=5, batch_size=16,
                        progress=False)
     assert len(res.ensemble) == 3 and [r.steps for r in res.members] == [5, 5, 5]
+
+
+@pytest.mark.slow
+def test_closures_and_lambdas_reach_worker_processes():
+    """cloudpickle sends a system whose rhs is a closure defined in a function, as Dask does."""
+    sysm = _decay_system(0.5)
+    sol = flowsim.reference_solve(sysm, sysm.sample_initial(32, 0),
+                                  torch.linspace(0, 2, 21, dtype=torch.float64))
+    fm = flowsim.FlowMap(sysm, width=8, depth=1)
+    res = fit_ensemble(fm, "physics", sol, members=2, workers=2, steps=5, batch_size=16,
+                       progress=False)
+    assert [r.steps for r in res.members] == [5, 5]
+    x = torch.ones(4, 1)
+    p = torch.ones(4, 1)
+    member_sys = res.members[0].flowmap.system  # the closure came back from the worker and runs
+    assert torch.allclose(member_sys.rhs(0.0, x.double(), p.double()), -0.5 * x.double())
+    assert res.ensemble.jump(x, 0.0, 0.5, p).shape == (4, 1)
 
 
 @pytest.mark.slow
