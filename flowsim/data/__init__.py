@@ -2,7 +2,8 @@
 
 * :func:`simulate_ensemble` — reference solves of many trajectories on Dask into a store.
 * :func:`from_arrays`, :func:`from_dataset` — stores from your own trajectories.
-* :func:`open_store`, :func:`store_summary`, :func:`format_summary` — read and describe stores.
+* :func:`open_store`, :func:`store_summary`, :func:`format_summary`, :func:`verify_store` — read,
+  describe and check stores.
 * :class:`PairSampler`, :class:`WindowSampler` — stream training samples from a store into torch.
 * :mod:`flowsim.data.sampling` (:class:`PairOptions`) — how pairs and windows are drawn, the one
   implementation both the streamed samplers and the in-memory ``TrajectoryBank`` use.
@@ -24,6 +25,7 @@ from .store import format_summary as format_summary
 from .store import open_store as open_store
 from .store import store_summary as store_summary
 from .store import store_system as store_system
+from .store import verify_store as verify_store
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -41,4 +43,5 @@ __all__ = [
     "store_summary",
     "store_system",
     "validate_dataset",
+    "verify_store",
 ]

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import ConfigError
 from ..systems import ODESystem
+from ._integrity import read_chunked, unreadable_chunk_error
 from ._io import StorePath, local_values, open_group
 from .sampling import TimeGrid
 from .splits import check_fractions, split_mask
@@ -73,7 +74,10 @@ class StoreStream(IterableDataset):
         n = int(ds.sizes["trajectory"])
         time = None if "t" in ds.variables else np.asarray(ds["time"].values, dtype=np.float64)
         chunk = int(ds["x"].encoding.get("chunks", (n,))[0])
-        status = local_values(ds["status"])
+        try:
+            status = local_values(ds["status"])
+        except Exception as err:  # noqa: BLE001 - a corrupted chunk
+            raise unreadable_chunk_error(where, ["status"], err) from err
         self.mask = (status == 0) & split_mask(n, split, self.fractions, split_seed)
         if not self.mask.any():
             raise ConfigError(f"{where.url}: no trajectory to sample in split {split!r} ({n} trajectories, "
@@ -241,10 +245,10 @@ class BlockReader:
             keep = np.nonzero(mask[a:b])[0]
             if keep.size == 0:
                 continue
-            xs.append(g["x"][a:b][keep])
-            ps.append(g["params"][a:b][keep])
+            xs.append(read_chunked(self.where, g["x"], a, b)[keep])
+            ps.append(read_chunked(self.where, g["params"], a, b)[keep])
             if self.time is None:
-                ts.append(g["t"][a:b][keep])
+                ts.append(read_chunked(self.where, g["t"], a, b)[keep])
             idx.append(keep + a)
         if not idx:
             empty = np.zeros((0, 0))
