@@ -8,10 +8,30 @@ import torch
 from torch import Tensor
 
 from ..data.sampling import PairOptions, TimeGrid, draw_pairs, draw_states, draw_windows
-from ..errors import ShapeError
+from ..errors import FlowsimError, ShapeError, StoreError
 from ..solve.solution import Solution
 
-__all__ = ["TrajectoryBank", "PairBatch", "StateBatch", "WindowBatch"]
+__all__ = ["TrajectoryBank", "PairBatch", "StateBatch", "WindowBatch", "unreadable"]
+
+
+def unreadable(ds, err: BaseException) -> FlowsimError:
+    """The error for a Dataset whose arrays cannot be read: a :class:`~flowsim.StoreError`
+    naming the damaged chunk where ``ds`` was opened from a store."""
+    if isinstance(err, FlowsimError):
+        return err
+    source = getattr(ds, "encoding", {}).get("source")
+    if source:
+        from ..data import verify_store
+
+        try:
+            verify_store(source)
+        except StoreError as found:
+            return found
+        except Exception:  # noqa: BLE001 - e.g. a remote store needing options: say it plainly
+            pass
+    where = f" {source}" if source else ""
+    return StoreError(f"cannot read the store{where}: {type(err).__name__}: {err}; a chunk is damaged "
+                      "(check it with flowsim.data.verify_store)")
 
 
 @dataclass
@@ -104,10 +124,13 @@ class TrajectoryBank:
         ones padded with NaN are dropped (the streamed :class:`~flowsim.data.PairSampler`
         draws from the shorter ones too).
         """
-        x = torch.tensor(ds["x"].values)
-        t = torch.tensor(ds["t"].values if "t" in ds else ds["time"].values)
-        p = torch.tensor(ds["params"].values) if "params" in ds else torch.zeros(x.shape[0], 0)
-        status = torch.tensor(ds["status"].values) if "status" in ds else None
+        try:
+            x = torch.tensor(ds["x"].values)
+            t = torch.tensor(ds["t"].values if "t" in ds else ds["time"].values)
+            p = torch.tensor(ds["params"].values) if "params" in ds else torch.zeros(x.shape[0], 0)
+            status = torch.tensor(ds["status"].values) if "status" in ds else None
+        except Exception as err:  # noqa: BLE001 - blosc and zarr raise several types
+            raise unreadable(ds, err) from err
         return cls(x, t, p, status)
 
     def __len__(self) -> int:
