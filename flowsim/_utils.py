@@ -43,9 +43,12 @@ def file_mode() -> int:
 
 
 def disk_full(err: BaseException) -> bool:
-    """Whether ``err`` (or an exception it chains) is a full disk or an exhausted quota."""
+    """Whether ``err`` (or an exception it chains) is a full disk or an exhausted quota that
+    has not been reported yet (by :func:`full_disk_error`)."""
     seen = 0
     while err is not None and seen < 8:
+        if getattr(err, "flowsim_full_disk", False):
+            return False  # already reported (an enclosing writer adds nothing)
         if isinstance(err, OSError) and err.errno in _FULL:
             return True
         err = err.__cause__ or err.__context__
@@ -60,9 +63,9 @@ def full_disk_error(path: str | os.PathLike, err: BaseException, error: type[Exc
     tail = f"; {kept}" if kept else ""
     msg = (f"no space left on the device while writing {os.fspath(path)} ({err}); free some "
            f"space or write somewhere else{tail}")
-    if error is None:
-        return OSError(getattr(err, "errno", errno.ENOSPC), msg)
-    return error(msg)
+    out = OSError(getattr(err, "errno", errno.ENOSPC), msg) if error is None else error(msg)
+    out.flowsim_full_disk = True  # type: ignore[attr-defined]  # wrapped once, not again
+    return out
 
 
 @contextmanager

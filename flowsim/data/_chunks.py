@@ -123,8 +123,8 @@ def run_chunk(job: ChunkJob) -> dict[str, Any]:
         except Exception as err:
             if disk_full(err):
                 raise full_disk_error(job.store.url, err, StoreError,
-                                      "the chunks written before are kept: free some space and run "
-                                      "the same call again to resume") from err
+                                      "the chunks written before are kept: then run the same call "
+                                      "again to resume") from err
             raise
         t2 = time.perf_counter()
     return {"chunk": job.chunk, "n": job.stop - job.start, "n_failed": sol.n_failed,

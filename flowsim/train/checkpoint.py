@@ -86,10 +86,12 @@ def save(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
     meta = json.loads(json.dumps(meta, default=_json_default))
     meta["integrity"] = {"config_sha256": _config_hash(meta),
                          "weights_sha256": hashlib.sha256(blob).hexdigest()}
-    with atomic_path(path / WEIGHTS, error=CheckpointError) as tmp:
-        tmp.write_bytes(blob)
-    with atomic_path(path / CONFIG, error=CheckpointError) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2))
+    # both files are written in full before either replaces its predecessor: a full disk or a
+    # crash while writing leaves the previous checkpoint whole (the checksums catch the rest)
+    with atomic_path(path / WEIGHTS, error=CheckpointError) as tmp_w:
+        tmp_w.write_bytes(blob)
+        with atomic_path(path / CONFIG, error=CheckpointError) as tmp_c:
+            tmp_c.write_text(json.dumps(meta, indent=2))
     (path / ENSEMBLE).unlink(missing_ok=True)  # this folder now holds one map, not an ensemble
     return path
 
@@ -150,6 +152,8 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
             f"checkpoint format {meta.get('format_version')} is not supported by this flowsim "
             f"(format {FORMAT_VERSION}); retrain or use the flowsim version that wrote it"
         )
+    blob = w_file.read_bytes()
+    _check_integrity(meta, blob, cfg_file, w_file)
     if system is None:
         try:
             system = get_system(cfg.system, **cfg.system_kwargs)
@@ -159,8 +163,6 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
                 "pass system=… (e.g. the from_callable system it was trained on)"
             ) from None
     check_compatible(cfg, system)
-    blob = w_file.read_bytes()
-    _check_integrity(meta, blob, cfg_file, w_file)
     try:
         tensors = {k: v.to(map_location) for k, v in load_safetensors(blob).items()}
     except Exception as err:  # noqa: BLE001 - safetensors raises several types
