@@ -4,12 +4,14 @@
 * :func:`from_arrays`, :func:`from_dataset` — stores from your own trajectories.
 * :func:`open_store`, :func:`store_summary`, :func:`format_summary`, :func:`verify_store` — read,
   describe and check stores.
-* :class:`PairSampler`, :class:`WindowSampler` — stream training samples from a store into torch.
+* :class:`PairSampler`, :class:`WindowSampler` — stream training samples from a store into torch
+  (:class:`StreamOptions`: which trajectories, order, memory, shards).
 * :mod:`flowsim.data.sampling` (:class:`PairOptions`) — how pairs and windows are drawn, the one
   implementation both the streamed samplers and the in-memory ``TrajectoryBank`` use.
 """
 
 from . import sampling as sampling
+from ._stream import StreamOptions as StreamOptions
 from .arrays import from_arrays as from_arrays
 from .arrays import from_dataset as from_dataset
 from .cluster import WORKER_ENV as WORKER_ENV
@@ -32,6 +34,7 @@ __all__ = [
     "WORKER_ENV",
     "PairOptions",
     "PairSampler",
+    "StreamOptions",
     "WindowSampler",
     "format_summary",
     "from_arrays",
