@@ -12,6 +12,7 @@ import zarr
 from .._utils import disk_full, full_disk_error
 from ..errors import StoreError
 from ._io import StorePath, open_group, write_template
+from ._lock import StoreLock
 
 __all__ = ["create_store", "write_region", "mark_completed"]
 
@@ -51,6 +52,9 @@ def create_store(
     if where.exists() and not overwrite:
         raise StoreError(f"{where.url} already exists; pass overwrite=True to replace it "
                          "(or choose another path)")
+    guard = StoreLock(where)
+    if overwrite and where.exists():  # not while another process writes it
+        guard.acquire()  # (removed with the old store, or released below on failure)
     tmp = where.sibling_temp()
     try:
         write_template(template, tmp, encoding)
@@ -60,11 +64,13 @@ def create_store(
             lock.acquire(tmp.url)
         if where.exists():  # overwrite: the old store goes only once the new one is complete
             where.remove()
+            guard.held = None
         tmp.rename_to(where)
         if lock is not None:
             lock.moved_to(where.url)
     except BaseException as err:
         tmp.remove()
+        guard.release()
         if lock is not None:
             lock.held = None
         if isinstance(err, Exception) and disk_full(err):

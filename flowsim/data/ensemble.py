@@ -20,11 +20,11 @@ from ..solve.validate import check_initial, check_times
 from ..systems import ODESystem, get_system
 from ._chunks import ChunkJob, prepare_worker, run_chunk
 from ._integrity import damaged_chunks
-from ._io import StorePath, open_group, read_flags
+from ._io import StorePath, open_group, open_xarray, read_flags
 from ._lock import StoreLock
 from ._writer import create_store
 from .cluster import resolve_client
-from .schema import build_template
+from .schema import build_template, validate_dataset
 from .store import open_store
 
 __all__ = ["simulate_ensemble", "default_chunk_size"]
@@ -262,6 +262,8 @@ def _check_resume(where: StorePath, config: dict[str, Any]) -> None:
     if stored is None:
         raise StoreError(f"{where.url} exists and is not a flowsim ensemble; choose another path or "
                          "pass overwrite=True")
+    # attributes edited since the store was written: refused before any work
+    validate_dataset(open_xarray(where), allow_incomplete=True, where=where.url)
     old = json.loads(stored)
     diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
     if diff:

@@ -70,6 +70,14 @@ def test_a_store_claiming_another_system_is_refused_even_with_names_to_match(sto
         open_store(store, "lotka_volterra")
 
 
+def test_resuming_an_edited_ensemble_is_refused_before_any_work(store, fhn):
+    _set_attr(store, "time_units", "s")
+    os.remove(store / "x" / "c" / "0" / "0" / "0")
+    with pytest.raises(StoreError, match="attributes were edited"):
+        simulate_ensemble(fhn, store=store, client="sync", **FHN)
+    assert not (store / "x" / "c" / "0" / "0" / "0").exists()
+
+
 def test_old_stores_without_checksum_and_with_list_attrs_still_open(store):
     g = zarr.open_group(str(store), mode="r+", use_consolidated=False)
     del g.attrs["schema_sha256"]

@@ -117,6 +117,8 @@ def test_lock_is_released_on_an_exception_and_foreign_locks_are_kept(tmp_path, f
         simulate_ensemble(fhn, store=store, client="sync", **FHN)
     with pytest.raises(StoreError, match="being written by another process"):
         simulate_ensemble(fhn, store=store, client="sync", overwrite=True, **FHN)
+    with pytest.raises(StoreError, match="being written by another process"):
+        from_arrays("fitzhugh_nagumo", np.zeros((2, 3, 2)), np.arange(3.0), store=store, overwrite=True)
     assert (store / LOCK).exists()
     open_store(store)  # readers are not blocked by a writer's lock
     assert store_summary(store)["complete"]
