@@ -226,6 +226,8 @@ def build_template(
     ds = xr.Dataset(data_vars, coords=coords)
     given = {k: netcdf_attr(v) for k, v in dict(attrs or {}).items() if k != CHECKSUM_ATTR}
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = f"{stamp}: written by flowsim {flowsim_version()} ({given.get('source', 'build_template')})"
+    history = f"{given.pop('history')}\n{line}" if isinstance(given.get("history"), str) else line
     ds.attrs = {
         "Conventions": "CF-1.10",
         "flowsim_schema_version": SCHEMA_VERSION,
@@ -236,9 +238,8 @@ def build_template(
         "time_units": system.time_units,
         "state_units": json.dumps(list(system.units)),
         "chunk_size": cs,
-        "history": f"{stamp}: written by flowsim {flowsim_version()} "
-                   f"({given.get('source', 'build_template')})",
         **given,
+        "history": history,
     }
     ds.attrs[CHECKSUM_ATTR] = schema_checksum(ds.attrs, system.state_names, system.param_names)
     encoding: dict[str, Any] = {

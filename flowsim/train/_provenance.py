@@ -45,14 +45,6 @@ def _dataset_problems(system: ODESystem, ds: Any) -> list[str]:
     if "system" in a and str(a["system"]) != system.name:
         out.append(f"system {a['system']!r}, not {system.name!r}")
         return out
-    if "system_json" in a:
-        try:
-            ctor = json.loads(a["system_json"]).get("constructor", {})
-        except (json.JSONDecodeError, AttributeError):
-            ctor = {}
-        mine = json.loads(json.dumps(system.constructor_kwargs(), default=str))
-        if ctor != mine:
-            out.append(f"constructor arguments {ctor}, not {mine}")
     for coord, want in (("state", system.state_names), ("param", system.param_names)):
         names = _names(ds, coord)
         if names is not None and names != list(want):
@@ -71,8 +63,9 @@ def _dataset_problems(system: ODESystem, ds: Any) -> list[str]:
 
 def check_belongs(system: ODESystem, data: Any, what: str = "data") -> None:
     """Refuse trajectories (a store's Dataset, a Solution, a bank) of another system than the map's:
-    by system name, constructor arguments, state and parameter names and units (as far as
-    ``data`` records them), and by the numbers of states and parameters."""
+    by system name, state and parameter names and units (as far as ``data`` records them), and by
+    the numbers of states and parameters. (Constructor arguments are not compared: a store of
+    ``system.with_params(…)`` holds its parameters explicitly and trains the plain system's map.)"""
     if data is None:
         return
     if isinstance(data, Solution):

@@ -116,8 +116,8 @@ def prepare(flowmap: FlowMap, data: Any, config: FitConfig | None = None,
         Data of an unknown type, a Solution or TrajectoryBank of another system (name, numbers
         of states or parameters), or a jump range that is empty (``min_jump >= max_jump``).
     StoreError
-        A store or Dataset of another system (name, constructor arguments, state or parameter
-        names, units), or a damaged store.
+        A store or Dataset of another system (name, state or parameter names, units), or a
+        damaged store.
 
     Examples
     --------

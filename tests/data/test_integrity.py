@@ -210,3 +210,13 @@ def test_simulated_store_opens_as_before(fhn_store):
     ds = open_store(fhn_store, "fitzhugh_nagumo")
     assert int((ds.status == 0).sum()) == 48
     assert torch.isfinite(torch.as_tensor(ds.x.values)).all()
+
+
+def test_history_is_appended_when_a_store_is_rewritten(tmp_path, fhn_store):
+    from flowsim.data import from_dataset
+
+    out = from_dataset(open_store(fhn_store), store=tmp_path / "again.zarr")
+    lines = out.attrs["history"].splitlines()
+    assert len(lines) == 2 and "simulate_ensemble" in lines[0] and "from_arrays" in lines[1]
+    assert open_store(tmp_path / "again.zarr", "fitzhugh_nagumo").attrs["schema_sha256"] != \
+        open_store(fhn_store).attrs["schema_sha256"]
