@@ -17,7 +17,7 @@ from ._integrity import damaged_chunks, read_chunked, unreadable_chunk_error
 from ._io import StorePath, local_compute, open_group, open_xarray, read_flags
 from .schema import STATUS_PENDING, validate_dataset
 
-__all__ = ["open_store", "store_system", "store_summary", "format_summary", "verify_store"]
+__all__ = ["open_store", "store_system", "store_summary", "format_summary", "verify_store", "read_error"]
 
 
 def open_store(
@@ -324,3 +324,20 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     lines.append(f"written by:    flowsim {s['flowsim_version']} ({s['source']}), "
                  f"schema v{s['schema_version']}")
     return "\n".join(lines)
+
+
+def read_error(ds: xr.Dataset, err: BaseException) -> FlowsimError:
+    """The error to raise when reading the arrays of ``ds`` failed with ``err`` (not a
+    :class:`~flowsim.FlowsimError`): a :class:`~flowsim.StoreError` naming the damaged chunk where
+    ``ds`` was opened from a store (found with :func:`verify_store`)."""
+    source = getattr(ds, "encoding", {}).get("source")
+    if source:
+        try:
+            verify_store(source)
+        except StoreError as found:
+            return found
+        except Exception:  # noqa: BLE001 - e.g. a remote store needing options: say it plainly
+            pass
+    where = f" {source}" if source else ""
+    return StoreError(f"cannot read the store{where}: {type(err).__name__}: {err}; a chunk is damaged "
+                      "(find it with flowsim.data.verify_store)")

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.store import read_error
 from ..errors import ConfigError, StoreError
 from ..solve.solution import Solution
 from ..systems.base import ODESystem
-from .bank import TrajectoryBank, unreadable
+from .bank import TrajectoryBank
 
 __all__ = ["check_belongs", "fingerprint", "fingerprint_diff"]
 
@@ -128,7 +129,7 @@ def fingerprint(data: Any) -> dict[str, Any] | None:
                 x = data["x"].isel(trajectory=rows).values if rows else np.zeros(0)
                 t = data["t"].isel(trajectory=rows).values if "t" in data.variables and rows else np.zeros(0)
         except Exception as err:  # noqa: BLE001 - a damaged chunk
-            raise unreadable(data, err) from err
+            raise read_error(data, err) from err
         return {"kind": "dataset", "system": data.attrs.get("system"),
                 "shape": [int(s) for s in data["x"].shape] if "x" in data.variables else [],
                 "store": data.attrs.get("schema_sha256"), "values": _digest(*small, x, t)}

@@ -8,30 +8,11 @@ import torch
 from torch import Tensor
 
 from ..data.sampling import PairOptions, TimeGrid, draw_pairs, draw_states, draw_windows
-from ..errors import FlowsimError, ShapeError, StoreError
+from ..data.store import read_error
+from ..errors import ShapeError
 from ..solve.solution import Solution
 
-__all__ = ["TrajectoryBank", "PairBatch", "StateBatch", "WindowBatch", "unreadable"]
-
-
-def unreadable(ds, err: BaseException) -> FlowsimError:
-    """The error for a Dataset whose arrays cannot be read: a :class:`~flowsim.StoreError`
-    naming the damaged chunk where ``ds`` was opened from a store."""
-    if isinstance(err, FlowsimError):
-        return err
-    source = getattr(ds, "encoding", {}).get("source")
-    if source:
-        from ..data import verify_store
-
-        try:
-            verify_store(source)
-        except StoreError as found:
-            return found
-        except Exception:  # noqa: BLE001 - e.g. a remote store needing options: say it plainly
-            pass
-    where = f" {source}" if source else ""
-    return StoreError(f"cannot read the store{where}: {type(err).__name__}: {err}; a chunk is damaged "
-                      "(check it with flowsim.data.verify_store)")
+__all__ = ["TrajectoryBank", "PairBatch", "StateBatch", "WindowBatch"]
 
 
 @dataclass
@@ -130,7 +111,7 @@ class TrajectoryBank:
             p = torch.tensor(ds["params"].values) if "params" in ds else torch.zeros(x.shape[0], 0)
             status = torch.tensor(ds["status"].values) if "status" in ds else None
         except Exception as err:  # noqa: BLE001 - blosc and zarr raise several types
-            raise unreadable(ds, err) from err
+            raise read_error(ds, err) from err
         return cls(x, t, p, status)
 
     def __len__(self) -> int:

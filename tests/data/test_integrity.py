@@ -220,3 +220,12 @@ def test_history_is_appended_when_a_store_is_rewritten(tmp_path, fhn_store):
     assert len(lines) == 2 and "simulate_ensemble" in lines[0] and "from_arrays" in lines[1]
     assert open_store(tmp_path / "again.zarr", "fitzhugh_nagumo").attrs["schema_sha256"] != \
         open_store(fhn_store).attrs["schema_sha256"]
+
+
+def test_analysis_names_a_truncated_chunk(store):
+    from flowsim.analysis import error_vs_jump
+
+    _truncate(store, "x/c/3/0/0")
+    fm = flowsim.FlowMap("fitzhugh_nagumo", width=8, depth=1)
+    with pytest.raises(StoreError, match="x/c/3/0/0.*corrupted or truncated"):
+        error_vs_jump(fm, open_store(store))
