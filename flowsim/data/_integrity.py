@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from ..errors import FlowsimError, StoreError
+from ..errors import StoreError
 from ._io import StorePath
 
 __all__ = [
@@ -149,8 +149,6 @@ def unreadable_chunk_error(where: StorePath, names: Iterable[str], err: BaseExce
                            rows: tuple[int, int] | None = None) -> StoreError:
     """A :class:`~flowsim.StoreError` for a failed read, naming the first chunk of ``names``
     that cannot be decoded (found by reading them one by one: only on this error path)."""
-    if isinstance(err, FlowsimError) and not isinstance(err, StoreError):
-        return StoreError(str(err))
     if isinstance(err, StoreError):
         return err
     try:

@@ -1,7 +1,7 @@
 """One writer per store: a lock file inside the store directory (private).
 
 ``simulate_ensemble`` holds ``<store>/.flowsim-writer.lock`` while it writes. The file names the
-owner (pid, host, start time, command); it is created atomically (written under a temporary
+owner (pid, host, start time); it is created atomically (written under a temporary
 name, then hard-linked into place, which fails if a lock exists), removed when the writer ends
 (also on an exception), and taken over when its owner is a dead process on this host (a writer
 killed with SIGKILL). Remote (fsspec) stores are not locked.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -49,8 +48,7 @@ class StoreLock:
         self.where = where
         self.held: Path | None = None
         self.owner = {"pid": os.getpid(), "host": socket.gethostname(),
-                      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": uuid.uuid4().hex,
-                      "command": " ".join(sys.argv)[:200]}
+                      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": uuid.uuid4().hex}
 
     def acquire(self, directory: str | None = None) -> None:
         """Take the lock in ``directory`` (default: the store); :class:`~flowsim.StoreError` if
@@ -64,11 +62,7 @@ class StoreLock:
             tmp = lock.with_name(f"{LOCK_NAME}.{self.owner['token']}")
             try:
                 tmp.write_text(json.dumps(self.owner))
-                try:
-                    os.link(tmp, lock)
-                except FileExistsError:
-                    pass
-                else:
+                if self._create(tmp, lock):
                     self.held = lock
                     return
             except OSError as err:
@@ -86,6 +80,24 @@ class StoreLock:
                 f"{other.get('host')}, since {other.get('started')}); wait for it to finish, or "
                 f"write to another path. If that process is gone, delete {lock}")
         raise StoreError(f"could not take the writer lock {lock}; another process keeps taking it")
+
+    def _create(self, tmp: Path, lock: Path) -> bool:
+        """Put the lock file in place unless one exists: a hard link of the written ``tmp``
+        (atomic, whole), or an exclusive create where the file system has no hard links."""
+        try:
+            os.link(tmp, lock)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
+            pass
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(self.owner))
+        return True
 
     @staticmethod
     def _read(lock: Path) -> dict[str, Any] | None:
