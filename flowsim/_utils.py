@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["as_generator", "atomic_path"]
+__all__ = ["as_generator", "atomic_path", "disk_full", "file_mode", "full_disk_error"]
+
+#: errno values of a full disk or an exhausted quota
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def as_generator(
@@ -27,20 +31,72 @@ def as_generator(
     return g
 
 
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file: ``0o666`` less the umask."""
+    try:  # Linux: read the umask without changing it (os.umask would, for every thread)
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or an exception it chains) is a full disk or an exhausted quota that
+    has not been reported yet (by :func:`full_disk_error`)."""
+    seen = 0
+    while err is not None and seen < 8:
+        if getattr(err, "flowsim_full_disk", False):
+            return False  # already reported (an enclosing writer adds nothing)
+        if isinstance(err, OSError) and err.errno in _FULL:
+            return True
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return False
+
+
+def full_disk_error(path: str | os.PathLike, err: BaseException, error: type[Exception] | None = None,
+                    kept: str = "") -> Exception:
+    """The error to raise when writing ``path`` found the disk full: ``error(message)`` (a
+    :class:`~flowsim.FlowsimError` subclass), or an ``OSError`` with that message."""
+    tail = f"; {kept}" if kept else ""
+    msg = (f"no space left on the device while writing {os.fspath(path)} ({err}); free some "
+           f"space or write somewhere else{tail}")
+    out = OSError(getattr(err, "errno", errno.ENOSPC), msg) if error is None else error(msg)
+    out.flowsim_full_disk = True  # type: ignore[attr-defined]  # wrapped once, not again
+    return out
+
+
 @contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = "", *,
+                error: type[Exception] | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
 
-    A crash inside the block leaves ``path`` untouched (the old file, or nothing).
+    A crash inside the block leaves ``path`` untouched (the old file, or nothing). The file gets
+    the mode the umask gives new files (``mkstemp`` alone would make it ``0600``). A full disk
+    raises ``error`` (a :class:`~flowsim.FlowsimError` subclass; default an ``OSError``) naming
+    ``path``.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    except OSError as err:
+        if disk_full(err):
+            raise full_disk_error(target, err, error) from err
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, target)
+    except Exception as err:
+        if disk_full(err):
+            kept = f"the previous {target.name} is unchanged" if target.exists() else ""
+            raise full_disk_error(target, err, error, kept) from err
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

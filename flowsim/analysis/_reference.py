@@ -14,7 +14,16 @@ import xarray as xr
 from torch import Tensor
 
 from .._utils import as_generator
-from ..errors import CheckpointError, ConfigError, ParameterError, ShapeError, StoreError, TimeGridError
+from ..data.store import read_error
+from ..errors import (
+    CheckpointError,
+    ConfigError,
+    FlowsimError,
+    ParameterError,
+    ShapeError,
+    StoreError,
+    TimeGridError,
+)
 from ..solve import Solution
 from ..systems.base import ODESystem
 from .metrics import state_std
@@ -122,7 +131,12 @@ def load_reference(reference: Any, system: ODESystem) -> Reference:
             )
         x, t, p, status = reference.x, reference.t, reference.p, reference.status
     elif isinstance(reference, xr.Dataset):
-        x, t, p, status = _from_dataset(reference, system)
+        try:
+            x, t, p, status = _from_dataset(reference, system)
+        except FlowsimError:
+            raise
+        except Exception as err:  # a damaged chunk: named, not blosc's RuntimeError
+            raise read_error(reference, err) from err
     else:
         raise ConfigError(
             "reference must be a flowsim.Solution (from reference_solve) or an xarray Dataset with "

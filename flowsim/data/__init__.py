@@ -2,13 +2,16 @@
 
 * :func:`simulate_ensemble` — reference solves of many trajectories on Dask into a store.
 * :func:`from_arrays`, :func:`from_dataset` — stores from your own trajectories.
-* :func:`open_store`, :func:`store_summary`, :func:`format_summary` — read and describe stores.
-* :class:`PairSampler`, :class:`WindowSampler` — stream training samples from a store into torch.
+* :func:`open_store`, :func:`store_summary`, :func:`format_summary`, :func:`verify_store` — read,
+  describe and check stores.
+* :class:`PairSampler`, :class:`WindowSampler` — stream training samples from a store into torch
+  (:class:`StreamOptions`: which trajectories, order, memory, shards).
 * :mod:`flowsim.data.sampling` (:class:`PairOptions`) — how pairs and windows are drawn, the one
   implementation both the streamed samplers and the in-memory ``TrajectoryBank`` use.
 """
 
 from . import sampling as sampling
+from ._stream import StreamOptions as StreamOptions
 from .arrays import from_arrays as from_arrays
 from .arrays import from_dataset as from_dataset
 from .cluster import WORKER_ENV as WORKER_ENV
@@ -24,12 +27,14 @@ from .store import format_summary as format_summary
 from .store import open_store as open_store
 from .store import store_summary as store_summary
 from .store import store_system as store_system
+from .store import verify_store as verify_store
 
 __all__ = [
     "SCHEMA_VERSION",
     "WORKER_ENV",
     "PairOptions",
     "PairSampler",
+    "StreamOptions",
     "WindowSampler",
     "format_summary",
     "from_arrays",
@@ -41,4 +46,5 @@ __all__ = [
     "store_summary",
     "store_system",
     "validate_dataset",
+    "verify_store",
 ]

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._utils import disk_full, full_disk_error
+from ..errors import StoreError
 from ..solve import reference_solve
 from ..systems import ODESystem
 from ._io import StorePath, open_group
@@ -114,9 +116,16 @@ def run_chunk(job: ChunkJob) -> dict[str, Any]:
         }
         if t.ndim == 2:
             arrays["t"] = t.numpy()
-        group = open_group(job.store, mode="r+")
-        write_region(group, job.start, job.stop, arrays)
-        mark_completed(group, job.chunk)
+        try:
+            group = open_group(job.store, mode="r+")
+            write_region(group, job.start, job.stop, arrays)
+            mark_completed(group, job.chunk)
+        except Exception as err:
+            if disk_full(err):
+                raise full_disk_error(job.store.url, err, StoreError,
+                                      "the chunks written before are kept: then run the same call "
+                                      "again to resume") from err
+            raise
         t2 = time.perf_counter()
     return {"chunk": job.chunk, "n": job.stop - job.start, "n_failed": sol.n_failed,
             "solve_s": t1 - t0, "write_s": t2 - t1, "pid": os.getpid()}

@@ -58,9 +58,11 @@ def default_compressors() -> list[Any]:
 
 @contextmanager
 def quiet_zarr() -> Iterator[None]:
-    """Silence zarr's notice that consolidated metadata is not yet in the v3 specification."""
+    """Silence zarr's notice that consolidated metadata is not yet in the v3 specification, and
+    its notice about the writer's lock file (``.flowsim-writer.lock``) in the store."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        warnings.filterwarnings("ignore", message=r"Object at \.flowsim-writer\.lock is not recognized")
         yield
 
 
@@ -201,9 +203,10 @@ def write_template(ds: xr.Dataset, where: StorePath, encoding: Mapping[str, Any]
 def open_group(where: StorePath, mode: str = "r") -> zarr.Group:
     """Open the store's root group with zarr, ignoring consolidated metadata (always fresh)."""
     try:
-        return zarr.open_group(
-            where.url, mode=mode, zarr_format=3, use_consolidated=False, **where.zarr_kwargs
-        )
+        with quiet_zarr():
+            return zarr.open_group(
+                where.url, mode=mode, zarr_format=3, use_consolidated=False, **where.zarr_kwargs
+            )
     except (FileNotFoundError, KeyError) as err:
         raise StoreError(f"no zarr store at {where.url}") from err
     except Exception as err:  # zarr raises many types for corrupt metadata
@@ -217,7 +220,8 @@ def open_xarray(where: StorePath, chunks: Any = None) -> xr.Dataset:
                          "flowsim.data.simulate_ensemble or flowsim.data.from_arrays")
     kwargs = dict(chunks={} if chunks is None else chunks, zarr_format=3, **where.zarr_kwargs)
     try:
-        return xr.open_zarr(where.url, consolidated=False, **kwargs)
+        with quiet_zarr():
+            return xr.open_zarr(where.url, consolidated=False, **kwargs)
     except Exception as err:
         raise StoreError(
             f"{where.url} is not a readable zarr v3 dataset ({type(err).__name__}: {err})"

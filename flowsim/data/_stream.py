@@ -7,8 +7,9 @@ is drawn from the chunks in memory is decided by :mod:`flowsim.data.sampling`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +19,14 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import ConfigError
 from ..systems import ODESystem
+from ._integrity import read_chunked, unreadable_chunk_error
 from ._io import StorePath, local_values, open_group
 from .sampling import TimeGrid
 from .splits import check_fractions, split_mask
 from .store import open_store
 
-__all__ = ["Batch", "Batcher", "Block", "BlockReader", "StoreStream", "positive_int"]
+__all__ = ["Batch", "Batcher", "Block", "BlockReader", "StoreStream", "StreamOptions", "positive_int",
+           "stream_options"]
 
 Batch = dict[str, torch.Tensor]
 
@@ -35,6 +38,89 @@ def positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+@dataclass(frozen=True)
+class StreamOptions:
+    """How :class:`~flowsim.data.PairSampler` and :class:`~flowsim.data.WindowSampler` stream a
+    store: which trajectories, in which order, how much in memory, on which shard. Validated once.
+
+    Arguments
+    ---------
+    split, fractions, split_seed:
+        Which trajectories: ``"train"``, ``"val"``, ``"test"`` or ``"all"``/``None``, from a
+        reproducible split by trajectory index (:func:`~flowsim.data.split_of`) with
+        ``(train, val, test)`` fractions.
+    seed:
+        Seed of the chunk shuffle and the draws (with the epoch).
+    shuffle:
+        Shuffle the chunk order each epoch.
+    chunks_in_memory:
+        Chunks read (and mixed) at a time; memory is about this many chunks.
+    dtype:
+        Floating dtype of the tensors (float32 by default; stores hold float64).
+    drop_last:
+        Drop each shard's last, partial batch.
+    return_index:
+        Add ``"trajectory"``: the index of each sample's trajectory.
+    storage_options:
+        fsspec options for a remote store.
+    rank, world_size:
+        Shard across DDP processes (default: from ``torch.distributed`` when initialised).
+
+    Raises
+    ------
+    ConfigError
+        Fractions that are not three non-negative numbers summing to 1, a ``chunks_in_memory``
+        that is not a positive integer, or a dtype that is not floating.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flowsim.data import StreamOptions
+    >>> StreamOptions(split="all", dtype=torch.float64).chunks_in_memory
+    2
+    >>> StreamOptions(chunks_in_memory=0)
+    Traceback (most recent call last):
+    ...
+    flowsim.errors.ConfigError: chunks_in_memory must be a positive integer, got 0
+    """
+
+    split: str | None = "train"
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+    seed: int = 0
+    shuffle: bool = True
+    chunks_in_memory: int = 2
+    dtype: torch.dtype = torch.float32
+    drop_last: bool = False
+    return_index: bool = False
+    storage_options: Mapping[str, Any] | None = None
+    rank: int | None = None
+    world_size: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fractions", check_fractions(self.fractions))
+        positive_int(self.chunks_in_memory, "chunks_in_memory")
+        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
+            raise ConfigError(f"dtype must be a floating torch dtype, got {self.dtype}")
+
+
+def stream_options(stream: StreamOptions | None, keywords: Mapping[str, Any]) -> StreamOptions:
+    """``stream``, or :class:`StreamOptions` built from the samplers' keyword form (not both)."""
+    fields = {f.name for f in dataclasses.fields(StreamOptions)}
+    unknown = sorted(set(keywords) - fields)
+    if unknown:
+        raise ConfigError(f"unknown sampler option(s) {unknown}; the streaming options are the fields "
+                          f"of flowsim.data.StreamOptions: {sorted(fields)}")
+    if stream is None:
+        return StreamOptions(**keywords)
+    if not isinstance(stream, StreamOptions):
+        raise ConfigError(f"stream must be a flowsim.data.StreamOptions; got {type(stream).__name__}")
+    if keywords:
+        raise ConfigError(f"give either stream=StreamOptions(…) or the keywords {sorted(keywords)}, not "
+                          f"both; e.g. dataclasses.replace(stream, {', '.join(f'{k}=…' for k in keywords)})")
+    return stream
+
+
 class StoreStream(IterableDataset):
     """Shared machinery: split and status selection, epoch shuffling, sharding, chunked reading."""
 
@@ -44,28 +130,20 @@ class StoreStream(IterableDataset):
         *,
         batch_size: int,
         per_trajectory: int | None,
-        split: str | None,
-        fractions: Sequence[float],
-        split_seed: int,
-        seed: int,
-        shuffle: bool,
-        chunks_in_memory: int,
-        dtype: torch.dtype,
-        drop_last: bool,
         system: ODESystem | str | None,
-        storage_options: Mapping[str, Any] | None,
-        rank: int | None,
-        world_size: int | None,
+        stream: StreamOptions,
     ) -> None:
         super().__init__()
+        self.stream = stream
+        split, split_seed, storage_options = stream.split, stream.split_seed, stream.storage_options
+        rank, world_size = stream.rank, stream.world_size
         where = StorePath(store, storage_options)
         ds = open_store(where.url, system, storage_options=storage_options)
         self.batch_size = positive_int(batch_size, "batch_size")
-        self.chunks_in_memory = positive_int(chunks_in_memory, "chunks_in_memory")
-        if not dtype.is_floating_point:
-            raise ConfigError(f"dtype must be a floating dtype, got {dtype}")
-        self.dtype, self.drop_last, self.shuffle, self.seed = dtype, bool(drop_last), bool(shuffle), int(seed)
-        self.split, self.fractions = split, check_fractions(fractions)
+        self.chunks_in_memory = stream.chunks_in_memory
+        self.dtype, self.drop_last, self.shuffle = stream.dtype, bool(stream.drop_last), bool(stream.shuffle)
+        self.seed, self.return_index = int(stream.seed), bool(stream.return_index)
+        self.split, self.fractions = split, stream.fractions
         self.system_name = str(ds.attrs["system"])
         self.state_names = tuple(str(s) for s in np.asarray(ds["state"].values).tolist())
         self.param_names = tuple(str(s) for s in np.asarray(ds["param"].values).tolist())
@@ -73,7 +151,10 @@ class StoreStream(IterableDataset):
         n = int(ds.sizes["trajectory"])
         time = None if "t" in ds.variables else np.asarray(ds["time"].values, dtype=np.float64)
         chunk = int(ds["x"].encoding.get("chunks", (n,))[0])
-        status = local_values(ds["status"])
+        try:
+            status = local_values(ds["status"])
+        except Exception as err:  # noqa: BLE001 - a corrupted chunk
+            raise unreadable_chunk_error(where, ["status"], err) from err
         self.mask = (status == 0) & split_mask(n, split, self.fractions, split_seed)
         if not self.mask.any():
             raise ConfigError(f"{where.url}: no trajectory to sample in split {split!r} ({n} trajectories, "
@@ -241,10 +322,10 @@ class BlockReader:
             keep = np.nonzero(mask[a:b])[0]
             if keep.size == 0:
                 continue
-            xs.append(g["x"][a:b][keep])
-            ps.append(g["params"][a:b][keep])
+            xs.append(read_chunked(self.where, g["x"], a, b)[keep])
+            ps.append(read_chunked(self.where, g["params"], a, b)[keep])
             if self.time is None:
-                ts.append(g["t"][a:b][keep])
+                ts.append(read_chunked(self.where, g["t"], a, b)[keep])
             idx.append(keep + a)
         if not idx:
             empty = np.zeros((0, 0))

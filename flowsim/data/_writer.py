@@ -9,8 +9,10 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from .._utils import disk_full, full_disk_error
 from ..errors import StoreError
 from ._io import StorePath, open_group, write_template
+from ._lock import StoreLock
 
 __all__ = ["create_store", "write_region", "mark_completed"]
 
@@ -22,6 +24,7 @@ def create_store(
     *,
     overwrite: bool = False,
     fill: Any = None,
+    lock: Any = None,
 ) -> None:
     """Create a store from a template under a temporary name, then rename it into place.
 
@@ -36,25 +39,43 @@ def create_store(
     fill:
         Optional ``callable(group)`` that writes data into the temporary store before the
         rename (``from_arrays`` writes everything, so a crash leaves nothing behind).
+    lock:
+        A :class:`~flowsim.data._lock.StoreLock` to take inside the new store before it appears
+        under its name (so no other writer can take it in between).
 
     Raises
     ------
     StoreError
-        ``where`` exists and ``overwrite`` is false.
+        ``where`` exists and ``overwrite`` is false; or the disk is full (an existing store is
+        only replaced once the new one is complete, so it stays as it was).
     """
-    if where.exists():
-        if not overwrite:
-            raise StoreError(f"{where.url} already exists; pass overwrite=True to replace it "
-                             "(or choose another path)")
-        where.remove()
+    if where.exists() and not overwrite:
+        raise StoreError(f"{where.url} already exists; pass overwrite=True to replace it "
+                         "(or choose another path)")
+    guard = StoreLock(where)
+    if overwrite and where.exists():  # not while another process writes it
+        guard.acquire()  # (removed with the old store, or released below on failure)
     tmp = where.sibling_temp()
     try:
         write_template(template, tmp, encoding)
         if fill is not None:
             fill(open_group(tmp, mode="r+"))
+        if lock is not None:
+            lock.acquire(tmp.url)
+        if where.exists():  # overwrite: the old store goes only once the new one is complete
+            where.remove()
+            guard.held = None
         tmp.rename_to(where)
-    except BaseException:
+        if lock is not None:
+            lock.moved_to(where.url)
+    except BaseException as err:
         tmp.remove()
+        guard.release()
+        if lock is not None:
+            lock.held = None
+        if isinstance(err, Exception) and disk_full(err):
+            kept = "an existing store there is unchanged" if where.exists() else "nothing was left behind"
+            raise full_disk_error(where.url, err, StoreError, kept) from err
         raise
 
 

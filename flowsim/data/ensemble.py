@@ -19,10 +19,12 @@ from ..solve import SolverOptions, solver_options
 from ..solve.validate import check_initial, check_times
 from ..systems import ODESystem, get_system
 from ._chunks import ChunkJob, prepare_worker, run_chunk
-from ._io import StorePath, open_group, read_flags
+from ._integrity import damaged_chunks
+from ._io import StorePath, open_group, open_xarray, read_flags
+from ._lock import StoreLock
 from ._writer import create_store
 from .cluster import resolve_client
-from .schema import build_template
+from .schema import build_template, validate_dataset
 from .store import open_store
 
 __all__ = ["simulate_ensemble", "default_chunk_size"]
@@ -196,38 +198,47 @@ def simulate_ensemble(
     }
     config = json.loads(json.dumps(config, default=str))
     where = StorePath(store, storage_options)
-    if overwrite and where.exists():
-        where.remove()
-    if where.exists():
-        _check_resume(where, config)
-    else:
-        attrs = {"source": "simulate_ensemble", "method": opts.method, "backend": opts.backend,
-                 "rtol": opts.rtol, "atol": opts.atol, "solver_json": json.dumps(opts.to_dict()),
-                 "seed": int(seed),
-                 "params_mode": params if isinstance(params, str) else "given",
-                 "x0_mode": x0 if isinstance(x0, str) else "given",
-                 "ensemble_json": json.dumps(config, sort_keys=True)}
-        template, encoding = build_template(
-            system, n, n_times, chunk_size=cs, time=t_arr if t_arr.ndim == 1 else None,
-            extra=("x0", "nfe", "completed"), attrs=attrs, compressors=compressors)
-        create_store(template, encoding, where)
-
-    done = read_flags(open_group(where)["completed"])
-    jobs = []
-    for c in np.nonzero(done == 0)[0].tolist():
-        a, b = c * cs, min((c + 1) * cs, n)
-        jobs.append(ChunkJob(
-            store=where, chunk=c, start=a, stop=b, system=system,
-            t=t_arr if t_arr.ndim == 1 else t_arr[a:b], x0=None if x0_arr is None else x0_arr[a:b],
-            params=p_arr if isinstance(p_arr, str) else p_arr[a:b], seed=int(seed),
-            solver={"solver": opts, "chunk_size": int(batch_size or cs)}))
-    n_done = n - sum(j.stop - j.start for j in jobs)
-    reports = _execute(jobs, client, n_workers, progress, total=n, initial=n_done, name=system.name,
-                       timing=stats)
-    final = read_flags(open_group(where)["completed"])
-    if not final.all():
-        raise StoreError(f"{int((final == 0).sum())} chunks of {where.url} were not written; "
-                         "run the same call again to resume")
+    with StoreLock(where) as lock:  # one writer per store; released on any exit
+        if where.exists() and overwrite:
+            lock.acquire()  # not while another process writes it
+            where.remove()
+            lock.held = None
+        if where.exists():
+            _check_resume(where, config)
+            lock.acquire()
+        else:
+            attrs = {"source": "simulate_ensemble", "method": opts.method, "backend": opts.backend,
+                     "rtol": opts.rtol, "atol": opts.atol, "solver_json": json.dumps(opts.to_dict()),
+                     "seed": int(seed),
+                     "params_mode": params if isinstance(params, str) else "given",
+                     "x0_mode": x0 if isinstance(x0, str) else "given",
+                     "ensemble_json": json.dumps(config, sort_keys=True)}
+            template, encoding = build_template(
+                system, n, n_times, chunk_size=cs, time=t_arr if t_arr.ndim == 1 else None,
+                extra=("x0", "nfe", "completed"), attrs=attrs, compressors=compressors)
+            try:
+                create_store(template, encoding, where, lock=lock)
+            except StoreError:
+                if not where.exists():
+                    raise
+                lock.acquire()  # another process created it meanwhile: refused while it writes
+                _check_resume(where, config)
+        done = _done_flags(where)
+        jobs = []
+        for c in np.nonzero(done == 0)[0].tolist():
+            a, b = c * cs, min((c + 1) * cs, n)
+            jobs.append(ChunkJob(
+                store=where, chunk=c, start=a, stop=b, system=system,
+                t=t_arr if t_arr.ndim == 1 else t_arr[a:b], x0=None if x0_arr is None else x0_arr[a:b],
+                params=p_arr if isinstance(p_arr, str) else p_arr[a:b], seed=int(seed),
+                solver={"solver": opts, "chunk_size": int(batch_size or cs)}))
+        n_done = n - sum(j.stop - j.start for j in jobs)
+        reports = _execute(jobs, client, n_workers, progress, total=n, initial=n_done, name=system.name,
+                           timing=stats)
+        final = read_flags(open_group(where)["completed"])
+        if not final.all():
+            raise StoreError(f"{int((final == 0).sum())} chunks of {where.url} were not written; "
+                             "run the same call again to resume")
     if stats is not None:
         stats.update(
             chunks_run=len(reports), solve_s=sum(r["solve_s"] for r in reports),
@@ -236,12 +247,25 @@ def simulate_ensemble(
     return open_store(where.url, system, storage_options=storage_options)
 
 
+def _done_flags(where: StorePath) -> np.ndarray:
+    """The chunks to skip: flagged complete, with their chunk files on disk. A flagged chunk
+    whose files are missing (deleted, lost) is unflagged here, so that it is solved again."""
+    group = open_group(where, mode="r+")
+    done = read_flags(group["completed"])
+    for c in damaged_chunks(where, group, done):
+        group["completed"][c] = 0
+        done[c] = 0
+    return done
+
+
 def _check_resume(where: StorePath, config: dict[str, Any]) -> None:
     attrs = dict(open_group(where).attrs)
     stored = attrs.get("ensemble_json")
     if stored is None:
         raise StoreError(f"{where.url} exists and is not a flowsim ensemble; choose another path or "
                          "pass overwrite=True")
+    # attributes edited since the store was written: refused before any work
+    validate_dataset(open_xarray(where), allow_incomplete=True, where=where.url)
     old = json.loads(stored)
     diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
     if diff:

@@ -14,7 +14,6 @@ trajectory contributes ``per_trajectory`` samples per epoch.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,10 +21,11 @@ import torch
 
 from ..errors import ConfigError
 from ..systems import ODESystem
-from ._stream import Batch, Block, StoreStream, positive_int
+from ._stream import Batch, Block, StoreStream, StreamOptions, positive_int, stream_options
 from .sampling import PairOptions, PairTable, TimeGrid, draw_pairs, draw_windows
 
 __all__ = ["PairSampler", "WindowSampler"]
+
 
 class PairSampler(StoreStream):
     """Batches of jumps ``(s, t, x_s, x_t, p)`` between two stored times of one trajectory.
@@ -36,9 +36,6 @@ class PairSampler(StoreStream):
         Path or fsspec URL of a flowsim store.
     batch_size:
         Samples per batch.
-    split, fractions, split_seed:
-        Which trajectories: ``"train"``, ``"val"``, ``"test"`` or ``"all"``/``None``, from a
-        reproducible split by trajectory index (:func:`~flowsim.data.split_of`).
     pairs_per_trajectory:
         Pairs drawn per trajectory per epoch (default: the number of stored times).
     min_gap, max_gap:
@@ -59,24 +56,15 @@ class PairSampler(StoreStream):
         that jumps from initial states (and the transients after them) are trained as often as
         the long-time behaviour. Defaults and validation: :class:`~flowsim.data.PairOptions`
         (1.0 and 0.0; :func:`flowsim.fit` passes its own).
-    seed:
-        Seed of the chunk shuffle and the draws (with the epoch).
-    shuffle:
-        Shuffle the chunk order each epoch.
-    chunks_in_memory:
-        Chunks read (and mixed) at a time; memory is about this many chunks.
-    dtype:
-        Floating dtype of the tensors (float32 by default; stores hold float64).
-    drop_last:
-        Drop each shard's last, partial batch.
-    return_index:
-        Add ``"trajectory"``: the index of each sample's trajectory.
     system:
         If given, refuse a store of another system.
-    storage_options:
-        fsspec options for a remote store.
-    rank, world_size:
-        Shard across DDP processes (default: from ``torch.distributed`` when initialised).
+    stream:
+        The streaming options, a :class:`~flowsim.data.StreamOptions`: ``split``, ``fractions``,
+        ``split_seed``, ``seed``, ``shuffle``, ``chunks_in_memory``, ``dtype`` (float32),
+        ``drop_last``, ``return_index`` (add ``"trajectory"``, each sample's trajectory index),
+        ``storage_options``, ``rank``, ``world_size``.
+    **stream_keywords:
+        The keyword form of ``stream`` (``split="all", seed=3, …``).
 
     Yields
     ------
@@ -116,25 +104,15 @@ class PairSampler(StoreStream):
         store: str | os.PathLike,
         *,
         batch_size: int = 256,
-        split: str | None = "train",
-        fractions: Sequence[float] = (0.8, 0.1, 0.1),
-        split_seed: int = 0,
         pairs_per_trajectory: int | None = None,
         min_gap: float | None = None,
         max_gap: float | None = None,
         gaps: str = "uniform",
         log_fraction: float = PairOptions.log_fraction,
         early_fraction: float = PairOptions.early_fraction,
-        seed: int = 0,
-        shuffle: bool = True,
-        chunks_in_memory: int = 2,
-        dtype: torch.dtype = torch.float32,
-        drop_last: bool = False,
-        return_index: bool = False,
         system: ODESystem | str | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        rank: int | None = None,
-        world_size: int | None = None,
+        stream: StreamOptions | None = None,
+        **stream_keywords: Any,
     ) -> None:
         if gaps not in ("uniform", "log-uniform"):
             raise ConfigError(f"gaps must be 'uniform' or 'log-uniform', got {gaps!r}")
@@ -146,13 +124,8 @@ class PairSampler(StoreStream):
                               "whole pairs uniformly, start and end together)")
         self.min_gap, self.max_gap, self.gaps = self.options.min_gap, self.options.max_gap, gaps
         self.log_fraction, self.early_fraction = self.options.log_fraction, self.options.early_fraction
-        self.return_index = bool(return_index)
-        super().__init__(
-            store, batch_size=batch_size, per_trajectory=pairs_per_trajectory, split=split,
-            fractions=fractions, split_seed=split_seed, seed=seed, shuffle=shuffle,
-            chunks_in_memory=chunks_in_memory, dtype=dtype, drop_last=drop_last, system=system,
-            storage_options=storage_options, rank=rank, world_size=world_size,
-        )
+        super().__init__(store, batch_size=batch_size, per_trajectory=pairs_per_trajectory, system=system,
+                         stream=stream_options(stream, stream_keywords))
         if self.reader.time is not None:  # shared grid: check the limits leave some pair
             self._prepare_grid(TimeGrid(self.reader.time * self.reader.direction, 1))
 
@@ -207,8 +180,7 @@ class WindowSampler(StoreStream):
         Take every ``stride``-th stored state.
     windows_per_trajectory:
         Windows drawn per trajectory per epoch (default: stored times // window, at least 1).
-    batch_size, split, fractions, split_seed, seed, shuffle, chunks_in_memory, dtype, drop_last,
-    return_index, system, storage_options, rank, world_size:
+    batch_size, system, stream, **stream_keywords:
         As in :class:`PairSampler`.
 
     Yields
@@ -242,31 +214,16 @@ class WindowSampler(StoreStream):
         stride: int = 1,
         windows_per_trajectory: int | None = None,
         batch_size: int = 64,
-        split: str | None = "train",
-        fractions: Sequence[float] = (0.8, 0.1, 0.1),
-        split_seed: int = 0,
-        seed: int = 0,
-        shuffle: bool = True,
-        chunks_in_memory: int = 2,
-        dtype: torch.dtype = torch.float32,
-        drop_last: bool = False,
-        return_index: bool = False,
         system: ODESystem | str | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        rank: int | None = None,
-        world_size: int | None = None,
+        stream: StreamOptions | None = None,
+        **stream_keywords: Any,
     ) -> None:
         self.window = positive_int(window, "window")
         self.stride = positive_int(stride, "stride")
         if self.window < 2:
             raise ConfigError("window must hold at least 2 states")
-        self.return_index = bool(return_index)
-        super().__init__(
-            store, batch_size=batch_size, per_trajectory=windows_per_trajectory, split=split,
-            fractions=fractions, split_seed=split_seed, seed=seed, shuffle=shuffle,
-            chunks_in_memory=chunks_in_memory, dtype=dtype, drop_last=drop_last, system=system,
-            storage_options=storage_options, rank=rank, world_size=world_size,
-        )
+        super().__init__(store, batch_size=batch_size, per_trajectory=windows_per_trajectory,
+                         system=system, stream=stream_options(stream, stream_keywords))
         reach = (self.window - 1) * self.stride
         if reach >= self.n_times:
             raise ConfigError(f"a window of {self.window} states with stride {self.stride} spans {reach + 1} "

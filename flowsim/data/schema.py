@@ -24,12 +24,21 @@ Attributes: ``flowsim_schema_version``, ``flowsim_version``, ``system`` (name), 
 ``"per-trajectory"``), ``time_units``, ``state_units``, ``source``, and for ensembles the solver
 (``method``, ``backend``, ``rtol``, ``atol``, and the whole :class:`~flowsim.SolverOptions` as
 ``solver_json``, which older stores lack), seed and ``chunk_size``.
+
+Attributes are netCDF-safe (strings, numbers, lists of numbers; lists of strings such as
+``state_units`` are JSON-encoded; older stores hold plain lists, still read) and CF-style
+(``Conventions``, ``history``, ``units="1"`` for dimensionless variables), so
+``open_store(path).to_netcdf(...)`` works. ``schema_sha256`` is a checksum of flowsim's own
+attributes and the state and parameter names, written with the store: a store whose attributes
+were edited afterwards is refused (older stores without it open unchecked).
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 import dask.array as da
@@ -39,6 +48,7 @@ import xarray as xr
 from ..errors import StoreError
 from ..solve import Status
 from ..systems import ODESystem, get_system
+from ._integrity import CHECKSUM_ATTR, check_schema_checksum, schema_checksum
 from ._io import default_compressors, local_values
 
 __all__ = [
@@ -48,6 +58,8 @@ __all__ = [
     "STATUS_PENDING",
     "build_template",
     "flowsim_version",
+    "list_attr",
+    "netcdf_attr",
     "validate_dataset",
 ]
 
@@ -76,6 +88,50 @@ def flowsim_version() -> str:
     from .._version import __version__
 
     return __version__
+
+
+def netcdf_attr(value: Any) -> Any:
+    """``value`` as a netCDF-safe attribute: strings, numbers and lists of numbers stay, booleans
+    become 0/1, anything else (lists of strings, dicts) is JSON-encoded."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (str, numbers.Number)):
+        return value
+    if isinstance(value, (list, tuple, np.ndarray)):
+        items = list(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else list(value)
+        if items and all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in items):
+            return items
+    return json.dumps(value, default=str)
+
+
+def list_attr(attrs: Mapping[str, Any], key: str) -> list[Any] | None:
+    """A list-valued attribute, JSON-encoded (this schema) or a plain list (older stores)."""
+    value = attrs.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return [value]
+    return list(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else list(value)
+
+
+def _units(units: tuple[str, ...] | list[str]) -> str | None:
+    """CF ``units`` of a variable whose columns have ``units``: the common unit, ``"1"`` when
+    all are dimensionless, ``None`` when they differ (see the per-column attribute)."""
+    distinct = set(units)
+    if not distinct or distinct == {""}:
+        return "1"
+    return distinct.pop() if len(distinct) == 1 else None
+
+
+def _with_units(attrs: dict[str, Any], per_column: tuple[str, ...] | list[str], key: str) -> dict[str, Any]:
+    unit = _units(per_column)
+    if unit is not None:
+        attrs["units"] = unit
+    attrs[key] = json.dumps(list(per_column))
+    return attrs
 
 
 def _status_attrs() -> dict[str, Any]:
@@ -136,9 +192,11 @@ def build_template(
 
     data_vars: dict[str, Any] = {
         "x": (REQUIRED_VARIABLES["x"], lazy((n, n_times, dim), x_dtype),
-              {"long_name": "state", "units_per_state": list(system.units)}),
+              _with_units({"long_name": "state"}, system.units, "units_per_state")),
         "params": (REQUIRED_VARIABLES["params"], lazy((n, n_params), np.float64),
-                   {"long_name": "parameters", "defaults": [float(q.default) for q in system.parameters]}),
+                   _with_units({"long_name": "parameters",
+                                "defaults": [float(q.default) for q in system.parameters]},
+                               [q.units for q in system.parameters], "units_per_param")),
         "status": (REQUIRED_VARIABLES["status"], lazy((n,), np.int8), _status_attrs()),
     }
     coords: dict[str, Any] = {
@@ -154,28 +212,36 @@ def build_template(
                           {"long_name": "time", "units": system.time_units})
     if "x0" in extra:
         data_vars["x0"] = (OPTIONAL_VARIABLES["x0"], lazy((n, dim), np.float64),
-                           {"long_name": "initial state"})
+                           _with_units({"long_name": "initial state"}, system.units, "units_per_state"))
     if "nfe" in extra:
         data_vars["nfe"] = (OPTIONAL_VARIABLES["nfe"], lazy((n,), np.int64),
-                            {"long_name": "right-hand-side evaluations of the trajectory's solve"})
+                            {"long_name": "right-hand-side evaluations of the trajectory's solve",
+                             "units": "1"})
     n_chunks = -(-n // cs)
     if "completed" in extra:
         data_vars["completed"] = (
             OPTIONAL_VARIABLES["completed"], np.zeros(n_chunks, dtype=np.uint8),
-            {"long_name": f"1 once trajectories [i*{cs}, (i+1)*{cs}) are written"},
+            {"long_name": f"1 once trajectories [i*{cs}, (i+1)*{cs}) are written", "units": "1"},
         )
     ds = xr.Dataset(data_vars, coords=coords)
+    given = {k: netcdf_attr(v) for k, v in dict(attrs or {}).items() if k != CHECKSUM_ATTR}
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    line = f"{stamp}: written by flowsim {flowsim_version()} ({given.get('source', 'build_template')})"
+    history = f"{given.pop('history')}\n{line}" if isinstance(given.get("history"), str) else line
     ds.attrs = {
+        "Conventions": "CF-1.10",
         "flowsim_schema_version": SCHEMA_VERSION,
         "flowsim_version": flowsim_version(),
         "system": system.name,
         "system_json": json.dumps(system.describe(), sort_keys=True, default=str),
         "time_grid": "per-trajectory" if time is None else "shared",
         "time_units": system.time_units,
-        "state_units": list(system.units),
+        "state_units": json.dumps(list(system.units)),
         "chunk_size": cs,
-        **dict(attrs or {}),
+        **given,
+        "history": history,
     }
+    ds.attrs[CHECKSUM_ATTR] = schema_checksum(ds.attrs, system.state_names, system.param_names)
     encoding: dict[str, Any] = {
         "x": {"compressors": comp},
         "params": {"compressors": comp},
@@ -256,10 +322,16 @@ def validate_dataset(
         raise _fail(f"'status' must be integer codes, got {ds['status'].dtype}", where)
     if "system" not in ds.attrs:
         raise _fail("the store has no 'system' attribute", where)
+    check_schema_checksum(ds.attrs, _names(ds, "state"), _names(ds, "param"), where)
     if system is not None:
         _check_system(ds, system, where)
     if "completed" in ds.variables and not allow_incomplete:
-        done = local_values(ds["completed"])
+        try:
+            done = local_values(ds["completed"])
+        except Exception as err:  # noqa: BLE001 - a flag chunk torn or corrupted
+            raise _fail(f"the ensemble's 'completed' flags cannot be read ({err}); rerun "
+                        "simulate_ensemble with the same arguments: it recomputes unflagged chunks",
+                        where) from err
         if not done.all():
             raise _fail(f"the ensemble is incomplete: {int(done.sum())} of {done.size} chunks written; "
                         "rerun simulate_ensemble with the same arguments to finish it", where)
@@ -271,11 +343,22 @@ def _check_system(ds: xr.Dataset, system: ODESystem | str, where: str | None) ->
         system = get_system(system)
     if stored != system.name:
         raise _fail(f"the store holds trajectories of system {stored!r}, not {system.name!r}", where)
-    states = [str(s) for s in np.asarray(ds["state"].values).tolist()] if "state" in ds.coords else []
+    states = _names(ds, "state")
     if states != list(system.state_names):
         raise _fail(f"the store's states {states} differ from {system.name}'s "
                     f"{list(system.state_names)}", where)
-    params = [str(s) for s in np.asarray(ds["param"].values).tolist()] if "param" in ds.coords else []
+    params = _names(ds, "param")
     if params != list(system.param_names):
         raise _fail(f"the store's parameters {params} differ from {system.name}'s "
                     f"{list(system.param_names)}", where)
+    units = list_attr(ds.attrs, "state_units")
+    if units is not None and [str(u) for u in units] != list(system.units):
+        raise _fail(f"the store's state units {units} differ from {system.name}'s "
+                    f"{list(system.units)}", where)
+    if "time_units" in ds.attrs and str(ds.attrs["time_units"]) != system.time_units:
+        raise _fail(f"the store's time units {ds.attrs['time_units']!r} differ from {system.name}'s "
+                    f"{system.time_units!r}", where)
+
+
+def _names(ds: xr.Dataset, coord: str) -> list[str]:
+    return [str(s) for s in np.asarray(ds[coord].values).tolist()] if coord in ds.coords else []

@@ -14,10 +14,11 @@ from ..errors import FlowsimError, StoreError
 from ..solve import Status
 from ..systems import ODESystem
 from ..systems.imports import rebuild_system
-from ._io import StorePath, local_compute, open_xarray
+from ._integrity import damaged_chunks, read_chunked, unreadable_chunk_error
+from ._io import StorePath, local_compute, open_group, open_xarray, read_flags
 from .schema import STATUS_PENDING, validate_dataset
 
-__all__ = ["open_store", "store_system", "store_summary", "format_summary"]
+__all__ = ["open_store", "store_system", "store_summary", "format_summary", "verify_store", "read_error"]
 
 
 def open_store(
@@ -53,7 +54,9 @@ def open_store(
     ------
     StoreError
         No store at ``path``, not a flowsim store, wrong schema version, missing variables,
-        another system, or an unfinished ensemble.
+        another system, attributes edited since the store was written, an unfinished ensemble,
+        or a written chunk whose file is missing (found by listing the chunk files; no data is
+        read: :func:`verify_store` also decodes every chunk).
 
     Examples
     --------
@@ -67,6 +70,73 @@ def open_store(
     where = StorePath(path, storage_options)
     ds = open_xarray(where, chunks)
     validate_dataset(ds, system, allow_incomplete=allow_incomplete, where=where.url)
+    check_chunks(where)
+    return ds
+
+
+def check_chunks(where: StorePath) -> None:
+    """Refuse a store whose written regions lack chunk files (zarr would serve fill values)."""
+    group = open_group(where)
+    x = group["x"]
+    done = read_flags(group["completed"]) if "completed" in group else np.ones(x.cdata_shape[0])
+    bad = damaged_chunks(where, group, done)
+    if not bad:
+        return
+    files = [f for c in sorted(bad) for f in bad[c]]
+    how = ("run the same simulate_ensemble call again: resuming recomputes these chunks"
+           if "completed" in group else
+           "recreate the store (from_arrays / from_dataset with overwrite=True)")
+    more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+    raise StoreError(f"{where.url}: {len(bad)} written chunk(s) are missing from disk "
+                     f"({', '.join(files[:3])}{more}); their data would read as fill values. "
+                     f"To repair, {how}")
+
+
+def verify_store(
+    path: str | os.PathLike, system: ODESystem | str | None = None, *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Open a store as :func:`open_store` does and decode every chunk of its data, one at a time.
+
+    :func:`open_store` checks the metadata and that no chunk file is missing, but reads no data;
+    this also finds chunks that are truncated or corrupted (memory: one chunk at a time).
+
+    Arguments
+    ---------
+    path:
+        The store.
+    system:
+        If given, refuse a store of another system.
+    storage_options:
+        fsspec options for remote stores.
+
+    Returns
+    -------
+    xarray.Dataset
+        The store, opened.
+
+    Raises
+    ------
+    StoreError
+        As :func:`open_store`, or a chunk that cannot be decoded (the message names its file).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, flowsim
+    >>> path = tempfile.mkdtemp() + "/s.zarr"
+    >>> _ = flowsim.data.from_arrays("lotka_volterra", np.ones((3, 4, 2)), np.arange(4.0), store=path)
+    >>> flowsim.data.verify_store(path).x.shape
+    (3, 4, 2)
+    """
+    ds = open_store(path, system, allow_incomplete=True, storage_options=storage_options)
+    where = StorePath(path, storage_options)
+    group = open_group(where)
+    for name in ("x", "params", "status", "t", "x0", "nfe"):
+        if name in group:
+            arr = group[name]
+            cs = arr.chunks[0]
+            for c in range(arr.cdata_shape[0]):
+                read_chunked(where, arr, c * cs, (c + 1) * cs)
     return ds
 
 
@@ -130,7 +200,8 @@ def store_summary(
     Raises
     ------
     StoreError
-        As :func:`open_store` (incomplete ensembles are summarised, not refused).
+        As :func:`open_store` (incomplete ensembles are summarised, not refused), or a chunk
+        that cannot be decoded (named).
 
     Examples
     --------
@@ -142,8 +213,13 @@ def store_summary(
     """
     where = StorePath(path, storage_options)
     ds = open_store(where.url, allow_incomplete=True, storage_options=storage_options)
-    with local_compute():
-        return _summary(ds, where)
+    try:
+        with local_compute():
+            return _summary(ds, where)
+    except FlowsimError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a chunk that cannot be decoded
+        raise unreadable_chunk_error(where, ["status", "params", "t"], err) from err
 
 
 def _summary(ds: xr.Dataset, where: StorePath) -> dict[str, Any]:
@@ -250,3 +326,20 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     lines.append(f"written by:    flowsim {s['flowsim_version']} ({s['source']}), "
                  f"schema v{s['schema_version']}")
     return "\n".join(lines)
+
+
+def read_error(ds: xr.Dataset, err: BaseException) -> FlowsimError:
+    """The error to raise when reading the arrays of ``ds`` failed with ``err`` (not a
+    :class:`~flowsim.FlowsimError`): a :class:`~flowsim.StoreError` naming the damaged chunk where
+    ``ds`` was opened from a store (found with :func:`verify_store`)."""
+    source = getattr(ds, "encoding", {}).get("source")
+    if source:
+        try:
+            verify_store(source)
+        except StoreError as found:
+            return found
+        except Exception:  # noqa: BLE001 - e.g. a remote store needing options: say it plainly
+            pass
+    where = f" {source}" if source else ""
+    return StoreError(f"cannot read the store{where}: {type(err).__name__}: {err}; a chunk is damaged "
+                      "(find it with flowsim.data.verify_store)")

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..data.sampling import PairOptions, TimeGrid, draw_pairs, draw_states, draw_windows
+from ..data.store import read_error
 from ..errors import ShapeError
 from ..solve.solution import Solution
 
@@ -104,10 +105,13 @@ class TrajectoryBank:
         ones padded with NaN are dropped (the streamed :class:`~flowsim.data.PairSampler`
         draws from the shorter ones too).
         """
-        x = torch.tensor(ds["x"].values)
-        t = torch.tensor(ds["t"].values if "t" in ds else ds["time"].values)
-        p = torch.tensor(ds["params"].values) if "params" in ds else torch.zeros(x.shape[0], 0)
-        status = torch.tensor(ds["status"].values) if "status" in ds else None
+        try:
+            x = torch.tensor(ds["x"].values)
+            t = torch.tensor(ds["t"].values if "t" in ds else ds["time"].values)
+            p = torch.tensor(ds["params"].values) if "params" in ds else torch.zeros(x.shape[0], 0)
+            status = torch.tensor(ds["status"].values) if "status" in ds else None
+        except Exception as err:  # noqa: BLE001 - blosc and zarr raise several types
+            raise read_error(ds, err) from err
         return cls(x, t, p, status)
 
     def __len__(self) -> int:

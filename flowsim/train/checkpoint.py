@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -9,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as dump_safetensors
 
 from .._utils import atomic_path
 from .._version import __version__
@@ -79,10 +82,16 @@ def save(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
         "system": flowmap.system.describe(),
         "training": training or {},
     }
-    with atomic_path(path / WEIGHTS) as tmp:
-        save_file(tensors, str(tmp))
-    with atomic_path(path / CONFIG) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2, default=_json_default))
+    blob = dump_safetensors(tensors)
+    meta = json.loads(json.dumps(meta, default=_json_default))
+    meta["integrity"] = {"config_sha256": _config_hash(meta),
+                         "weights_sha256": hashlib.sha256(blob).hexdigest()}
+    # both files are written in full before either replaces its predecessor: a full disk or a
+    # crash while writing leaves the previous checkpoint whole (the checksums catch the rest)
+    with atomic_path(path / WEIGHTS, error=CheckpointError) as tmp_w:
+        tmp_w.write_bytes(blob)
+        with atomic_path(path / CONFIG, error=CheckpointError) as tmp_c:
+            tmp_c.write_text(json.dumps(meta, indent=2))
     (path / ENSEMBLE).unlink(missing_ok=True)  # this folder now holds one map, not an ensemble
     return path
 
@@ -143,6 +152,8 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
             f"checkpoint format {meta.get('format_version')} is not supported by this flowsim "
             f"(format {FORMAT_VERSION}); retrain or use the flowsim version that wrote it"
         )
+    blob = w_file.read_bytes()
+    _check_integrity(meta, blob, cfg_file, w_file)
     if system is None:
         try:
             system = rebuild_system(cfg.system, cfg.system_kwargs, meta.get("system", {}).get("import_path"),
@@ -154,7 +165,7 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
             ) from None
     check_compatible(cfg, system)
     try:
-        tensors = load_file(str(w_file), device=str(map_location))
+        tensors = {k: v.to(map_location) for k, v in load_safetensors(blob).items()}
     except Exception as err:  # noqa: BLE001 - safetensors raises several types
         raise CheckpointError(f"{w_file} is corrupted: {err}") from None
     n_log = len(cfg.log_states)
@@ -198,7 +209,7 @@ def write_ensemble_index(path: str | os.PathLike, n_members: int, system: str,
     meta = {"format_version": FORMAT_VERSION, "flowsim_version": _version(), "kind": "ensemble",
             "members": [member_dir(".", k).name for k in range(n_members)],
             "system": system, "training": training or {}}
-    with atomic_path(path / ENSEMBLE) as tmp:
+    with atomic_path(path / ENSEMBLE, error=CheckpointError) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, default=_json_default))
     return path
 
@@ -231,6 +242,31 @@ def _load_ensemble(path: Path, system: ODESystem | None,
     return ens.eval()
 
 
+def _config_hash(meta: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's config (everything in ``config.json`` but ``integrity``)."""
+    body = {k: v for k, v in meta.items() if k != "integrity"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _check_integrity(meta: dict[str, Any], blob: bytes, cfg_file: Path, w_file: Path) -> None:
+    """Refuse a ``config.json`` or weights file changed since :func:`save` wrote them
+    (checkpoints written before the hashes were recorded load unchecked)."""
+    sums = meta.get("integrity")
+    if sums is None:
+        return
+    if not isinstance(sums, dict):
+        raise CheckpointError(f"{cfg_file} has a malformed 'integrity' entry; the checkpoint was "
+                              "edited: retrain, or restore the files from a backup")
+    how = ("if the edit was meant, save the map again with flowsim.save (load the original "
+           "files first); otherwise restore the checkpoint from a backup or retrain")
+    if sums.get("config_sha256") != _config_hash(meta):
+        raise CheckpointError(f"{cfg_file} was modified after it was saved (its checksum does not "
+                              f"match; e.g. an edited system, dtype or layout): {how}")
+    if sums.get("weights_sha256") != hashlib.sha256(blob).hexdigest():
+        raise CheckpointError(f"{w_file} does not match the checksum recorded in {cfg_file} "
+                              f"(truncated, corrupted or replaced weights): {how}")
+
+
 def check_compatible(cfg: FlowMapConfig, system: ODESystem) -> None:
     """Refuse a checkpoint whose system, state layout or parameters differ from ``system``."""
     problems = []
@@ -250,9 +286,10 @@ def check_compatible(cfg: FlowMapConfig, system: ODESystem) -> None:
 def save_trainer_state(path: Path, state: dict[str, Any]) -> None:
     """Write a training run's state (weights, optimiser, EMA, random streams, history, the
     run's ``config`` and ``run`` record as JSON strings) to ``path/trainer_state.pt``."""
-    path.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path / TRAINER_STATE) as tmp:
-        torch.save(state, tmp)
+    buffer = io.BytesIO()  # serialised in memory: a full disk surfaces as an OSError below
+    torch.save(state, buffer)
+    with atomic_path(path / TRAINER_STATE, error=CheckpointError) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_trainer_state(path: Path, system: str, config: dict[str, Any], run: dict[str, Any],

@@ -15,6 +15,7 @@ from ..maps.transforms import StateTransform
 from ..solve.options import SolverOptions
 from ..solve.reference import reference_solve
 from ..solve.solution import Solution
+from ._provenance import check_belongs, fingerprint
 from .bank import TrajectoryBank
 from .config import FitConfig
 
@@ -55,6 +56,10 @@ class PreparedData:
     split_by_store:
         Whether ``train`` / ``validation`` come from a store's own train / validation split
         (each caller of :func:`prepare` on that store gets the same split).
+    fingerprint:
+        A cheap fingerprint of ``data`` and ``validation`` as given (system, shapes, digests of
+        a sample of the values), recorded with the trainer state: a resumed run must continue
+        on the same data.
 
     Examples
     --------
@@ -74,6 +79,7 @@ class PreparedData:
     velocity_scale: Tensor
     generator: torch.Generator
     split_by_store: bool = False
+    fingerprint: dict[str, Any] | None = None
 
 
 def prepare(flowmap: FlowMap, data: Any, config: FitConfig | None = None,
@@ -107,7 +113,11 @@ def prepare(flowmap: FlowMap, data: Any, config: FitConfig | None = None,
     Raises
     ------
     ConfigError
-        Data of an unknown type, or a jump range that is empty (``min_jump >= max_jump``).
+        Data of an unknown type, a Solution or TrajectoryBank of another system (name, numbers
+        of states or parameters), or a jump range that is empty (``min_jump >= max_jump``).
+    StoreError
+        A store or Dataset of another system (name, state or parameter names, units), or a
+        damaged store.
 
     Examples
     --------
@@ -127,6 +137,13 @@ def prepare(flowmap: FlowMap, data: Any, config: FitConfig | None = None,
         from ..data import open_store
 
         store_path, data = data, open_store(data)
+    if isinstance(validation, (str, os.PathLike)):
+        from ..data import open_store
+
+        validation = open_store(validation)
+    check_belongs(fm.system, data, "training data")
+    check_belongs(fm.system, validation, "validation data")
+    prints = {"data": fingerprint(data), "validation": fingerprint(validation)}
     streaming = False
     if store_path is not None:
         streaming = (config.stream if config.stream is not None
@@ -165,7 +182,8 @@ def prepare(flowmap: FlowMap, data: Any, config: FitConfig | None = None,
                         config.seed)
     return PreparedData(train=bank, validation=val_bank, stream=stream, max_jump=hi, min_jump=lo,
                         train_max_jump=train_hi, val_jumps=vj, state_transform=transform,
-                        velocity_scale=vs, generator=g, split_by_store=split_by_store)
+                        velocity_scale=vs, generator=g, split_by_store=split_by_store,
+                        fingerprint=prints)
 
 
 def _jump_range(fm: FlowMap, bank: TrajectoryBank | None, config: FitConfig

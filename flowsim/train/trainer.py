@@ -20,6 +20,7 @@ from .._utils import atomic_path
 from ..errors import CheckpointError, ConfigError
 from ..maps.flowmap import FlowMap
 from . import checkpoint as ckpt
+from ._provenance import fingerprint_diff
 from .batches import BatchKind, BatchSampler, check_needs
 from .config import RESUME_MAY_DIFFER, FitConfig, warn_if_tf32
 from .objectives import Objective, make_objectives
@@ -313,7 +314,7 @@ def _finish(run: _Run, steps_done: int, t_start: float) -> FitResult:
         fm.training_record["muon_ns_dtype"] = str(muon.ns_dtype_for(fm.device)).replace("torch.", "")
     if run.ckdir is not None:
         ckpt.save(fm, run.ckdir, training=fm.training_record)
-        with atomic_path(run.ckdir / "metrics.json") as tmp:
+        with atomic_path(run.ckdir / "metrics.json", error=CheckpointError) as tmp:
             tmp.write_text(json.dumps({"config": run.record, "metrics": metrics}, indent=2))
     return FitResult(flowmap=fm, history=run.history, metrics=metrics, checkpoint_dir=run.ckdir,
                      steps=steps_done, wall_time=time.perf_counter() - t_start)
@@ -351,10 +352,11 @@ def _save(run: _Run, step: int) -> None:
         "run": json.dumps(run.record),
         "config": json.dumps(run.config.to_dict()),
         "system": fm.config.system,
+        "data": json.dumps(run.prep.fingerprint),
     })
     with _swapped(fm, run.ema):
         ckpt.save(fm, ckdir, training={**run.record, "step": step})
-    with atomic_path(ckdir / "log.csv") as tmp:
+    with atomic_path(ckdir / "log.csv", error=CheckpointError) as tmp:
         keys = sorted({k for row in history for k in row}, key=lambda k: (k != "step", k))
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)
@@ -368,6 +370,15 @@ def _restore(run: _Run) -> None:
     fm, ckdir = run.fm, run.ckdir
     state = ckpt.load_trainer_state(ckdir, fm.config.system, run.config.to_dict(), run.record,
                                     may_differ=RESUME_MAY_DIFFER)
+    if "data" in state:  # states written before data were fingerprinted resume unchecked
+        saved = json.loads(state["data"]) or {}
+        diff = [f"{part} {d}" for part in ("data", "validation")
+                for d in fingerprint_diff(saved.get(part), (run.prep.fingerprint or {}).get(part))]
+        if diff:
+            raise CheckpointError(
+                f"{ckdir} holds a run trained on other data than given now ("
+                + "; ".join(diff[:4]) + "); resuming would mix two data sets. Give the same data "
+                "to resume, or pass resume=False (start over) or another checkpoint_dir")
     try:
         fm.load_state_dict(state["model"])
     except RuntimeError as err:
