@@ -36,14 +36,17 @@ def test_unguarded_script_runs_an_ensemble_and_trains_members(tmp_path):
         res = flowsim.fit_ensemble(flowsim.FlowMap(sys, width=8, depth=1), "pairs", ds,
                                    members=2, workers=2, steps=5, batch_size=16, progress=False)
         print("members", [m.steps for m in res.members])
+        loader = flowsim.data.PairSampler("lv.zarr", batch_size=16, split=None).loader(num_workers=2)
+        print("loader", loader.num_workers, len(next(iter(loader))["s"]))
         """))
     proc = _run(script)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ensemble (32, 11, 2) 0" in proc.stdout
     assert "members [5, 5]" in proc.stdout
+    assert "loader 0 16" in proc.stdout  # a DataLoader's workers would rerun the script too
     assert "Traceback" not in proc.stderr and "Nanny" not in proc.stderr, proc.stderr[-3000:]
     notices = [line for line in proc.stderr.splitlines() if NOTICE in line]
-    assert len(notices) == 2, proc.stderr
+    assert len(notices) == 3, proc.stderr
     assert "simulate_ensemble" in notices[0] and "first_script.py:5" in notices[0]
     assert "fit_ensemble" in notices[1] and "workers=1" in notices[1]
 

@@ -208,6 +208,12 @@ class StoreStream(IterableDataset):
         persist across epochs so the epoch counter advances in each of them.
         """
         if num_workers > 0:
+            from .cluster import unguarded_script, warn_unguarded
+
+            if unguarded_script():  # workers would run the unguarded script again: stay in-process
+                warn_unguarded("PairSampler.loader(num_workers>0)", "loading in this process")
+                num_workers = 0
+        if num_workers > 0:
             import multiprocessing as mp
 
             ctx = multiprocessing_context
