@@ -17,6 +17,9 @@ __all__ = [
     "StoreError",
     "CheckpointError",
     "ConfigError",
+    "VectorFieldError",
+    "ExtrapolationWarning",
+    "FailedTrajectoryWarning",
 ]
 
 
@@ -67,3 +70,16 @@ class CheckpointError(FlowsimError, ValueError):
 
 class ConfigError(FlowsimError, ValueError):
     """An option or configuration value is invalid."""
+
+
+class VectorFieldError(FlowsimError, RuntimeError):
+    """A system's vector field (a user's ``f(t, x, p)``) raised, or returned the wrong shape,
+    dtype or type; the message names the system and the user's exception is chained."""
+
+
+class ExtrapolationWarning(UserWarning):
+    """A flow map was asked for a jump longer than it was trained for (it extrapolates)."""
+
+
+class FailedTrajectoryWarning(UserWarning):
+    """Some trajectories of a reference solve failed (NaN, step limit, …); see ``Solution.status``."""
