@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .base import ODESystem
 
 __all__ = ["BATCH_HINT", "call_vector_field", "check_batched", "estimate_timescale", "is_complex",
-           "refuse_complex", "round_125"]
+           "refuse_complex", "round_125", "vector_field_failed"]
 
 #: How a vector field is called; every VectorFieldError message ends with it.
 BATCH_HINT = ("f is called as f(t, x, p) and must accept a batch: x is (batch, dim), t scalar or "
@@ -74,6 +74,24 @@ def _shapes(t: Any, x: Tensor, p: Any) -> str:
                      for k, v in (("t", t), ("x", x), ("p", p)))
 
 
+def vector_field_failed(system: ODESystem, err: BaseException, t: Any, x: Any, p: Any,
+                        when: str = "") -> VectorFieldError:
+    """The :class:`~flowsim.errors.VectorFieldError` for a vector field that raised ``err``
+    (raise it ``from err``); ``when`` says where, e.g. ``" during the solve"``.
+
+    Examples
+    --------
+    >>> import torch, flowsim
+    >>> sho = flowsim.get_system("harmonic_oscillator")
+    >>> str(vector_field_failed(sho, KeyError("k"), 0.0, torch.ones(2, 2), torch.ones(2, 0)))[:60]
+    "the vector field of 'harmonic_oscillator' raised KeyError: '"
+    """
+    return VectorFieldError(
+        f"the vector field of {system.name!r} raised {type(err).__name__}: {err}{when} (called with "
+        f"{_shapes(t, x, p)}). {BATCH_HINT}"
+    )
+
+
 def call_vector_field(system: ODESystem, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
     """``system.vector_field(t, x, p)``, checked: an exception becomes a
     :class:`~flowsim.errors.VectorFieldError` naming the system (the original chained), and the
@@ -98,10 +116,7 @@ def call_vector_field(system: ODESystem, t: Tensor, x: Tensor, p: Tensor) -> Ten
     except FlowsimError:
         raise
     except Exception as err:
-        raise VectorFieldError(
-            f"the vector field of {system.name!r} raised {type(err).__name__}: {err} (called with "
-            f"{_shapes(t, x, p)}). {BATCH_HINT}"
-        ) from err
+        raise vector_field_failed(system, err, t, x, p) from err
     if not isinstance(out, Tensor):
         raise VectorFieldError(f"the vector field of {system.name!r} returned a "
                                f"{type(out).__name__}; it must return a torch.Tensor of x's shape "
