@@ -60,6 +60,13 @@ def _one(
                             atol=atol, **kwargs)
     except _TooManySteps:
         return np.full((t.size, x0.size), np.nan), Status.MAX_STEPS, count[0]
+    except FlowsimError:
+        raise
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:  # inside scipy, e.g. a
+        # NaN Jacobian in Radau's LU: a failed trajectory, not a crash of the ensemble
+        msg = str(err).lower()
+        code = Status.NONFINITE if "nan" in msg or "inf" in msg else Status.SOLVER_ERROR
+        return np.full((t.size, x0.size), np.nan), code, count[0]
     if res.status != 0 or res.y.shape[1] != t.size:
         msg = str(res.message).lower()
         code = Status.STEP_UNDERFLOW if "step size" in msg else Status.SOLVER_ERROR

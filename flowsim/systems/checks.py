@@ -24,7 +24,7 @@ __all__ = ["BATCH_HINT", "call_vector_field", "check_batched", "estimate_timesca
            "refuse_complex", "round_125", "vector_field_failed"]
 
 #: How a vector field is called; every VectorFieldError message ends with it.
-BATCH_HINT = ("f is called as f(t, x, p) and must accept a batch: x is (batch, dim), t scalar or "
+BATCH_HINT = ("f must accept a batch: it is called as f(t, x, p) with x (batch, dim), t scalar or "
               "(batch,), p (batch, n_params); index states and parameters by column (x[:, 0], "
               "p[:, :1]), not by row (x[0])")
 
