@@ -193,3 +193,22 @@ def test_rhs_refuses_an_empty_batch_and_complex_inputs():
 def test_is_complex():
     assert is_complex(np.complex128(1)) and is_complex(np.ones(2, dtype=np.complex64))
     assert not is_complex([1.0, 2.0]) and not is_complex(torch.ones(2)) and not is_complex(None)
+
+
+# ---------------------------------------------------------------- the typed spec behind from_callable
+def test_from_callable_takes_a_spec_or_keywords_not_both():
+    from flowsim.systems import CallableSpec
+
+    spec = CallableSpec("decay", ["x"], params={"k": 1.0}, autonomous=True, timescale=2.0)
+    a = from_callable(_decay, spec)
+    b = from_callable(_decay, name="decay", state_names=["x"], params={"k": 1.0}, autonomous=True,
+                      timescale=2.0)
+    assert a.describe() == b.describe()
+    with pytest.raises(ConfigError, match="not both"):
+        from_callable(_decay, spec, timescale=3.0)
+    with pytest.raises(ConfigError, match=r"unknown keyword\(s\) \['timescal'\]"):
+        from_callable(_decay, name="d", state_names=["x"], timescal=1.0)
+    with pytest.raises(ConfigError, match="needs state_names="):
+        from_callable(_decay, name="d")
+    with pytest.raises(ConfigError, match="must be a flowsim.systems.CallableSpec"):
+        from_callable(_decay, {"name": "d"})
