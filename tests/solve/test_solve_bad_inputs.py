@@ -21,9 +21,11 @@ from flowsim import (
     VectorFieldError,
     reference_solve,
 )
+from flowsim.solve import torchode_available
 from flowsim.systems import from_callable
 
 T = torch.linspace(0, 1, 5, dtype=torch.float64)
+BACKENDS = ["torchdiffeq", "scipy"] + (["torchode"] if torchode_available() else [])
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,7 @@ def _boom(t, x, p):
     raise KeyError("boom")
 
 
-@pytest.mark.parametrize("backend", ["torchdiffeq", "scipy"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_raising_vector_field_is_a_vector_field_error(backend):
     sys_ = from_callable(_boom, name="bad", state_names=["x"], timescale=1.0, check=False)
     with pytest.raises(VectorFieldError, match="vector field of 'bad' raised KeyError") as info:
@@ -117,7 +119,7 @@ def test_raising_vector_field_is_a_vector_field_error(backend):
     assert isinstance(info.value.__cause__, KeyError)
 
 
-@pytest.mark.parametrize("backend", ["torchdiffeq", "scipy"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_vector_field_failing_mid_solve_is_a_vector_field_error(backend):
     def late(t, x, p):  # fine at the start, raises once the state has decayed below 0.5
         if bool((x < 0.5).any()):
@@ -160,7 +162,7 @@ def test_wrong_dtype_is_caught_before_the_solve():
         reference_solve(Single(), torch.ones(2, 1, dtype=torch.float64), T)
 
 
-@pytest.mark.parametrize("backend", ["torchdiffeq", "scipy"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_vector_field_gives_status_codes_and_names_the_rows(backend):
     nan = from_callable(lambda t, x, p: torch.where(x > 0.5, torch.nan, -x), name="nan",
                         state_names=["x"], timescale=1.0)
