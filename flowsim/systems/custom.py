@@ -247,6 +247,9 @@ def _probe(system: ODESystem) -> None:
     while k in (system.dim, system.n_params):
         k += 1
     x = system.sample_initial(k, generator=0).to(torch.float64)
+    if x.shape != (k, system.dim):
+        raise ShapeError(f"{system.name}: sample_initial(n, generator) must return (n, dim) = "
+                         f"({k}, {system.dim}) initial states; got {tuple(x.shape)}")
     p = system.sample_params(k, generator=0, dtype=torch.float64)
     t = torch.zeros((), dtype=torch.float64)
     out = call_vector_field(system, t, x, p)

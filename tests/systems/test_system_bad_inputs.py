@@ -153,6 +153,12 @@ def test_function_written_for_one_state_is_detected():
                       timescale=1.0)
 
 
+def test_sampler_of_the_wrong_shape_is_refused():
+    with pytest.raises(ShapeError, match=r"sample_initial\(n, generator\) must return \(n, dim\)"):
+        from_callable(_decay, name="d", state_names=["x"], params={"k": 1.0}, timescale=1.0,
+                      sample_initial=lambda n, g: torch.rand(n, 3, generator=g))
+
+
 def test_not_callable_is_refused():
     with pytest.raises(ConfigError, match="must be a callable"):
         from_callable(3.0, name="x", state_names=["x"])
