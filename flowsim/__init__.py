@@ -6,6 +6,8 @@ from . import train as train
 from ._version import __version__ as __version__
 from .errors import CheckpointError as CheckpointError
 from .errors import ConfigError as ConfigError
+from .errors import ExtrapolationWarning as ExtrapolationWarning
+from .errors import FailedTrajectoryWarning as FailedTrajectoryWarning
 from .errors import FlowsimError as FlowsimError
 from .errors import ParameterError as ParameterError
 from .errors import ShapeError as ShapeError
@@ -13,6 +15,7 @@ from .errors import SolverError as SolverError
 from .errors import StoreError as StoreError
 from .errors import SystemNotFoundError as SystemNotFoundError
 from .errors import TimeGridError as TimeGridError
+from .errors import VectorFieldError as VectorFieldError
 from .maps import FlowMap as FlowMap
 from .maps import FlowMapEnsemble as FlowMapEnsemble
 from .maps import FlowMapLike as FlowMapLike
@@ -35,6 +38,8 @@ from .train import save as save
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "ExtrapolationWarning",
+    "FailedTrajectoryWarning",
     "FlowMap",
     "FitConfig",
     "FlowMapEnsemble",
@@ -51,6 +56,7 @@ __all__ = [
     "StoreError",
     "SystemNotFoundError",
     "TimeGridError",
+    "VectorFieldError",
     "analysis",
     "data",
     "evaluate",

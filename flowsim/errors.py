@@ -17,6 +17,9 @@ __all__ = [
     "StoreError",
     "CheckpointError",
     "ConfigError",
+    "VectorFieldError",
+    "ExtrapolationWarning",
+    "FailedTrajectoryWarning",
 ]
 
 
@@ -67,3 +70,36 @@ class CheckpointError(FlowsimError, ValueError):
 
 class ConfigError(FlowsimError, ValueError):
     """An option or configuration value is invalid."""
+
+
+class VectorFieldError(FlowsimError, RuntimeError):
+    """A system's vector field (a user's ``f(t, x, p)``) raised, or returned the wrong shape,
+    dtype or type; the message names the system and the user's exception is chained."""
+
+
+class ExtrapolationWarning(UserWarning):
+    """A flow map was asked for a jump longer than it was trained for (``jump_limit``): by
+    default :meth:`~flowsim.FlowMap.jump` then composes jumps of at most ``max_jump``.
+
+    Examples
+    --------
+    >>> import warnings, torch, flowsim
+    >>> fm = flowsim.FlowMap("lotka_volterra", width=8, depth=1, max_jump=1.0)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = fm.jump(torch.ones(2, 2), 0.0, 3.0)
+    >>> caught[0].category.__name__
+    'ExtrapolationWarning'
+    """
+
+
+class FailedTrajectoryWarning(UserWarning):
+    """Some trajectories of a reference solve failed (NaN, step limit, …); the message lists
+    their rows by status code, ``Solution.status`` holds them all.
+
+    Examples
+    --------
+    >>> import warnings, flowsim
+    >>> issubclass(flowsim.FailedTrajectoryWarning, UserWarning)  # silence with warnings.filterwarnings
+    True
+    """

@@ -189,6 +189,10 @@ def simulate_ensemble(
     if isinstance(cs, bool) or not isinstance(cs, (int, np.integer)) or cs < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     cs = int(cs)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size < 1):
+        raise ConfigError(f"batch_size must be a positive integer (or None: the whole chunk), got "
+                          f"{batch_size!r}")
     opts = solver_options(solver, solver_keywords)
     x0_arr, p_arr, keys = _inputs(system, n, params, x0)
     config = {

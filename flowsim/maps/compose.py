@@ -38,6 +38,8 @@ JumpFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
 # round-off in a span (an interval that is "exactly" k max-jumps long) must not add a jump
 _SLACK = 1e-9
+#: A composition of more jumps than this is refused before it starts (it would run for hours).
+MAX_COMPOSED_JUMPS = 10**7
 
 
 def n_jumps(span: float, max_jump: float) -> int:
@@ -74,7 +76,11 @@ def n_jumps(span: float, max_jump: float) -> int:
         raise ConfigError(f"max_jump must be positive; got {max_jump}")
     if not math.isfinite(span):
         raise TimeGridError(f"the span to cover must be finite; got {span}")
-    return max(1, math.ceil(abs(span) / max_jump - _SLACK))
+    ratio = abs(span) / max_jump
+    if not math.isfinite(ratio):
+        raise ConfigError(f"max_jump={max_jump:g} is too small to cover a span of {span:g}; "
+                          "give a max_jump on the scale of the map's own")
+    return max(1, math.ceil(ratio - _SLACK))
 
 
 def _jump_fn(step: Any) -> JumpFn:
@@ -227,7 +233,9 @@ def compose_on_grid(step: Any, x0: Tensor, t: Tensor, p: Tensor, *, max_jump: fl
     TimeGridError
         ``t`` not ``(time,)`` or ``(batch, time)``, or empty.
     ShapeError, ConfigError
-        As for :func:`compose_jumps` and :func:`n_jumps`.
+        As for :func:`compose_jumps` and :func:`n_jumps`; ``ConfigError`` also where covering
+        the grid would take more than ``MAX_COMPOSED_JUMPS`` (10⁷) jumps (checked before the
+        first jump).
 
     Examples
     --------
@@ -247,6 +255,7 @@ def compose_on_grid(step: Any, x0: Tensor, t: Tensor, p: Tensor, *, max_jump: fl
         t = t.expand(x0.shape[0], -1)
     elif t.shape[0] != x0.shape[0]:
         raise TimeGridError(f"t has {t.shape[0]} rows but x0 has {x0.shape[0]} states")
+    _check_total(t, max_jump)
     out = [x0]
     x = x0
     for k in range(t.shape[1] - 1):
@@ -255,3 +264,17 @@ def compose_on_grid(step: Any, x0: Tensor, t: Tensor, p: Tensor, *, max_jump: fl
         x = compose_jumps(step, x, a, b, p, n=n)
         out.append(x)
     return torch.stack(out, dim=0)
+
+
+def _check_total(t: Tensor, max_jump: float) -> None:
+    """Refuse a grid that ``max_jump`` would cover with more than ``MAX_COMPOSED_JUMPS`` jumps."""
+    if t.shape[-1] < 2 or not float(max_jump) > 0:
+        return  # n_jumps reports a bad max_jump
+    spans = t.diff(dim=-1).abs().to(torch.float64).amax(dim=0) if t.shape[0] else t.new_zeros(0)
+    total = float(torch.ceil(spans / float(max_jump) - _SLACK).clamp(min=1).sum())
+    if total > MAX_COMPOSED_JUMPS:
+        raise ConfigError(
+            f"covering t (from {float(t.min()):g} to {float(t.max()):g}) with jumps of at most "
+            f"max_jump={float(max_jump):g} would take {total:.3g} jumps (more than "
+            f"{MAX_COMPOSED_JUMPS:.0e}); pass a larger max_jump (the map's own is its trained "
+            "max_jump) or a shorter time span")

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from .compose import compose_jumps
 from .flowmap import FlowMap, FlowMapConfig
 from .jump_api import JumpAPI
 
@@ -83,6 +84,11 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
         return self.members[0].device
 
     @property
+    def jump_limit(self) -> float:
+        """The shortest of the members' :attr:`FlowMap.jump_limit`."""
+        return min(m.jump_limit for m in self.members)
+
+    @property
     def max_jump(self) -> float:
         """The shortest of the members' longest jumps (time units)."""
         return min(m.max_jump for m in self.members)
@@ -115,7 +121,7 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
         t: Tensor | float,
         p: Tensor | dict | None = None,
         *,
-        allow_extrapolation: bool = False,
+        allow_extrapolation: bool | None = None,
     ) -> tuple[Tensor, Tensor]:
         """The average jump and how far the members disagree about it.
 
@@ -149,10 +155,18 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
         [0.0, 0.0, 0.0]
         """
         x, s_, t_, p_ = self._check(x, s, t, p, allow_extrapolation)
-        dz = self._displacements(s_, t_, x, p_)
-        mean = dz.mean(dim=0)
-        spread = (dz - mean).pow(2).mean(dim=0).sum(dim=-1).div(dz.shape[-1]).sqrt()
-        return self.state_transform.advance(x, mean), spread
+        n = self._jumps_needed(s_, t_, allow_extrapolation)
+        if n > 1:  # the average composed as jump() composes it; the spread of composed members
+            tr = self.state_transform
+            z0 = tr.encode(x)
+            dz = torch.stack([tr.encode(compose_jumps(m.forward, x, s_, t_, p_, n=n)) - z0
+                              for m in self.members])
+            X = compose_jumps(self.forward, x, s_, t_, p_, n=n)
+        else:
+            dz = self._displacements(s_, t_, x, p_)
+            X = self.state_transform.advance(x, dz.mean(dim=0))
+        spread = (dz - dz.mean(dim=0)).pow(2).mean(dim=0).sum(dim=-1).div(dz.shape[-1]).sqrt()
+        return X, spread
 
     def extra_repr(self) -> str:
         return f"{len(self)} members of {self.config.system!r}"

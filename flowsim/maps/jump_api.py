@@ -6,13 +6,19 @@ trained parameter range, then call the subclass's unchecked ``forward(s, t, x, p
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, ParameterError, ShapeError, TimeGridError
-from .compose import compose_on_grid
+from ..errors import ConfigError, ExtrapolationWarning, ParameterError, ShapeError, TimeGridError
+from ..systems.checks import refuse_complex
+from .compose import compose_jumps, compose_on_grid, n_jumps
 
-__all__ = ["JumpAPI"]
+__all__ = ["JumpAPI", "EXTRAPOLATION_SLACK"]
+
+#: A jump up to this factor longer than the longest gap trained still counts as trained.
+EXTRAPOLATION_SLACK = 1.05
 
 
 class JumpAPI:
@@ -22,7 +28,53 @@ class JumpAPI:
     A subclass provides ``forward(s, t, x, p)`` (unchecked) and the attributes ``system``,
     ``config`` (``dim``, ``backward``), ``dtype``, ``device``, ``max_jump`` and
     ``param_transform``.
+
+    ``allow_extrapolation`` of the checked methods says what happens outside what the map was
+    trained for: ``None`` (default) refuses parameters outside the trained range and warns
+    (:class:`~flowsim.errors.ExtrapolationWarning`) about a jump longer than :attr:`jump_limit`,
+    which :meth:`jump` then composes of jumps no longer than :attr:`max_jump`, as :meth:`odeint`
+    does; ``False`` (strict) refuses both; ``True`` accepts both as they are (one evaluation).
     """
+
+    @property
+    def jump_limit(self) -> float:
+        """Longest jump that is not an extrapolation in time (time units):
+        ``EXTRAPOLATION_SLACK`` (1.05) × the longest gap the map was trained on
+        (``training_record["trained_max_gap"]``: ``max_jump · (1 + jump_margin)`` where the data
+        reached), or × :attr:`max_jump` for a map not trained by :func:`flowsim.fit`.
+
+        Examples
+        --------
+        >>> import flowsim
+        >>> fm = flowsim.FlowMap("lotka_volterra", width=8, depth=1, max_jump=2.0)
+        >>> fm.jump_limit
+        2.1
+        """
+        record = getattr(self, "training_record", None) or {}
+        trained = record.get("trained_max_gap") if isinstance(record, dict) else None
+        gap = max(float(trained), self.max_jump) if trained else self.max_jump
+        return float(f"{EXTRAPOLATION_SLACK * gap:.12g}")
+
+    def _jumps_needed(self, s: Tensor, t: Tensor, allow_extrapolation: bool | None) -> int:
+        """1, or the number of composed jumps that keep a too-long jump within training (with
+        a warning); refuses it in strict mode."""
+        if allow_extrapolation is True or s.numel() == 0:
+            return 1
+        span, limit = float((t - s).abs().max()), self.jump_limit
+        if span <= limit:
+            return 1
+        what = (f"a jump of {span:.4g} time units is longer than this map was trained for "
+                f"(jump_limit {limit:.4g}: the longest trained gap + 5 %)")
+        if allow_extrapolation is False:
+            raise TimeGridError(f"{what}; compose it with odeint(x, torch.stack([s, t])) or "
+                                "allow_extrapolation=None, or pass allow_extrapolation=True to "
+                                "extrapolate in one evaluation")
+        n = n_jumps(span, self.max_jump)
+        warnings.warn(f"{what}: composed {n} jumps of at most max_jump={self.max_jump:.4g} "
+                      "instead, as odeint(…) does; pass allow_extrapolation=True for one "
+                      "extrapolated evaluation, or False to refuse such jumps",
+                      ExtrapolationWarning, stacklevel=3)
+        return n
 
     def velocity(self, s: Tensor, x: Tensor, p: Tensor) -> Tensor:
         """The diagonal ``∂_t X(s, t, x)|_{t=s}`` in state units, by one forward-mode JVP."""
@@ -37,7 +89,7 @@ class JumpAPI:
         t: Tensor | float,
         p: Tensor | dict | None = None,
         *,
-        allow_extrapolation: bool = False,
+        allow_extrapolation: bool | None = None,
     ) -> Tensor:
         """Jump states ``x`` from times ``s`` to times ``t`` in one evaluation.
 
@@ -50,7 +102,9 @@ class JumpAPI:
         p:
             Parameters: ``None`` (defaults), a dict, ``(n_params,)`` or ``(batch, n_params)``.
         allow_extrapolation:
-            Allow parameters outside the trained prior range (otherwise refused).
+            ``None`` (default): parameters outside the trained range are refused; a jump
+            longer than :attr:`jump_limit` warns and is composed of jumps of at most
+            :attr:`max_jump`. ``True``: both accepted, in one evaluation. ``False``: both refused.
 
         Returns
         -------
@@ -60,11 +114,18 @@ class JumpAPI:
         Raises
         ------
         ShapeError
-            Wrong state shape or dtype, non-finite input, bad ``s``/``t`` shape.
+            Wrong state shape or dtype, an empty batch, complex or non-finite input, bad
+            ``s``/``t`` shape.
         TimeGridError
-            Backward jumps on a map not trained for them.
+            Backward jumps on a map not trained for them; with ``allow_extrapolation=False``,
+            a jump longer than :attr:`jump_limit`.
         ParameterError
             Unknown names, values outside their domain or the trained range.
+
+        Warns
+        -----
+        ExtrapolationWarning
+            A jump longer than :attr:`jump_limit` (then composed), by default.
 
         Examples
         --------
@@ -74,6 +135,9 @@ class JumpAPI:
         torch.Size([3, 2])
         """
         x, s_, t_, p_ = self._check(x, s, t, p, allow_extrapolation)
+        n = self._jumps_needed(s_, t_, allow_extrapolation)
+        if n > 1:
+            return compose_jumps(self.forward, x, s_, t_, p_, n=n)
         return self.forward(s_, t_, x, p_)
 
     def odeint(
@@ -83,7 +147,7 @@ class JumpAPI:
         p: Tensor | dict | None = None,
         *,
         max_jump: float | None = None,
-        allow_extrapolation: bool = False,
+        allow_extrapolation: bool | None = None,
     ) -> Tensor:
         """Drop-in for ``torchdiffeq.odeint(func, x0, t)``: states at every time in ``t``.
 
@@ -100,6 +164,11 @@ class JumpAPI:
             Parameters, as for :meth:`jump`.
         max_jump:
             Longest single jump; default :attr:`max_jump` (the longest gap seen in training).
+            One longer than :attr:`jump_limit` extrapolates: it warns
+            (:class:`~flowsim.errors.ExtrapolationWarning`), or is refused with
+            ``allow_extrapolation=False``.
+        allow_extrapolation:
+            As for :meth:`jump`.
 
         Returns
         -------
@@ -110,6 +179,9 @@ class JumpAPI:
         ------
         TimeGridError, ShapeError, ParameterError
             As for :meth:`jump`, or a non-monotone ``t``.
+        ConfigError
+            ``max_jump`` not positive, or so small that covering ``t`` would take more than 10⁷
+            jumps (refused before the first).
 
         Examples
         --------
@@ -128,9 +200,20 @@ class JumpAPI:
             raise TimeGridError("this flow map was not trained for backward jumps; "
                                 "give increasing times")
         _, _, _, p_ = self._check(x0, t[:, 0], t[:, 0], p, allow_extrapolation)
-        hmax = float(max_jump) if max_jump is not None else self.max_jump
+        refuse_complex(max_jump, "max_jump", ConfigError)
+        try:
+            hmax = float(max_jump) if max_jump is not None else self.max_jump
+        except (TypeError, ValueError):
+            raise ConfigError(f"max_jump must be a positive number; got {max_jump!r}") from None
         if not hmax > 0:
             raise ConfigError(f"max_jump must be positive; got {max_jump}")
+        if hmax > self.jump_limit and allow_extrapolation is not True:
+            what = (f"max_jump={hmax:.4g} is longer than this map was trained for (jump_limit "
+                    f"{self.jump_limit:.4g}): each jump would extrapolate")
+            if allow_extrapolation is False:
+                raise TimeGridError(f"{what}; give max_jump <= {self.max_jump:.4g} (or None)")
+            warnings.warn(f"{what}; give max_jump <= {self.max_jump:.4g} (or None), or pass "
+                          "allow_extrapolation=True", ExtrapolationWarning, stacklevel=2)
         return compose_on_grid(self.forward, x0, t, p_, max_jump=hmax)
 
     # ------------------------------------------------------------------ validation
@@ -150,10 +233,14 @@ class JumpAPI:
         return x
 
     def _check(self, x, s, t, p, allow_extrapolation):
+        if allow_extrapolation is not None and not isinstance(allow_extrapolation, bool):
+            raise ConfigError(f"allow_extrapolation must be None, True or False; got "
+                              f"{allow_extrapolation!r}")
         x = self._check_x(x)
         n = x.shape[0]
         st = []
         for name, v in (("s", s), ("t", t)):
+            refuse_complex(v, name, TimeGridError)
             v = torch.as_tensor(v, dtype=self.dtype, device=x.device)
             if v.ndim == 0:
                 v = v.expand(n)
@@ -170,7 +257,7 @@ class JumpAPI:
                 "backward=True and train on backward jumps, or swap s and t"
             )
         p_ = self.system.params_tensor(p, n, dtype=self.dtype, device=x.device)
-        if not allow_extrapolation and self.system.n_params:
+        if allow_extrapolation is not True and self.system.n_params:
             bad = self.param_transform.outside(p_)
             if bad.any():
                 row = int(bad.nonzero()[0, 0])

@@ -62,10 +62,13 @@ def _positive_float(name: str, v: Any) -> float:
     return float(v)
 
 
-def _positive_int(name: str, v: Any) -> int:
-    """``v`` as an int (integral floats and numpy integers included); refuses bools and ``< 1``."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 1 or int(v) != v:
-        raise SolverError(f"{name} must be a positive integer; got {name}={v!r}")
+def _positive_int(name: str, v: Any, low: int = 1) -> int:
+    """``v`` as an int (integral floats and numpy integers included); refuses bools, non-integral
+    numbers and values below ``low``."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < low \
+            or int(v) != v:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise SolverError(f"{name} must be {what}; got {name}={v!r}")
     return int(v)
 
 

@@ -10,10 +10,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, SolverError
+from ..errors import ConfigError, FailedTrajectoryWarning, SolverError
 from ..systems.base import ODESystem
+from ..systems.checks import call_vector_field, check_batched
 from ..systems.registry import get_system
-from .options import DEFAULT_ATOL, DEFAULT_RTOL, SolverOptions, solver_options
+from .options import DEFAULT_ATOL, DEFAULT_RTOL, SolverOptions, _positive_int, solver_options
 from .scipy_backend import solve_scipy
 from .solution import Solution
 from .torch_backend import solve_torchdiffeq
@@ -85,7 +86,17 @@ def reference_solve(
     ParameterError
         Unknown parameter names or values outside their domain.
     SolverError
-        Unknown backend or method, bad tolerances, or both ``solver`` and its keywords.
+        Unknown backend or method, bad tolerances, or both ``solver`` and its keywords;
+        ``chunk_size`` or ``max_failed_solves`` not a positive (non-negative) integer.
+    VectorFieldError
+        The system's vector field raises, or returns the wrong shape or dtype (checked on the
+        first rows before the solve; the user's error chained), or mixes the samples of a batch.
+
+    Warns
+    -----
+    FailedTrajectoryWarning
+        Some trajectories failed: which rows (the first five of each status code) and why.
+        Only a user's call warns; flowsim's own (ensembles, training data) keep the codes.
 
     Examples
     --------
@@ -119,9 +130,53 @@ def reference_solve(
             "SolverOptions.reference(system) (scipy Radau) is the reliable reference",
             stacklevel=2,
         )
+    _probe(system, x0, t, p_t)
     sol = integrate(system, x0, t, p_t, opts, chunk_size=chunk_size, max_failed_solves=max_failed_solves)
     sol.wall_time = time.perf_counter() - t_start
+    if not bool(sol.ok.all()) and not _called_from_flowsim():
+        warnings.warn(_failures(system.name, sol.status), FailedTrajectoryWarning, stacklevel=2)
     return sol
+
+
+def _probe(system: ODESystem, x0: Tensor, t: Tensor, p: Tensor) -> None:
+    """One checked call of the vector field on the first rows before the solve, and the first
+    row alone again: a user's function that raises, returns the wrong shape or dtype, or mixes
+    the samples of a batch fails here with a VectorFieldError, not deep inside the solver."""
+    k = min(x0.shape[0], 3)
+    t0 = t[0] if t.ndim == 1 else t[:k, 0]
+    with torch.no_grad():
+        out = call_vector_field(system, t0, x0[:k], p[:k])
+        if k > 1:
+            check_batched(system, t0, x0[:k], p[:k], out, rows=1)
+
+
+def _called_from_flowsim() -> bool:
+    """Whether reference_solve's caller is flowsim itself (an ensemble chunk, training data,
+    an analysis): those record the status codes, so only a user's own call warns."""
+    import sys
+
+    caller = sys._getframe(2).f_globals.get("__name__", "")
+    return caller == "flowsim" or caller.startswith("flowsim.")
+
+
+def _failures(name: str, status: Tensor, show: int = 5) -> str:
+    """``"name: 2 of 8 trajectories failed …: NONFINITE rows [1, 5]; …"`` (first ``show`` rows)."""
+    from .status import Status
+
+    codes = status.cpu()
+    parts = []
+    for code in Status:
+        if code == Status.OK:
+            continue
+        rows = (codes == int(code)).nonzero().flatten()
+        if rows.numel():
+            more = f" and {rows.numel() - show} more" if rows.numel() > show else ""
+            parts.append(f"{code.name} rows {rows[:show].tolist()}{more}")
+    n_bad = int((codes != 0).sum())
+    return (f"{name}: {n_bad} of {codes.numel()} trajectories failed and are NaN in sol.x: "
+            f"{'; '.join(parts)} (sol.status holds each row's flowsim.Status; NONFINITE: the "
+            "vector field gave NaN/inf or the solution diverged; MAX_STEPS/STEP_UNDERFLOW: raise "
+            "max_steps, or SolverOptions.reference(system) for a stiff system)")
 
 
 def integrate(
@@ -185,11 +240,8 @@ def integrate(
         raise SolverError(f"solver must be a flowsim.SolverOptions; got {type(solver).__name__}")
     n = x0.shape[0]
     size = max(1, n) if chunk_size is None else chunk_size
-    if isinstance(size, bool) or int(size) != size or int(size) < 1:
-        raise SolverError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-    if isinstance(max_failed_solves, bool) or int(max_failed_solves) < 0:
-        raise SolverError(f"max_failed_solves must be a non-negative integer; got {max_failed_solves!r}")
-    kw = {"chunk_size": int(size), "max_failed_solves": int(max_failed_solves)}
+    kw = {"chunk_size": _positive_int("chunk_size", size),
+          "max_failed_solves": _positive_int("max_failed_solves", max_failed_solves, low=0)}
     with torch.no_grad():
         if solver.backend == "torchdiffeq":
             x, status, nfe, stats = solve_torchdiffeq(system, x0, p, t, solver, check_finite=check_finite,

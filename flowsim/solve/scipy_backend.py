@@ -8,7 +8,9 @@ import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
 
+from ..errors import FlowsimError
 from ..systems.base import ODESystem
+from ..systems.checks import vector_field_failed
 from .options import SolverOptions
 from .status import Status
 
@@ -27,19 +29,28 @@ def _one(
     p1 = p[None]
     count = [0]
 
+    def guarded(call, tt: float, y: np.ndarray) -> np.ndarray:
+        try:
+            return call()
+        except (_TooManySteps, FlowsimError):
+            raise
+        except Exception as err:  # the user's vector field (or its Jacobian) raised
+            raise vector_field_failed(system, err, tt, y[None], p1, f" during the solve at t={tt:g}") \
+                from err
+
     def fun(tt: float, y: np.ndarray) -> np.ndarray:
         count[0] += 1
         if count[0] > max_nfe:
             raise _TooManySteps
         with torch.no_grad():
             yt = torch.from_numpy(y)[None]
-            return system.vector_field(torch.tensor(tt, dtype=torch.float64), yt, p1)[0].numpy()
+            tt_ = torch.tensor(tt, dtype=torch.float64)
+            return guarded(lambda: system.vector_field(tt_, yt, p1)[0].numpy(), tt, y)
 
     def jac(tt: float, y: np.ndarray) -> np.ndarray:
         tt_ = torch.tensor(tt, dtype=torch.float64)
-        return torch.func.jacrev(lambda yy: system.vector_field(tt_, yy[None], p1)[0])(
-            torch.from_numpy(y)
-        ).numpy()
+        return guarded(lambda: torch.func.jacrev(lambda yy: system.vector_field(tt_, yy[None], p1)[0])(
+            torch.from_numpy(y)).numpy(), tt, y)
 
     kwargs = {"jac": jac} if method in _IMPLICIT else {}
     if t.size == 1:
@@ -50,6 +61,13 @@ def _one(
                             atol=atol, **kwargs)
     except _TooManySteps:
         return np.full((t.size, x0.size), np.nan), Status.MAX_STEPS, count[0]
+    except FlowsimError:
+        raise
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:  # inside scipy, e.g. a
+        # NaN Jacobian in Radau's LU: a failed trajectory, not a crash of the ensemble
+        msg = str(err).lower()
+        code = Status.NONFINITE if "nan" in msg or "inf" in msg else Status.SOLVER_ERROR
+        return np.full((t.size, x0.size), np.nan), code, count[0]
     if res.status != 0 or res.y.shape[1] != t.size:
         msg = str(res.message).lower()
         code = Status.STEP_UNDERFLOW if "step size" in msg else Status.SOLVER_ERROR

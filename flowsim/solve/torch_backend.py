@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torchdiffeq
 from torch import Tensor
 
+from ..errors import FlowsimError
 from ..systems.base import ODESystem
+from ..systems.checks import vector_field_failed
 from .options import TORCHDIFFEQ_ADAPTIVE, SolverOptions
 from .status import Status
 
@@ -23,18 +23,28 @@ class _Failure(Exception):
 
 
 class _Counter:
-    """Wraps the vector field; counts evaluations and (with ``check_finite``) remembers whether
-    it saw non-finite values — a host sync per evaluation, which timings switch off."""
+    """Wraps the vector field ``b(t0 + t, y; p)`` (``t0``: per-trajectory start times, or
+    ``None``); counts evaluations and (with ``check_finite``) remembers whether it saw non-finite
+    values — a host sync per evaluation, which timings switch off. An exception of the vector
+    field becomes a VectorFieldError naming the system (a ``try`` costs nothing when nothing
+    is raised)."""
 
-    def __init__(self, fn: Callable[[Tensor, Tensor], Tensor], check_finite: bool = True) -> None:
-        self.fn = fn
+    def __init__(self, system: ODESystem, p: Tensor, t0: Tensor | None = None,
+                 check_finite: bool = True) -> None:
+        self.system, self.p, self.t0 = system, p, t0
         self.nfe = 0
         self.nonfinite = False
         self.check_finite = check_finite
 
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         self.nfe += 1
-        out = self.fn(t, y)
+        tt = t if self.t0 is None else self.t0 + t
+        try:
+            out = self.system.vector_field(tt, y, self.p)
+        except FlowsimError:
+            raise
+        except Exception as err:
+            raise vector_field_failed(self.system, err, tt, y, self.p, " during the solve") from err
         if self.check_finite and not self.nonfinite and not torch.isfinite(out).all():
             self.nonfinite = True
         return out
@@ -78,13 +88,13 @@ def _odeint_block(
 ) -> tuple[Tensor, int]:
     """Solve one block; returns ``(x (batch, time, dim), nfe)`` or raises :class:`_Failure`."""
     if t.ndim == 1:
-        counter = _Counter(lambda tau, y: system.vector_field(tau, y, p), check_finite)
+        counter = _Counter(system, p, None, check_finite)
         grid = t
     else:  # per-trajectory grids: shift each to start at 0 and solve on the union of offsets
         t0 = t[:, 0]
         offsets = t - t0[:, None]
         grid, inverse = torch.unique(offsets, sorted=True, return_inverse=True)
-        counter = _Counter(lambda tau, y: system.vector_field(t0 + tau, y, p), check_finite)
+        counter = _Counter(system, p, t0, check_finite)
     if grid.numel() == 1:
         x = x0[:, None, :].expand(-1, t.shape[-1], -1).clone()
         return x, 0
@@ -92,6 +102,8 @@ def _odeint_block(
         y = torchdiffeq.odeint(counter, x0, grid, **kwargs)
     except AssertionError as err:
         raise _Failure(_classify(err, counter), str(err), counter.nfe) from None
+    except FlowsimError:
+        raise
     except RuntimeError as err:
         if "max" in str(err).lower() or "iterations" in str(err):
             raise _Failure(Status.MAX_STEPS, str(err), counter.nfe) from None

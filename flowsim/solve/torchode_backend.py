@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import SolverError
+from ..errors import FlowsimError, SolverError
 from ..systems.base import ODESystem
+from ..systems.checks import vector_field_failed
 from .options import SolverOptions
 from .status import Status
 
@@ -62,7 +63,15 @@ def _block(
     if t_eval.shape[-1] == 1:
         return (x0[:, None, :].clone(), torch.zeros(m, dtype=torch.long),
                 torch.zeros(m, dtype=torch.long))
-    term = to.ODETerm(lambda tau, y: system.vector_field(tau, y, p))
+    def field(tau: Tensor, y: Tensor) -> Tensor:
+        try:
+            return system.vector_field(tau, y, p)
+        except FlowsimError:
+            raise
+        except Exception as err:  # the user's vector field raised
+            raise vector_field_failed(system, err, tau, y, p, " during the solve") from err
+
+    term = to.ODETerm(field)
     ctrl = to.IntegralController(atol=options.atol, rtol=options.rtol, term=term)
     sol = to.solve_ivp(term, x0, t_eval, method=options.method, controller=ctrl,
                        max_steps=options.max_steps)

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ..errors import ShapeError, TimeGridError
 from ..systems.base import ODESystem
+from ..systems.checks import refuse_complex
 
 __all__ = ["check_initial", "check_times"]
 
@@ -14,6 +15,7 @@ __all__ = ["check_initial", "check_times"]
 def check_initial(system: ODESystem, x0: Tensor, dtype: torch.dtype) -> Tensor:
     """Validate ``x0`` as ``(batch, dim)``, finite, and cast it to ``dtype``."""
     if not isinstance(x0, Tensor):
+        refuse_complex(x0, f"{system.name}: x0", ShapeError)
         x0 = torch.as_tensor(x0, dtype=dtype)
     if x0.ndim == 1 and x0.shape[0] == system.dim:
         raise ShapeError(
@@ -34,6 +36,7 @@ def check_times(t: Tensor, batch: int, dtype: torch.dtype, device: torch.device)
     A shared grid may be strictly increasing or strictly decreasing; per-trajectory grids
     must be strictly increasing.
     """
+    refuse_complex(t, "t", TimeGridError)
     t = torch.as_tensor(t)
     if not t.is_floating_point():
         t = t.to(dtype)

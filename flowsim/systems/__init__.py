@@ -3,6 +3,7 @@
 from . import biology as biology
 from . import physics as physics
 from .base import ODESystem as ODESystem
+from .custom import CallableSpec as CallableSpec
 from .custom import from_callable as from_callable
 from .parameters import Parameter as Parameter
 from .registry import get_system as get_system
@@ -10,6 +11,7 @@ from .registry import list_systems as list_systems
 from .registry import register_system as register_system
 
 __all__ = [
+    "CallableSpec",
     "ODESystem",
     "Parameter",
     "from_callable",

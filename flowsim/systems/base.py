@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -11,7 +12,8 @@ import torch
 from torch import Tensor
 
 from .._utils import as_generator
-from ..errors import ParameterError, ShapeError
+from ..errors import ConfigError, ParameterError, ShapeError, TimeGridError
+from .checks import call_vector_field, refuse_complex
 from .parameters import Parameter
 
 __all__ = ["Parameter", "ODESystem"]  # Parameter lives in .parameters
@@ -200,6 +202,8 @@ class ODESystem(abc.ABC):
         """
         if p is None:
             return self.default_params(batch, dtype=dtype, device=device)
+        refuse_complex(list(p.values()) if isinstance(p, Mapping) else p,
+                       f"{self.name}: the parameter value", ParameterError)
         if isinstance(p, Mapping):
             self._check_names(p)
             vals = [float(p.get(q.name, q.default)) for q in self.parameters]
@@ -258,7 +262,10 @@ class ODESystem(abc.ABC):
         Raises
         ------
         ShapeError
-            If ``x`` is not ``(batch, dim)`` or ``t`` is not scalar / ``(batch,)``.
+            If ``x`` is not a non-empty ``(batch, dim)`` real tensor or ``t`` is not scalar /
+            ``(batch,)``.
+        VectorFieldError
+            The vector field raised or returned the wrong shape or dtype.
 
         Examples
         --------
@@ -268,11 +275,12 @@ class ODESystem(abc.ABC):
         tensor([[ 0., -1.]], dtype=torch.float64)
         """
         x = self.check_state(x)
+        refuse_complex(t, "t", TimeGridError)
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         if not (t.ndim == 0 or t.shape == (x.shape[0],)):
             raise ShapeError(f"t must be a scalar or (batch,) = ({x.shape[0]},); got {tuple(t.shape)}")
         p = self.params_tensor(p, x.shape[0], dtype=x.dtype, device=x.device)
-        return self.vector_field(t, x, p)
+        return call_vector_field(self, t, x, p)
 
     @abc.abstractmethod
     def vector_field(self, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
@@ -309,12 +317,17 @@ class ODESystem(abc.ABC):
     def check_state(self, x: Tensor, name: str = "x") -> Tensor:
         """Validate a ``(batch, dim)`` floating-point state tensor and return it."""
         if not isinstance(x, Tensor):
+            refuse_complex(x, f"{self.name}: {name}", ShapeError)
             x = torch.as_tensor(x, dtype=torch.float64)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ShapeError(
                 f"{self.name}: {name} must have shape (batch, {self.dim}) with states "
                 f"{self.state_names}; got {tuple(x.shape)}. For a single state use x[None]."
             )
+        if x.shape[0] == 0:
+            raise ShapeError(f"{self.name}: {name} is an empty batch {tuple(x.shape)}; give at least "
+                             f"one state, (batch >= 1, {self.dim})")
+        refuse_complex(x, f"{self.name}: {name}", ShapeError)
         if not x.is_floating_point():
             raise ShapeError(f"{name} must be a floating-point tensor; got {x.dtype}")
         return x
@@ -395,12 +408,20 @@ class ODESystem(abc.ABC):
         return tuple(out)
 
     def _check_layout(self) -> None:
+        who = f"{self.name} ({type(self).__name__})"
         if len(self.units) not in (0, self.dim):
-            raise ValueError(f"{type(self).__name__}: units must have one entry per state")
+            raise ConfigError(f"{who}: units must have one entry per state")
         if not self.units:
             self.units = ("",) * self.dim
         if self.initial_box and len(self.initial_box) != self.dim:
-            raise ValueError(f"{type(self).__name__}: initial_box must have one range per state")
+            raise ConfigError(f"{who}: initial_box must have one range per state")
+        if any(not lo <= hi for lo, hi in self.initial_box):
+            raise ConfigError(f"{who}: initial_box {list(self.initial_box)} has a range with low > high")
+        ts = self.timescale
+        if isinstance(ts, (bool, complex)) or not isinstance(ts, (int, float)) or not (
+                math.isfinite(ts) and ts > 0):
+            raise ConfigError(f"{who}: timescale must be a positive finite number (a characteristic "
+                              f"time, e.g. one period); got {ts!r}")
 
 
 def _recentre(q: Parameter, v: float) -> tuple[float, float]:

@@ -42,6 +42,29 @@ class Parameter:
     units: str = ""
     description: str = ""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ParameterError(f"a parameter's name must be a non-empty string; got {self.name!r}")
+        default = _real(self.name, "default", self.default)
+        prior = _pair(self.name, "prior", self.prior)
+        domain = _pair(self.name, "domain", self.domain)
+        if not all(math.isfinite(v) for v in (default, *prior)):
+            raise ParameterError(f"parameter {self.name!r}: default {default} and prior {prior} must be "
+                                 "finite numbers")
+        for what, (lo, hi) in (("prior", prior), ("domain", domain)):
+            if not lo <= hi:
+                raise ParameterError(f"parameter {self.name!r}: {what} low {lo} > high {hi}; give "
+                                     f"({what}_low, {what}_high) with low <= high")
+        if not (domain[0] <= prior[0] and prior[1] <= domain[1]):
+            raise ParameterError(f"parameter {self.name!r}: prior {prior} reaches outside its domain "
+                                 f"{domain}; samples from it would be refused")
+        if not prior[0] <= default <= prior[1]:
+            raise ParameterError(f"parameter {self.name!r}: default {default} lies outside its prior "
+                                 f"{prior}; widen the prior or change the default")
+        object.__setattr__(self, "default", default)
+        object.__setattr__(self, "prior", prior)
+        object.__setattr__(self, "domain", domain)
+
     def check(self, value: float) -> None:
         """Raise :class:`~flowsim.errors.ParameterError` if ``value`` lies outside the domain."""
         lo, hi = self.domain
@@ -50,6 +73,28 @@ class Parameter:
                 f"parameter {self.name!r}={value!r} is outside its allowed domain "
                 f"[{lo}, {hi}]; choose a finite value inside it (default {self.default})"
             )
+
+
+def _real(name: str, what: str, value: object) -> float:
+    if isinstance(value, (bool, complex)) or not isinstance(value, (int, float)) and not hasattr(
+            value, "__float__"):
+        raise ParameterError(f"parameter {name!r}: {what} must be a real number; got {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ParameterError(f"parameter {name!r}: {what} must be a real number; got {value!r}") from None
+
+
+def _pair(name: str, what: str, value: object) -> tuple[float, float]:
+    try:
+        lo, hi = value  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise ParameterError(f"parameter {name!r}: {what} must be a pair (low, high); "
+                             f"got {value!r}") from None
+    lo, hi = _real(name, what, lo), _real(name, what, hi)
+    if math.isnan(lo) or math.isnan(hi):
+        raise ParameterError(f"parameter {name!r}: {what} contains NaN; got {value!r}")
+    return lo, hi
 
 
 POS = (0.0, math.inf)  # closed: 0 is allowed by Parameter.check
