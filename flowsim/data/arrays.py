@@ -13,6 +13,7 @@ import xarray as xr
 from ..errors import ShapeError, StoreError, TimeGridError
 from ..solve import Status
 from ..systems import ODESystem, get_system
+from ..systems.checks import refuse_complex
 from ._io import StorePath
 from ._writer import create_store, write_region
 from .schema import build_template
@@ -147,6 +148,7 @@ def from_arrays(
     else:
         raise ShapeError(f"x must hold floating-point numbers, got dtype {x.dtype}")
 
+    refuse_complex(t, "t", TimeGridError)
     t_arr = t if hasattr(t, "shape") else np.asarray(t, dtype=np.float64)
     if len(t_arr.shape) == 1:
         t_arr = _np(t_arr).astype(np.float64)

@@ -193,7 +193,7 @@ def simulate_ensemble(
             batch_size, (int, np.integer)) or batch_size < 1):
         raise ConfigError(f"batch_size must be a positive integer (or None: the whole chunk), got "
                           f"{batch_size!r}")
-    opts = solver_options(solver, solver_keywords)
+    opts = solver_options(solver, solver_keywords, system)
     x0_arr, p_arr, keys = _inputs(system, n, params, x0)
     config = {
         "system": system.name, "constructor": system.constructor_kwargs(), "n": n, "chunk_size": cs,

@@ -258,12 +258,15 @@ class SolverOptions:
 
 
 def solver_options(
-    solver: SolverOptions | Mapping[str, Any] | None, keywords: Mapping[str, Any]
+    solver: SolverOptions | Mapping[str, Any] | None, keywords: Mapping[str, Any],
+    system: ODESystem | None = None,
 ) -> SolverOptions:
     """``solver`` as :class:`SolverOptions`, or one built from the keyword form (``None`` = default).
 
     Used by the entry points that accept both ``solver=`` and the convenience keywords
-    ``method=``, ``rtol=``, … ; giving both is refused.
+    ``method=``, ``rtol=``, … ; giving both is refused. With neither a backend nor a method
+    named, a stiff ``system`` gets the implicit reference method (scipy Radau, as
+    :meth:`SolverOptions.reference`) and any other system torchdiffeq dopri5.
 
     Arguments
     ---------
@@ -271,6 +274,8 @@ def solver_options(
         A :class:`SolverOptions`, a dict of its fields, or ``None``.
     keywords:
         The keyword form: ``{field: value}``, where ``None`` means "not given".
+    system:
+        The system to be solved, for its default method (implicit where it is stiff).
 
     Returns
     -------
@@ -294,6 +299,8 @@ def solver_options(
         raise SolverError(f"unknown solver option(s) {unknown}; the fields of SolverOptions are "
                           f"{sorted(fields)}")
     if solver is None:
+        if system is not None and system.stiff and not {"backend", "method"} & set(given):
+            given = {"backend": "scipy", "method": "Radau", **given}
         return SolverOptions(**given)
     if given:
         raise SolverError(

@@ -55,9 +55,9 @@ def reference_solve(
         Parameters: ``None`` (the system's defaults), a dict of overrides, a ``(n_params,)``
         vector, or per-sample ``(batch, n_params)``.
     solver:
-        Backend, method, tolerances and step limit (default: ``SolverOptions()``, torchdiffeq
-        dopri5 at rtol 1e-8, atol 1e-10); :meth:`SolverOptions.reference` picks scipy Radau
-        for stiff systems.
+        Backend, method, tolerances and step limit. Default: torchdiffeq dopri5 at rtol 1e-8,
+        atol 1e-10, or, for a system marked stiff, the implicit scipy Radau at the same
+        tolerances (an explicit method would crawl or underflow through its fast transient).
     dtype:
         Floating dtype of the solve, float64 by default.
     chunk_size:
@@ -111,13 +111,13 @@ def reference_solve(
     'bosh3'
     """
     t_start = time.perf_counter()
-    opts = solver_options(solver, solver_keywords)
     system = get_system(system) if isinstance(system, str) else system
     if not isinstance(system, ODESystem):
         raise ConfigError(
             f"system must be an ODESystem or a catalogue name, got {type(system).__name__}; "
             "wrap a plain function with flowsim.systems.from_callable"
         )
+    opts = solver_options(solver, solver_keywords, system)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise SolverError(f"dtype must be a floating torch dtype, got {dtype}")
     x0 = check_initial(system, x0, dtype)

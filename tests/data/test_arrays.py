@@ -112,3 +112,9 @@ def test_existing_store_needs_overwrite(tmp_path):
         from_arrays("fitzhugh_nagumo", x, t, store=tmp_path / "s.zarr")
     ds = from_arrays("fitzhugh_nagumo", 2 * x, t, store=tmp_path / "s.zarr", overwrite=True)
     assert float(ds.x.max()) == 2.0
+
+
+def test_complex_times_are_refused(tmp_path):
+    with pytest.raises(TimeGridError, match="complex"):
+        from_arrays("lotka_volterra", np.ones((2, 3, 2)), np.arange(3) + 0j, store=tmp_path / "c.zarr")
+    assert not (tmp_path / "c.zarr").exists()

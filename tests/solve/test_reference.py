@@ -155,3 +155,22 @@ def test_unknown_system_and_param_names():
         flowsim.get_system("harmonic_oscilator")
     with pytest.raises(flowsim.ParameterError, match="omega"):
         flowsim.get_system("harmonic_oscillator", omga=2.0)
+
+
+def test_a_stiff_system_gets_an_implicit_method_by_default_without_a_warning():
+    import warnings
+
+    rob = flowsim.get_system("robertson")
+    x0 = rob.sample_initial(4, generator=0)
+    t = torch.tensor([0.0, 1e-3, 1.0, 40.0], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sol = reference_solve(rob, x0, t, rtol=1e-7, atol=1e-11)
+    assert (sol.backend, sol.method) == ("scipy", "Radau") and bool(sol.ok.all())
+    tight = reference_solve(rob, x0, t, backend="scipy", method="BDF", rtol=1e-11, atol=1e-15)
+    rel = (sol.x - tight.x).norm(dim=-1) / tight.x.norm(dim=-1)
+    assert rel.max() < 1e-5
+    # naming a method keeps it, and a non-stiff system keeps dopri5
+    assert reference_solve(rob, x0, t[:2], method="bosh3", rtol=1e-5, atol=1e-9).method == "bosh3"
+    lv = flowsim.get_system("lotka_volterra")
+    assert reference_solve(lv, lv.sample_initial(2, 0), t[:3]).method == "dopri5"
