@@ -37,7 +37,7 @@ def test_tiny_work_precision(tiny):
     for name in VARIABLES:
         assert name in ds and ds[name].dims == ("setting",)
     methods = set(ds.method.values.tolist())
-    expected = {"flowmap", "dopri5", "bosh3", "rk4", "scipy_lsoda", "scipy_radau"}
+    expected = {"flowmap", "dopri5", "bosh3", "rk4", "scipy_lsoda", "scipy_radau", "scipy_bdf"}
     if torchode_available():
         expected.add("torchode")
     else:

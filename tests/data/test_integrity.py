@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 
+import dask
 import numpy as np
 import pytest
 import torch
@@ -178,7 +179,8 @@ def test_store_converts_to_netcdf(tmp_path, fhn_store):
         assert isinstance(v, (str, int, float, np.number)) or all(
             isinstance(e, (int, float)) for e in v), v
     out = tmp_path / "fhn.nc"
-    ds.drop_vars([]).to_netcdf(out, engine="scipy")
+    with dask.config.set(scheduler="synchronous"):  # scipy's writer refuses a distributed client
+        ds.drop_vars([]).to_netcdf(out, engine="scipy")
     back = xr.open_dataset(out, engine="scipy")
     np.testing.assert_array_equal(back["x"].values, ds["x"].values)
     assert back.attrs["system"] == "fitzhugh_nagumo"
@@ -190,7 +192,8 @@ def test_user_list_attrs_are_stored_netcdf_safe(tmp_path):
                      attrs={"tags": ["a", "b"], "weights": [1.0, 2.0], "flag": True})
     assert json.loads(ds.attrs["tags"]) == ["a", "b"]
     assert list(ds.attrs["weights"]) == [1.0, 2.0] and ds.attrs["flag"] == 1
-    ds.to_netcdf(tmp_path / "a.nc", engine="scipy")
+    with dask.config.set(scheduler="synchronous"):
+        ds.to_netcdf(tmp_path / "a.nc", engine="scipy")
 
 
 # -- file modes --------------------------------------------------------------------------------
