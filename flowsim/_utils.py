@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -100,3 +102,34 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", *,
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def with_keywords(cls: type, given: Any, keywords: Mapping[str, Any], *, what: str,
+                  error: type[Exception], exclusive: bool = False, hint: str = "") -> Any:
+    """A frozen options dataclass ``cls`` from ``given`` (an instance or ``None``: the defaults)
+    with ``keywords`` (its fields by name) applied — the one implementation of "a typed config,
+    or its fields as keywords" behind ``fit``, ``reference_solve``, the samplers and
+    ``work_precision``. Unknown names raise ``error`` listing the fields; with ``exclusive``,
+    giving both an instance and keywords is refused too. ``hint`` ends the unknown-name message.
+
+    Examples
+    --------
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Opts:
+    ...     a: int = 1
+    >>> with_keywords(Opts, None, {"a": 2}, what="demo", error=ValueError)
+    Opts(a=2)
+    """
+    fields = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(keywords) - set(fields))
+    if unknown:
+        raise error(f"unknown {what} option(s) {unknown}; the fields of {cls.__name__} are {fields}{hint}")
+    if given is not None and not isinstance(given, cls):
+        raise error(f"{what} options must be a {cls.__name__}; got {type(given).__name__}")
+    if given is not None and keywords and exclusive:
+        raise error(f"give either a {cls.__name__} or the keywords {sorted(keywords)}, not both; e.g. "
+                    f"dataclasses.replace(options, {', '.join(f'{k}=…' for k in sorted(keywords))})")
+    if given is None:  # built from the keywords (fields resolved from others see them all)
+        return cls(**keywords)
+    return dataclasses.replace(given, **keywords) if keywords else given

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from .._utils import with_keywords
 from ..errors import CheckpointError, ConfigError, ShapeError, SolverError, TimeGridError
 from ..solve import Solution, SolverOptions, reference_solve, torchode_available
 from ..systems.base import ODESystem
@@ -119,14 +119,7 @@ class Sweep:
 
 def _as_sweep(sweep: Sweep | None, options: dict[str, Any]) -> Sweep:
     """``sweep`` with ``options`` (its fields as keywords) applied; unknown names refused."""
-    fields = {f.name for f in dataclasses.fields(Sweep)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ConfigError(f"work_precision got unknown option(s) {unknown}; Sweep's fields are "
-                          f"{sorted(fields)}")
-    if sweep is not None and not isinstance(sweep, Sweep):
-        raise ConfigError(f"sweep must be a flowsim.analysis.Sweep; got {type(sweep).__name__}")
-    return dataclasses.replace(sweep or Sweep(), **options) if options else (sweep or Sweep())
+    return with_keywords(Sweep, sweep, options, what="work_precision", error=ConfigError)
 
 
 def work_precision(

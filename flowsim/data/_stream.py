@@ -7,7 +7,6 @@ is drawn from the chunks in memory is decided by :mod:`flowsim.data.sampling`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .._utils import with_keywords
 from ..errors import ConfigError
 from ..systems import ODESystem
 from ._integrity import read_chunked, unreadable_chunk_error
@@ -106,19 +106,8 @@ class StreamOptions:
 
 def stream_options(stream: StreamOptions | None, keywords: Mapping[str, Any]) -> StreamOptions:
     """``stream``, or :class:`StreamOptions` built from the samplers' keyword form (not both)."""
-    fields = {f.name for f in dataclasses.fields(StreamOptions)}
-    unknown = sorted(set(keywords) - fields)
-    if unknown:
-        raise ConfigError(f"unknown sampler option(s) {unknown}; the streaming options are the fields "
-                          f"of flowsim.data.StreamOptions: {sorted(fields)}")
-    if stream is None:
-        return StreamOptions(**keywords)
-    if not isinstance(stream, StreamOptions):
-        raise ConfigError(f"stream must be a flowsim.data.StreamOptions; got {type(stream).__name__}")
-    if keywords:
-        raise ConfigError(f"give either stream=StreamOptions(…) or the keywords {sorted(keywords)}, not "
-                          f"both; e.g. dataclasses.replace(stream, {', '.join(f'{k}=…' for k in keywords)})")
-    return stream
+    return with_keywords(StreamOptions, stream, keywords, what="sampler", error=ConfigError,
+                         exclusive=True)
 
 
 class StoreStream(IterableDataset):

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._utils import with_keywords
 from ..errors import SolverError
 from ..systems.base import ODESystem
 
@@ -292,16 +293,13 @@ def solver_options(
     >>> solver_options(None, {"method": "bosh3", "rtol": None}).method
     'bosh3'
     """
-    given = {k: v for k, v in keywords.items() if v is not None}
-    fields = {f.name for f in dataclasses.fields(SolverOptions)}
-    unknown = sorted(set(keywords) - fields)
-    if unknown:
-        raise SolverError(f"unknown solver option(s) {unknown}; the fields of SolverOptions are "
-                          f"{sorted(fields)}")
+    names = {f.name for f in dataclasses.fields(SolverOptions)}
+    # None means "not given"; unknown names stay, for with_keywords to refuse
+    given = {k: v for k, v in keywords.items() if v is not None or k not in names}
     if solver is None:
         if system is not None and system.stiff and not {"backend", "method"} & set(given):
             given = {"backend": "scipy", "method": "Radau", **given}
-        return SolverOptions(**given)
+        return with_keywords(SolverOptions, None, given, what="solver", error=SolverError)
     if given:
         raise SolverError(
             f"give either solver=SolverOptions(…) or the keywords {sorted(given)}, not both; "

@@ -52,6 +52,7 @@ def resolve_system(spec: str, *, recorded_in: str | None = None) -> ODESystem:
     Returns
     -------
     ODESystem
+        The system, with ``spec`` recorded on it.
 
     Raises
     ------

@@ -5,12 +5,12 @@ the same data)."""
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..data.schema import list_attr
 from ..data.store import read_error
 from ..errors import ConfigError, StoreError
 from ..solve.solution import Solution
@@ -29,17 +29,6 @@ def _names(ds: Any, coord: str) -> list[str] | None:
     return [str(s) for s in np.asarray(ds[coord].values).tolist()] if coord in ds.coords else None
 
 
-def _list_attr(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return [value]
-    return [str(v) for v in np.asarray(value).tolist()]
-
-
 def _dataset_problems(system: ODESystem, ds: Any) -> list[str]:
     a = ds.attrs
     out = []
@@ -50,7 +39,8 @@ def _dataset_problems(system: ODESystem, ds: Any) -> list[str]:
         names = _names(ds, coord)
         if names is not None and names != list(want):
             out.append(f"{coord}s {names}, not {list(want)}")
-    units = _list_attr(a.get("state_units"))
+    units = list_attr(a, "state_units")
+    units = None if units is None else [str(u) for u in units]
     if units is not None and units != list(system.units):
         out.append(f"state units {units}, not {list(system.units)}")
     if "time_units" in a and str(a["time_units"]) != system.time_units:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 import warnings
@@ -11,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .._utils import with_keywords
 from ..errors import ConfigError
 from .optim import OPTIMIZERS
 
@@ -220,16 +220,9 @@ class FitConfig:
         >>> FitConfig.from_options(FitConfig(steps=10), lr=5e-3).steps
         10
         """
-        if config is not None and not isinstance(config, FitConfig):
-            raise ConfigError(f"config must be a flowsim.train.FitConfig; got {type(config).__name__}")
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(names))
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {unknown}; the options are {names} "
-                              "(and fit's own keywords validation, device, checkpoint_dir, "
-                              "resume, progress)")
-        base = config if config is not None else cls()
-        return dataclasses.replace(base, **options) if options else base
+        return with_keywords(cls, config, options, what="training", error=ConfigError,
+                             hint=" (and fit's own keywords validation, device, checkpoint_dir, "
+                                  "resume, progress)")
 
     def differences(self, other: FitConfig, ignore: tuple[str, ...] = ()) -> dict[str, tuple]:
         """``{field: (self's value, other's value)}`` for the fields that differ.

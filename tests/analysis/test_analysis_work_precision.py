@@ -226,7 +226,7 @@ def test_sweep_object_and_keywords_are_one_thing(exact, sho):
                        repeats=1)
     assert a.method.values.tolist() == b.method.values.tolist()
     assert a.median_relative_error.values.tolist() == b.median_relative_error.values.tolist()
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(ConfigError, match="unknown work_precision option"):
         work_precision(exact, sho, x0, horizon=1.0, tolerance=(1e-4,))
     with pytest.raises(ConfigError, match="sequence of names"):
         Sweep(solvers="dopri5")
