@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args)
     data = None
     if args.store:
-        from ..data import open_store, store_system
+        from ..data import open_store, store_param_range, store_system
 
         check_url(args.store, "--store")
         data = open_store(args.store)
@@ -131,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         system = get_cli_system(args.system)
     objective = args.objective or ("pairs" if data is not None else "physics")
-    fm = FlowMap(system, width=args.width, depth=args.depth, tangent=args.tangent)
+    # a map trained on a store covers the parameters the store holds, not the whole prior
+    # (`flowsim evaluate` then evaluates where it was trained)
+    span = "prior" if data is None else store_param_range(data)
+    fm = FlowMap(system, width=args.width, depth=args.depth, tangent=args.tangent, param_range=span)
     kw: dict[str, Any] = dict(config=config, device=device, checkpoint_dir=args.out,
                               progress=not args.no_progress, resume=not args.restart)
     if args.members == 1:

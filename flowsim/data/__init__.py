@@ -25,6 +25,7 @@ from .schema import validate_dataset as validate_dataset
 from .splits import split_of as split_of
 from .store import format_summary as format_summary
 from .store import open_store as open_store
+from .store import store_param_range as store_param_range
 from .store import store_summary as store_summary
 from .store import store_system as store_system
 from .store import verify_store as verify_store
@@ -44,6 +45,7 @@ __all__ = [
     "simulate_ensemble",
     "split_of",
     "store_summary",
+    "store_param_range",
     "store_system",
     "validate_dataset",
     "verify_store",

@@ -18,7 +18,8 @@ from ._integrity import damaged_chunks, read_chunked, unreadable_chunk_error
 from ._io import StorePath, local_compute, open_group, open_xarray, read_flags
 from .schema import STATUS_PENDING, validate_dataset
 
-__all__ = ["open_store", "store_system", "store_summary", "format_summary", "verify_store", "read_error"]
+__all__ = ["open_store", "store_param_range", "store_system", "store_summary", "format_summary",
+           "verify_store", "read_error"]
 
 
 def open_store(
@@ -138,6 +139,47 @@ def verify_store(
             for c in range(arr.cdata_shape[0]):
                 read_chunked(where, arr, c * cs, (c + 1) * cs)
     return ds
+
+
+def store_param_range(ds: xr.Dataset) -> dict[str, tuple[float, float]]:
+    """The range of each parameter over a store's solved trajectories: what a map trained on it
+    covers (``FlowMap(system, param_range=store_param_range(ds))``).
+
+    A store simulated at the default parameters gives ``(default, default)`` for each: a map
+    trained on it knows nothing of other parameters, and refuses them.
+
+    Arguments
+    ---------
+    ds:
+        A store opened with :func:`open_store`.
+
+    Returns
+    -------
+    dict
+        ``{name: (low, high)}`` over the trajectories whose ``status`` is OK.
+
+    Raises
+    ------
+    StoreError
+        A store without parameters or without any solved trajectory.
+
+    Examples
+    --------
+    >>> import numpy as np, flowsim
+    >>> from flowsim.data import from_arrays, store_param_range
+    >>> ds = from_arrays("lotka_volterra", np.ones((2, 3, 2)), np.arange(3.0), store="/tmp/pr.zarr",
+    ...                  overwrite=True)
+    >>> store_param_range(ds)["alpha"]
+    (1.1, 1.1)
+    """
+    if "params" not in ds.variables or "param" not in ds.coords:
+        raise StoreError("the store holds no parameters; it was not written by flowsim")
+    ok = np.asarray(ds["status"].values) == 0
+    if not ok.any():
+        raise StoreError("the store has no solved trajectory (every status is a failure or pending)")
+    p = np.asarray(ds["params"].values, dtype=np.float64)[ok]
+    names = [str(n) for n in np.asarray(ds["param"].values).tolist()]
+    return {n: (float(p[:, i].min()), float(p[:, i].max())) for i, n in enumerate(names)}
 
 
 def store_system(ds: xr.Dataset) -> ODESystem:

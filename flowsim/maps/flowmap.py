@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._utils import as_generator
 from ..errors import ConfigError
 from ..systems.base import ODESystem
 from ..systems.registry import get_system
@@ -204,6 +205,33 @@ class FlowMap(JumpAPI, nn.Module):
     @property
     def device(self) -> torch.device:
         return self.state_transform.mean.device
+
+    def sample_params(self, n: int, generator: torch.Generator | int | None = None) -> Tensor:
+        """``n`` parameter vectors drawn uniformly from the range this map covers, float64 on the CPU.
+
+        That range is the system's prior unless the map was built for less
+        (``FlowMap(system, param_range=…)``, e.g. the parameters a store holds); where it is the
+        prior, the draws are exactly :meth:`ODESystem.sample_params`'s.
+
+        Examples
+        --------
+        >>> import flowsim
+        >>> lv = flowsim.get_system("lotka_volterra")
+        >>> fm = flowsim.FlowMap(lv, width=8, depth=1, param_range="default")
+        >>> torch.allclose(fm.sample_params(3, 0), lv.default_params(3))  # float32 buffers
+        True
+        """
+        sys_ = self.system
+        lo = self.param_transform.low.detach().double().cpu()
+        hi = self.param_transform.high.detach().double().cpu()
+        plo = torch.tensor([q.prior[0] for q in sys_.parameters], dtype=torch.float64)
+        phi = torch.tensor([q.prior[1] for q in sys_.parameters], dtype=torch.float64)
+        tol = 1e-6 * torch.maximum(plo.abs(), phi.abs()).clamp_min(1e-12)
+        if bool(((lo - plo).abs() <= tol).all() and ((hi - phi).abs() <= tol).all()):
+            return sys_.sample_params(n, generator)  # the prior: the system's own draws
+        g = as_generator(generator)
+        u = torch.rand(n, sys_.n_params, generator=g, dtype=torch.float64)
+        return lo + (hi - lo) * u
 
     @property
     def has_log_states(self) -> bool:

@@ -233,7 +233,7 @@ class BatchSampler:
         n_data = n // 2 if self.bank is not None else 0
         n_prior = n - n_data
         x = sys_.sample_initial(n_prior, self.g)
-        p = sys_.sample_params(n_prior, self.g)
+        p = self.fm.sample_params(n_prior, self.g)
         s = torch.zeros(n_prior, dtype=torch.float64)
         if not sys_.autonomous:
             s = torch.rand(n_prior, generator=self.g, dtype=torch.float64) * self.hi

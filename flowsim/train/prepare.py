@@ -265,7 +265,7 @@ def default_validation(fm: FlowMap, max_jump: float, seed: int) -> TrajectoryBan
     g = torch.Generator().manual_seed(seed + 99991)
     n = 96
     x0 = sys_.sample_initial(n, g)
-    p = sys_.sample_params(n, g)
+    p = fm.sample_params(n, g)
     t = torch.linspace(0, 2 * max_jump, 65, dtype=torch.float64)
     sol = reference_solve(sys_, x0, t, p, SolverOptions.reference(sys_, rtol=1e-9, atol=1e-11))
     return TrajectoryBank.from_solution(sol)
@@ -294,7 +294,7 @@ def velocity_scale(fm: FlowMap, tr: StateTransform, bank: TrajectoryBank | None,
         rate = (tr.encode(b.x_t.to(dev)) - tr.encode(b.x_s.to(dev))) / ((b.t - b.s) / T).to(dev)[:, None]
     else:
         sys_ = fm.system
-        x, p = sys_.sample_initial(4096, g), sys_.sample_params(4096, g)
+        x, p = sys_.sample_initial(4096, g), fm.sample_params(4096, g)
         x, p = x.to(dev), p.to(dev)
         dx = sys_.vector_field(torch.zeros(4096, dtype=torch.float64, device=dev), x, p)
         if bool(tr.log_mask.any()):
