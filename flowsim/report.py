@@ -8,8 +8,6 @@ figures, ``report.json`` (all numbers) and ``report.md`` (a short summary).
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import platform
 import time
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 
 from . import analysis as an
+from ._report_text import table, write
 from .errors import ConfigError, TimeGridError
 from .maps.flowmap import FlowMap
 from .solve import SolverOptions, reference_solve
@@ -178,8 +177,8 @@ def quickstart(
     summary.update(simulation_seconds=sim_time, training_seconds=res.wall_time,
                    training_steps=fit_config.steps, store=str(out / "data.zarr"),
                    checkpoint=str(out / "model"))
-    _write(out / "report", summary)
-    _say(_table(summary), verbose)
+    write(out / "report", summary)
+    _say(table(summary), verbose)
     _say(f"report: {out / 'report' / 'report.md'}", verbose)
     return summary
 
@@ -262,8 +261,8 @@ def evaluate(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None
     summary = _evaluate(fm, out, n_eval=n_eval, params=params, seed=seed, training_time=None,
                         verbose=verbose, progress=progress, reference=reference)
     summary["checkpoint"] = str(checkpoint)
-    _write(out, summary)
-    _say(_table(summary), verbose)
+    write(out, summary)
+    _say(table(summary), verbose)
     return summary
 
 
@@ -370,55 +369,3 @@ def _evaluate_stages(fm: FlowMap, out: Path, *, n_eval: int, params: str, seed: 
         machine_load=load.to_dict(), matched_means=MATCHED_MEANS,
         figures=["error_vs_jump.png", "error_vs_steps.png", "work_precision.png"],
     )
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def _table(s: dict[str, Any]) -> str:
-    lines = [f"flow map for {s['system']} (timescale {s['timescale']:.4g} {s['time_units']})",
-             f"{'jump':>10} {'jump/T':>8} {'median rel. err':>16} {'median norm. err':>17} "
-             f"{'from x0: rel.':>14} {'norm.':>9}"]
-    for r in s["error_vs_jump"]:
-        start = f"{'—':>14} {'—':>9}"
-        if "median_relative_error_from_start" in r:
-            start = (f"{r['median_relative_error_from_start']:14.2e} "
-                     f"{r['median_normalised_error_from_start']:9.2e}")
-        lines.append(f"{r['jump']:10.4g} {r['jump_over_timescale']:8.3g} "
-                     f"{r['median_relative_error']:16.2e} {r['median_normalised_error']:17.2e} {start}")
-    sp = s.get("speedups")
-    if sp is None:  # a report from before the one-jump / best-count figures
-        old = s["speedup_vs_dopri5"]
-        lines.append(old.get("summary") or old.get("note", ""))
-        return "\n".join(lines)
-    lines.append(f"one jump: {sp['dopri5_one_jump']['summary']}")
-    lines.append(f"best jump count: {sp['dopri5_best_speedup']['summary']}")
-    rk4, dop = sp["rk4_best_speedup"], sp["dopri5_best_speedup"]
-    if rk4.get("matched") and (not dop.get("matched") or rk4["solver_wall_time"] < dop["solver_wall_time"]):
-        lines.append(f"rk4 is the faster solver here: {rk4['summary']}")
-    warn = s.get("machine_load", {}).get("warning")
-    if warn:
-        lines.append(f"WARNING: {warn}")
-    return "\n".join(lines)
-
-
-def _write(out: Path, summary: dict[str, Any]) -> None:
-    from ._utils import atomic_path
-
-    with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(_clean(summary), indent=2))
-    md = [f"# flowsim report: {summary['system']}", "", "```", _table(summary), "```", ""]
-    md += [f"![{f}]({f})" for f in summary["figures"]]
-    md += ["", f"*Matched error*: {MATCHED_MEANS}"]
-    md += ["", "Errors are medians over jumps from random times along held-out trajectories and, under "
-           "*from x0*, from their initial states (where transients are); *relative* is "
-           "‖X−X_ref‖/‖X_ref‖, *normalised* is ‖(X−X_ref)/σ‖/√dim (σ: per-state standard deviation)."]
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text("\n".join(md) + "\n")

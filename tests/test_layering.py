@@ -25,7 +25,7 @@ RANK = {
     "data": 3, "maps": 3,
     "train": 4,
     "analysis": 5, "steer": 5, "generative": 5,
-    "report": 6, "testing": 6,
+    "_report_text": 5, "report": 6, "testing": 6,
     "cli": 7, "__main__": 8,
 }
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from .._utils import as_generator
 from ..errors import ConfigError, ParameterError, ShapeError, TimeGridError
 from .checks import call_vector_field, refuse_complex
-from .parameters import Parameter
+from .parameters import Parameter, recentred_prior
 
 __all__ = ["Parameter", "ODESystem"]  # Parameter lives in .parameters
 
@@ -403,7 +403,7 @@ class ODESystem(abc.ABC):
             if q.name in overrides:
                 v = float(overrides[q.name])
                 q.check(v)
-                q = replace(q, default=v, prior=_recentre(q, v))
+                q = replace(q, default=v, prior=recentred_prior(q, v))
             out.append(q)
         return tuple(out)
 
@@ -422,16 +422,3 @@ class ODESystem(abc.ABC):
                 math.isfinite(ts) and ts > 0):
             raise ConfigError(f"{who}: timescale must be a positive finite number (a characteristic "
                               f"time, e.g. one period); got {ts!r}")
-
-
-def _recentre(q: Parameter, v: float) -> tuple[float, float]:
-    """Prior for a new default ``v``: the old prior scaled by ``v / default`` (same relative
-    width), clipped to the domain; the old prior stretched to ``v`` where scaling is undefined."""
-    lo, hi = q.prior
-    d = q.default
-    if d != 0 and v / d > 0:
-        a, b = sorted((lo * v / d, hi * v / d))
-        a, b = max(a, q.domain[0]), min(b, q.domain[1])
-        if a <= v <= b:
-            return (a, b)
-    return (min(lo, v), max(hi, v))

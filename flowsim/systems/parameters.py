@@ -117,3 +117,14 @@ def prior_parameter(
     return Parameter(name, default, prior=(lo, hi), domain=domain, units=units, description=desc)
 
 
+def recentred_prior(q: Parameter, v: float) -> tuple[float, float]:
+    """Prior for a new default ``v``: the old prior scaled by ``v / default`` (same relative
+    width), clipped to the domain; the old prior stretched to ``v`` where scaling is undefined."""
+    lo, hi = q.prior
+    d = q.default
+    if d != 0 and v / d > 0:
+        a, b = sorted((lo * v / d, hi * v / d))
+        a, b = max(a, q.domain[0]), min(b, q.domain[1])
+        if a <= v <= b:
+            return (a, b)
+    return (min(lo, v), max(hi, v))
