@@ -64,6 +64,7 @@ __all__ = [
     "quickstart",
     "report",
     "simulate_ensemble",
+    "steer",
     "errors",
     "metrics",
     "testing",
@@ -86,7 +87,7 @@ def __getattr__(name: str):
     ``metrics`` on first use."""
     import importlib
 
-    if name in ("analysis", "data", "metrics", "report", "testing"):
+    if name in ("analysis", "data", "generative", "metrics", "report", "steer", "testing"):
         return importlib.import_module(f".{name}", __name__)
     if name in ("simulate_ensemble", "open_store"):
         return getattr(importlib.import_module(".data", __name__), name)

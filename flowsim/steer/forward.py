@@ -1,0 +1,231 @@
+"""The forward model that steering calls thousands of times: states at many times from one start.
+
+Calibration, posteriors and optimisation all need the same thing: for a batch of starts
+``x0`` at times ``t0`` with parameters ``p``, the states at per-sample observation times
+``times``. :class:`Predictor` declares it; two implementations give it:
+
+- :class:`MapPredictor`: through a flow map, **one jump** from ``t0`` to every observation time
+  (all ``batch × time`` jumps in one network call), differentiable in ``x0`` and ``p``;
+- :class:`SolverPredictor`: through the reference solver (torchdiffeq, differentiable by
+  autograd through the steps), on the union of the batch's times. It is the baseline every
+  map-based answer is checked against.
+
+:func:`predictor` turns a map, a system or a catalogue name into one.
+
+Examples
+--------
+>>> import torch, flowsim
+>>> from flowsim.steer import predictor
+>>> sol = predictor("harmonic_oscillator")
+>>> x0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+>>> times = torch.tensor([[0.5, 1.0, 2.0]], dtype=torch.float64)
+>>> sol(x0, torch.zeros(1, dtype=torch.float64), times, sol.system.default_params(1)).shape
+torch.Size([1, 3, 2])
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+import torchdiffeq
+from torch import Tensor
+
+from ..errors import ConfigError, ShapeError, TimeGridError
+from ..maps.protocol import FlowMapLike
+from ..solve.options import SolverOptions
+from ..solve.torch_backend import odeint_options
+from ..systems.base import ODESystem
+from ..systems.registry import get_system
+
+__all__ = ["Predictor", "MapPredictor", "SolverPredictor", "predictor"]
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """States at observation times: ``predictor(x0, t0, times, p) -> (batch, time, dim)``.
+
+    Attributes
+    ----------
+    system:
+        The :class:`~flowsim.ODESystem` predicted.
+    dtype, device:
+        What inputs must be (outputs are the same).
+    kind:
+        ``"map"`` or ``"solver"``: said in every steering result.
+
+    Call arguments: ``x0`` ``(batch, dim)`` at ``t0`` ``(batch,)``; ``times`` ``(batch, time)``
+    with every ``times[b] >= t0[b]`` (pad ragged rows with any valid time and mask the result);
+    ``p`` ``(batch, n_params)``. The result is differentiable in ``x0`` and ``p``.
+    """
+
+    system: ODESystem
+    kind: str
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def __call__(self, x0: Tensor, t0: Tensor, times: Tensor, p: Tensor) -> Tensor: ...
+
+
+def _check(system: ODESystem, x0: Tensor, t0: Tensor, times: Tensor, p: Tensor) -> None:
+    """Shapes and the forward-in-time rule, as a :class:`~flowsim.errors.FlowsimError`."""
+    b = x0.shape[0] if x0.ndim == 2 else -1
+    if x0.ndim != 2 or x0.shape[1] != system.dim:
+        raise ShapeError(f"x0 must be (batch, {system.dim}) for {system.name}; got {tuple(x0.shape)}")
+    if t0.shape != (b,) or times.ndim != 2 or times.shape[0] != b:
+        raise ShapeError(f"t0 must be (batch,) and times (batch, time) with batch {b}; got "
+                         f"t0 {tuple(t0.shape)}, times {tuple(times.shape)}")
+    if p.shape != (b, system.n_params):
+        raise ShapeError(f"p must be (batch, {system.n_params}); got {tuple(p.shape)}")
+    if not bool(torch.isfinite(times).all()):
+        raise TimeGridError("observation times must be finite (mask missing ones, do not NaN them)")
+    if bool((times < t0[:, None]).any()):
+        raise TimeGridError("every observation time must be at or after its start time t0")
+
+
+class MapPredictor:
+    """States at observation times through a flow map: one jump from ``t0`` to each time.
+
+    Arguments
+    ---------
+    flow_map:
+        A trained :class:`~flowsim.FlowMap`, :class:`~flowsim.FlowMapEnsemble` or any
+        :class:`~flowsim.FlowMapLike`.
+    allow_extrapolation:
+        Passed to :meth:`~flowsim.FlowMap.jump`: ``None`` refuses parameters outside the
+        trained range and composes (with a warning) jumps longer than the map's
+        ``jump_limit``; ``False`` refuses both; ``True`` accepts both.
+
+    Examples
+    --------
+    >>> import torch, flowsim
+    >>> fm = flowsim.FlowMap("lotka_volterra", width=8, depth=1, max_jump=5.0)
+    >>> pred = flowsim.steer.MapPredictor(fm)
+    >>> x0 = torch.ones(2, 2)
+    >>> pred(x0, torch.zeros(2), torch.tensor([[1.0, 2.0], [0.5, 3.0]]), fm.sample_params(2)).shape
+    torch.Size([2, 2, 2])
+    """
+
+    kind = "map"
+
+    def __init__(self, flow_map: FlowMapLike, *, allow_extrapolation: bool | None = None) -> None:
+        if not isinstance(flow_map, FlowMapLike):
+            raise ConfigError(f"MapPredictor needs a flow map (FlowMapLike); got {type(flow_map).__name__}")
+        self.flow_map = flow_map
+        self.system = flow_map.system
+        self.allow_extrapolation = allow_extrapolation
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.flow_map.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.flow_map.device
+
+    def __call__(self, x0: Tensor, t0: Tensor, times: Tensor, p: Tensor) -> Tensor:
+        _check(self.system, x0, t0, times, p)
+        b, n = times.shape
+        if n == 0:
+            return x0.new_zeros(b, 0, self.system.dim)
+        rep = lambda a: a.repeat_interleave(n, dim=0)  # noqa: E731
+        out = self.flow_map.jump(rep(x0), rep(t0), times.reshape(-1), rep(p),
+                                 allow_extrapolation=self.allow_extrapolation)
+        return out.reshape(b, n, self.system.dim)
+
+
+class SolverPredictor:
+    """States at observation times through torchdiffeq: the reference every map answer is checked by.
+
+    Samples that share a start time are solved together on the union of their times
+    (torchdiffeq needs one grid per solve); gradients flow by autograd through the steps.
+
+    Arguments
+    ---------
+    system:
+        An :class:`~flowsim.ODESystem` or a catalogue name.
+    solver:
+        A torchdiffeq :class:`~flowsim.SolverOptions` (default dopri5 at rtol 1e-8, atol 1e-10).
+    dtype:
+        The dtype of inputs and outputs (default float64).
+
+    Examples
+    --------
+    >>> import torch, flowsim
+    >>> pred = flowsim.steer.SolverPredictor("harmonic_oscillator")
+    >>> x0 = torch.ones(1, 2, dtype=torch.float64)
+    >>> y = pred(x0, torch.zeros(1, dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64),
+    ...          pred.system.default_params(1))
+    >>> y.shape
+    torch.Size([1, 1, 2])
+    """
+
+    kind = "solver"
+
+    def __init__(self, system: ODESystem | str, solver: SolverOptions | None = None, *,
+                 dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> None:
+        self.system = get_system(system) if isinstance(system, str) else system
+        if not isinstance(self.system, ODESystem):
+            raise ConfigError(f"SolverPredictor needs an ODESystem or a catalogue name; got "
+                              f"{type(system).__name__}")
+        self.solver = solver if solver is not None else SolverOptions(method="dopri5", rtol=1e-8, atol=1e-10)
+        if self.solver.backend != "torchdiffeq":
+            raise ConfigError("SolverPredictor differentiates through torchdiffeq; give a SolverOptions "
+                              f"with backend='torchdiffeq' (got {self.solver.backend!r})")
+        self._dtype, self._device = dtype, torch.device(device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def __call__(self, x0: Tensor, t0: Tensor, times: Tensor, p: Tensor) -> Tensor:
+        _check(self.system, x0, t0, times, p)
+        b, n = times.shape
+        out = x0.new_zeros(b, n, self.system.dim)
+        if n == 0:
+            return out
+        kw = odeint_options(self.solver)
+        rows = []
+        for start in torch.unique(t0):
+            idx = (t0 == start).nonzero().squeeze(1)
+            grid, where = torch.unique(torch.cat([start.reshape(1), times[idx].reshape(-1)]),
+                                       return_inverse=True)
+            pi = p[idx]
+            ys = torchdiffeq.odeint(lambda t, x, pi=pi: self.system.vector_field(t, x, pi),
+                                    x0[idx], grid, **kw)              # (grid, k, dim)
+            pos = where[1:].reshape(len(idx), n)                      # grid index of each time
+            rows.append((idx, ys[pos, torch.arange(len(idx))[:, None]]))
+        for idx, y in rows:
+            out = out.index_copy(0, idx, y)
+        return out
+
+
+def predictor(model: FlowMapLike | ODESystem | str | Predictor, *,
+              allow_extrapolation: bool | None = None) -> Predictor:
+    """A :class:`Predictor` for a flow map (:class:`MapPredictor`) or a system or catalogue name
+    (:class:`SolverPredictor` at reference tolerances); a predictor is returned as it is.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> flowsim.steer.predictor("lotka_volterra").kind
+    'solver'
+    """
+    if isinstance(model, (MapPredictor, SolverPredictor)):
+        return model
+    if isinstance(model, (ODESystem, str)):
+        return SolverPredictor(model)
+    if isinstance(model, FlowMapLike):
+        return MapPredictor(model, allow_extrapolation=allow_extrapolation)
+    if isinstance(model, Predictor):
+        return model
+    raise ConfigError(f"cannot steer a {type(model).__name__}: give a flow map, an ODESystem, a "
+                      "catalogue name or a Predictor")
