@@ -93,14 +93,16 @@ def run_flowmap(flowmap: Any, x0: Tensor, p: Tensor, t0: float, t1: float, n: in
 def run_solver(
     system: ODESystem, x0: Tensor, p: Tensor, t0: float, t1: float, solver: SolverOptions, *,
     repeats: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
-    batch: int | None = None,
+    batch: int | None = None, max_failed_solves: int = 0,
 ) -> Run:
     """``solver`` from ``t0`` to ``t1`` on the states given, as one plain solve.
 
     torchdiffeq and torchode solve the whole batch at once on ``device`` in ``dtype``; a failed
-    solve fails every state in it (no retries), evaluations are counted but not checked for
-    NaN (no host sync per evaluation). scipy solves one trajectory at a time in float64 on the
-    CPU; give ``batch`` when ``x0`` is a subset, and the wall time is scaled to ``batch`` states.
+    solve is bisected (at most ``max_failed_solves`` failed sub-solves, all timed) until the
+    failing states are isolated (``0``: it fails every state in it); evaluations are counted
+    but not checked for NaN (no host sync per evaluation). scipy solves one trajectory at a
+    time in float64 on the CPU; give ``batch`` when ``x0`` is a subset, and the wall time is
+    scaled to ``batch`` states.
     """
     m, dim = x0.shape
     if solver.backend == "scipy":
@@ -109,7 +111,8 @@ def run_solver(
     grid = torch.tensor([t0, t1], dtype=dtype, device=y0.device)
 
     def once() -> tuple[Any]:
-        sol = integrate(system, y0, grid, pp, solver, max_failed_solves=0, check_finite=False)
+        sol = integrate(system, y0, grid, pp, solver, max_failed_solves=max_failed_solves,
+                        check_finite=False)
         _sync(sol.x)
         return (sol,)
 

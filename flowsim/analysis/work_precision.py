@@ -78,6 +78,11 @@ class Sweep:
     device:
         Device of the torch solvers (default: the flow map's, so both run on the same
         hardware); scipy always runs on the CPU.
+    max_failed_solves:
+        Failed sub-solves a torch solver may spend isolating the states that make it fail
+        (bisection, as :func:`flowsim.reference_solve` does), so that one underflowing state
+        costs that state and not the whole batch; the retries are part of the timed run, as
+        they would be for a user. ``0``: a failure fails the whole batch.
 
     Examples
     --------
@@ -97,6 +102,7 @@ class Sweep:
     max_steps: int = 100_000
     max_seconds: float | None = 120.0
     device: torch.device | str | None = None
+    max_failed_solves: int = 64
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -112,6 +118,9 @@ class Sweep:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {v!r}")
+        mf = self.max_failed_solves
+        if isinstance(mf, bool) or not isinstance(mf, int) or mf < 0:
+            raise ConfigError(f"max_failed_solves must be a non-negative integer; got {mf!r}")
         ms = self.max_seconds
         if ms is not None and not (isinstance(ms, (int, float)) and ms > 0):
             raise ConfigError(f"max_seconds must be a positive number of seconds or None; got {ms!r}")
@@ -236,7 +245,7 @@ def work_precision(
     for c in counts:
         add("flowmap", "n_jumps", c, S.run_flowmap(flowmap, x0, pp, t0, t1, c, repeats), False)
     dev = map_device(flowmap) if device is None else torch.device(device)
-    common = {"dtype": solver_dtype, "device": dev}
+    common = {"dtype": solver_dtype, "device": dev, "max_failed_solves": sw.max_failed_solves}
     skipped: list[str] = []
     truncated: list[str] = []
     loose_first = sorted(tols, reverse=True)
@@ -296,6 +305,8 @@ def work_precision(
                     "sparse block-diagonal Jacobian (shared steps, error in the batch's RMS norm)"),
         tolerance_convention="rtol = atol = tolerance", solver_dtype=str(solver_dtype).replace("torch.", ""),
         timing=f"minimum of {repeats} run(s) after one warm-up per method; torch.no_grad; one process",
+        failure_isolation=(f"torch solvers bisect a failing batch (at most {sw.max_failed_solves} failed "
+                           "sub-solves, timed) so that only the failing states count as failed"),
         torch_threads=torch.get_num_threads(), device=str(map_device(flowmap)), solver_device=str(dev),
         skipped_solvers=skipped, truncated_sweeps=truncated,
         max_seconds=float("nan") if max_seconds is None else float(max_seconds),

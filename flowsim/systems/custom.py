@@ -74,7 +74,8 @@ class CallableSpec:
     prior:
         ``{name: (low, high)}`` ranges for sampling; default ±50 % around each default.
     initial_box, default_x0, sample_initial:
-        How to draw initial states: a box per state, or a function ``(n, generator) -> (n, dim)``.
+        How to draw initial states: a ``(low, high)`` box per state (in state order, or a dict by
+        state name), or a function ``(n, generator) -> (n, dim)``.
         Default box: ``[-1, 1]`` per state.
     invariants, invariant_names:
         Optional conserved quantities ``(x, p) -> {name: (batch,)}``.
@@ -101,7 +102,7 @@ class CallableSpec:
     state_names: Sequence[str]
     params: Mapping[str, float] | Sequence[Parameter] = ()
     prior: Mapping[str, tuple[float, float]] | None = None
-    initial_box: Sequence[tuple[float, float]] | None = None
+    initial_box: Sequence[tuple[float, float]] | Mapping[str, tuple[float, float]] | None = None
     default_x0: Sequence[float] | None = None
     sample_initial: Callable[[int, torch.Generator], Tensor] | None = None
     invariants: Callable[[Tensor, Tensor], dict[str, Tensor]] | None = None
@@ -188,8 +189,7 @@ def from_callable(
     else:
         parameters = tuple(params)
     dim = len(state_names)
-    box = tuple(tuple(map(float, b)) for b in spec.initial_box) if spec.initial_box \
-        else ((-1.0, 1.0),) * dim
+    box = _initial_box(spec.initial_box, state_names)
     x0 = tuple(spec.default_x0) if spec.default_x0 is not None else tuple(0.5 * (a + b) for a, b in box)
     timescale = spec.timescale
     table = dict(
@@ -254,3 +254,26 @@ def _probe(system: ODESystem) -> None:
     t = torch.zeros((), dtype=torch.float64)
     out = call_vector_field(system, t, x, p)
     check_batched(system, t, x, p, out)
+
+
+def _initial_box(given: Any, state_names: Sequence[str]) -> tuple[tuple[float, float], ...]:
+    """``initial_box`` as one ``(low, high)`` per state: from a sequence in state order or a dict
+    keyed by state name (default ``(-1, 1)`` each)."""
+    dim = len(state_names)
+    if not given:
+        return ((-1.0, 1.0),) * dim
+    if isinstance(given, Mapping):
+        unknown = sorted(set(given) - set(state_names))
+        if unknown or len(given) != dim:
+            raise ConfigError(f"initial_box as a dict needs one (low, high) for each state "
+                              f"{list(state_names)}; got keys {list(given)}")
+        given = [given[n] for n in state_names]
+    try:
+        box = tuple((float(lo), float(hi)) for lo, hi in given)
+    except (TypeError, ValueError):
+        raise ConfigError(f"initial_box must give one (low, high) pair of numbers per state "
+                          f"{list(state_names)}, as a sequence or a dict by state name; "
+                          f"got {given!r}") from None
+    if len(box) != dim or not all(lo <= hi for lo, hi in box):
+        raise ConfigError(f"initial_box must have {dim} pairs with low <= high; got {given!r}")
+    return box

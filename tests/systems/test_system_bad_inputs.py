@@ -218,3 +218,11 @@ def test_from_callable_takes_a_spec_or_keywords_not_both():
         from_callable(_decay, name="d")
     with pytest.raises(ConfigError, match="must be a flowsim.systems.CallableSpec"):
         from_callable(_decay, {"name": "d"})
+
+
+def test_initial_box_by_state_name_and_bad_boxes():
+    s = from_callable(_decay, name="d", state_names=["x"], params={"k": 1.0}, initial_box={"x": (0.5, 2.0)})
+    assert s.initial_box == ((0.5, 2.0),)
+    for bad in ({"y": (0, 1)}, [("a", "b")], [(0, 1), (0, 1)], [(2, 1)]):
+        with pytest.raises(ConfigError, match="initial_box"):
+            from_callable(_decay, name="d", state_names=["x"], params={"k": 1.0}, initial_box=bad)
