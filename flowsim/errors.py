@@ -20,6 +20,7 @@ __all__ = [
     "VectorFieldError",
     "ExtrapolationWarning",
     "FailedTrajectoryWarning",
+    "MemoryBudgetError",
 ]
 
 
@@ -103,3 +104,7 @@ class FailedTrajectoryWarning(UserWarning):
     >>> issubclass(flowsim.FailedTrajectoryWarning, UserWarning)  # silence with warnings.filterwarnings
     True
     """
+
+
+class MemoryBudgetError(FlowsimError, MemoryError):
+    """A request that cannot fit in the device's memory however it is chunked."""

@@ -12,11 +12,14 @@ from .flowmap import FlowMapConfig as FlowMapConfig
 from .networks import FourierEmbedding as FourierEmbedding
 from .protocol import FlowMapLike as FlowMapLike
 from .protocol import check_flowmap_like as check_flowmap_like
+from .throughput import Precision as Precision
+from .throughput import auto_chunk_size as auto_chunk_size
+from .throughput import free_memory as free_memory
 from .transforms import ParamTransform as ParamTransform
 from .transforms import StateTransform as StateTransform
 
 __all__ = [
     "FlowMap", "FlowMapConfig", "FlowMapEnsemble", "FlowMapLike", "FourierEmbedding", "JumpFn",
     "ParamTransform", "StateTransform", "check_flowmap_like", "compose_jumps", "compose_on_grid",
-    "jump_times", "n_jumps",
+    "jump_times", "n_jumps", "Precision", "auto_chunk_size", "free_memory",
 ]

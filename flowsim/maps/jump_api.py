@@ -14,6 +14,7 @@ from torch import Tensor
 from ..errors import ConfigError, ExtrapolationWarning, ParameterError, ShapeError, TimeGridError
 from ..systems.checks import refuse_complex
 from .compose import compose_jumps, compose_on_grid, n_jumps
+from .throughput import Precision, auto_chunk_size, precision_context, run_chunked
 
 __all__ = ["JumpAPI", "EXTRAPOLATION_SLACK"]
 
@@ -90,6 +91,8 @@ class JumpAPI:
         p: Tensor | dict | None = None,
         *,
         allow_extrapolation: bool | None = None,
+        chunk_size: int | None = None,
+        precision: Precision | str | None = None,
     ) -> Tensor:
         """Jump states ``x`` from times ``s`` to times ``t`` in one evaluation.
 
@@ -105,6 +108,14 @@ class JumpAPI:
             ``None`` (default): parameters outside the trained range are refused; a jump
             longer than :attr:`jump_limit` warns and is composed of jumps of at most
             :attr:`max_jump`. ``True``: both accepted, in one evaluation. ``False``: both refused.
+        chunk_size:
+            States per network call. ``None`` (default): the whole batch when its activations
+            fit in a quarter of the free device memory, else chunks that do
+            (:func:`flowsim.maps.throughput.auto_chunk_size`); the result is the same.
+        precision:
+            ``"float32"`` (default: the map's dtype), ``"bfloat16"`` (autocast: faster on
+            recent hardware, less accurate; ``benchmarks/throughput.py`` measures by how much)
+            or ``"tf32"`` (CUDA matmuls). The output is in the map's dtype.
 
         Returns
         -------
@@ -121,6 +132,10 @@ class JumpAPI:
             a jump longer than :attr:`jump_limit`.
         ParameterError
             Unknown names, values outside their domain or the trained range.
+        MemoryBudgetError
+            The inputs and outputs of the batch alone do not fit in the device's free memory.
+        ConfigError
+            A bad ``chunk_size`` or ``precision``.
 
         Warns
         -----
@@ -136,9 +151,14 @@ class JumpAPI:
         """
         x, s_, t_, p_ = self._check(x, s, t, p, allow_extrapolation)
         n = self._jumps_needed(s_, t_, allow_extrapolation)
-        if n > 1:
-            return compose_jumps(self.forward, x, s_, t_, p_, n=n)
-        return self.forward(s_, t_, x, p_)
+
+        def one(s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+            return compose_jumps(self.forward, x, s, t, p, n=n) if n > 1 else self.forward(s, t, x, p)
+
+        chunk = self._chunk(x.shape[0], chunk_size, outputs=1)
+        with precision_context(precision, x.device):
+            out = run_chunked(one, chunk, s_, t_, x, p_)
+        return out.to(self.dtype)
 
     def odeint(
         self,
@@ -148,6 +168,8 @@ class JumpAPI:
         *,
         max_jump: float | None = None,
         allow_extrapolation: bool | None = None,
+        chunk_size: int | None = None,
+        precision: Precision | str | None = None,
     ) -> Tensor:
         """Drop-in for ``torchdiffeq.odeint(func, x0, t)``: states at every time in ``t``.
 
@@ -167,8 +189,8 @@ class JumpAPI:
             One longer than :attr:`jump_limit` extrapolates: it warns
             (:class:`~flowsim.errors.ExtrapolationWarning`), or is refused with
             ``allow_extrapolation=False``.
-        allow_extrapolation:
-            As for :meth:`jump`.
+        allow_extrapolation, chunk_size, precision:
+            As for :meth:`jump` (chunks are of trajectories).
 
         Returns
         -------
@@ -214,9 +236,27 @@ class JumpAPI:
                 raise TimeGridError(f"{what}; give max_jump <= {self.max_jump:.4g} (or None)")
             warnings.warn(f"{what}; give max_jump <= {self.max_jump:.4g} (or None), or pass "
                           "allow_extrapolation=True", ExtrapolationWarning, stacklevel=2)
-        return compose_on_grid(self.forward, x0, t, p_, max_jump=hmax)
+        chunk = self._chunk(x0.shape[0], chunk_size, outputs=t.shape[1])
+        with precision_context(precision, x0.device):
+            out = run_chunked(lambda x, tt, pp: compose_on_grid(self.forward, x, tt, pp, max_jump=hmax),
+                              chunk, x0, t, p_, out_dim=1)
+        return out.to(self.dtype)
 
     # ------------------------------------------------------------------ validation
+    def _chunk(self, n: int, chunk_size: int | None, outputs: int) -> int:
+        """States per network call: ``chunk_size`` checked, or sized from the free memory."""
+        if chunk_size is not None:
+            if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+                raise ConfigError(f"chunk_size must be a positive integer or None; got {chunk_size!r}")
+            return chunk_size
+        item = torch.finfo(self.dtype).bits // 8
+        dim, n_params = self.config.dim, self.system.n_params
+        widths = sum(m.out_features for m in self.modules() if isinstance(m, torch.nn.Linear))
+        # activations (kept for autograd when gradients are on), inputs and outputs per state
+        per_state = item * 4 * max(widths, 1)
+        io = item * (dim * (1 + outputs) + 2 + n_params)
+        return auto_chunk_size(per_state, io, n, self.device)
+
     def _check_x(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
             raise ShapeError(f"x must be a torch.Tensor of shape (batch, {self.config.dim})")

@@ -1,0 +1,123 @@
+"""Jump throughput: states per second against batch size, float32 and bfloat16, error beside it.
+
+One jump of a 3-state system (SIR) through the default-sized 128×6 flow map, for batches from 10³
+up to ``--max-batch`` states, timed as the minimum of ``--repeats`` runs after a warm-up, under
+``torch.no_grad``. The map's weights are random (throughput does not depend on training); the
+error column is what bfloat16 inference changes: the median normalised difference between the
+bf16 and float32 outputs, in units of each state's standard deviation over the batch, next to
+the median normalised length of the jump itself. Big batches go through ``jump``'s automatic
+chunking (``flowsim.maps.auto_chunk_size``), as a user's call would.
+
+    python benchmarks/throughput.py                        # CPU, up to 10^6 states (~2 min, idle)
+    python benchmarks/throughput.py --device cuda --max-batch 100000000
+    python benchmarks/throughput.py --smoke --results-dir /tmp/bench-smoke
+
+Writes ``benchmarks/results/throughput/<date>-<commit>[-<tag>].json`` and ``.png``
+(``benchmarks/_record.py``), with the machine's load before timing (``flowsim.analysis.machine_load``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import flowsim
+from flowsim.analysis import machine_load
+from flowsim.metrics import normalised_error, state_std
+
+try:
+    from . import _record
+except ImportError:  # run as a script
+    import _record
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(fm: flowsim.FlowMap, n: int, precision: str, repeats: int, device: torch.device) -> dict:
+    """Time one jump of ``n`` SIR states; return states/s and the outputs' error columns."""
+    g = torch.Generator().manual_seed(n)
+    x = fm.system.sample_initial(n, generator=g).to(device=device, dtype=fm.dtype)
+    p = fm.sample_params(n, generator=g).to(device=device, dtype=fm.dtype)
+    t = torch.full((n,), 0.5 * fm.max_jump, device=device, dtype=fm.dtype)
+    s = torch.zeros_like(t)
+    with torch.no_grad():
+        fm.jump(x[:1024], s[:1024], t[:1024], p[:1024], precision=precision)  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            y = fm.jump(x, s, t, p, precision=precision)
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+    return {"n": n, "precision": precision, "seconds": best, "states_per_s": n / best, "y": y, "x": x}
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    fm = flowsim.FlowMap("sir", width=128, depth=6).to(device)
+    with torch.no_grad():            # the last layer starts at zero: random weights for realism
+        for w in fm.parameters():
+            w.add_(0.05 * torch.randn_like(w))
+    sizes = [10**k for k in range(3, 20) if 10**k <= args.max_batch]
+    load = machine_load()
+    rows = []
+    for n in sizes:
+        f32 = measure(fm, n, "float32", args.repeats, device)
+        b16 = measure(fm, n, "bfloat16", args.repeats, device)
+        sigma = state_std(f32["y"].double().cpu())
+        dev_b16 = normalised_error(b16["y"].double().cpu(), f32["y"].double().cpu(), sigma).median()
+        step = normalised_error(f32["y"].double().cpu(), f32["x"].double().cpu(), sigma).median()
+        for r in (f32, b16):
+            rows.append({k: v for k, v in r.items() if k not in ("y", "x")})
+        rows[-1]["median_normalised_difference_from_float32"] = float(dev_b16)
+        rows[-1]["median_normalised_jump_length"] = float(step)
+        print(f"{n:>11,d}  float32 {f32['states_per_s']:.3g}/s  bfloat16 {b16['states_per_s']:.3g}/s  "
+              f"bf16 deviation {float(dev_b16):.2e} of a jump of {float(step):.2e} (normalised)")
+    return {"system": "sir", "network": "mlp 128x6", "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch_threads": torch.get_num_threads(), "machine_load": load.to_dict(), "rows": rows}
+
+
+def plot(results: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for prec, style in (("float32", "o-"), ("bfloat16", "s--")):
+        r = [row for row in results["rows"] if row["precision"] == prec]
+        ax.loglog([x["n"] for x in r], [x["states_per_s"] for x in r], style, label=prec)
+    ax.set_xlabel("states per call")
+    ax.set_ylabel("states per second (one jump)")
+    ax.set_title(f"Jump throughput, 128x6 map, SIR, {results['device_name']}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-batch", type=int, default=10**6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="10^3-10^4 states, one repeat")
+    _record.add_arguments(parser)
+    args = parser.parse_args()
+    if args.smoke:
+        args.max_batch, args.repeats = 10**4, 1
+    results = run(args)
+    path = _record.record("throughput", results, tag=args.tag, figure=plot(results),
+                          results_dir=args.results_dir)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
