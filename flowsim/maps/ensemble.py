@@ -30,7 +30,9 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
     The average is taken in the first member's normalised coordinates (per-state
     standardisation; log-standardised states are averaged geometrically, so positive states
     stay positive). ``X(s, s, x) = x`` holds exactly, as it does for every member. A jump costs
-    ``K`` network evaluations.
+    ``K`` network evaluations; without gradients, members of one architecture and normalisation
+    (:attr:`stackable`) run as one ``torch.func.vmap`` call over their stacked weights (one
+    launch per layer on a GPU instead of ``K``; about the same time as the loop on a CPU).
 
     Arguments
     ---------
@@ -103,12 +105,55 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
         return self.members[0].param_transform
 
     # ------------------------------------------------------------------ core
+    @property
+    def stackable(self) -> bool:
+        """Whether the members share one architecture (same configuration up to the seed) and
+        the same normalisation (equal buffers: state and parameter transforms, velocity scale),
+        so that :meth:`forward` evaluates all of them in one batched call (``torch.func.vmap``
+        over their stacked weights) when no gradient is needed. Otherwise they run one by one."""
+        first = self.members[0]
+        cfg = {k: v for k, v in first.config.to_dict().items() if k != "seed"}
+        buffers = dict(first.named_buffers())
+        for m in self.members[1:]:
+            if {k: v for k, v in m.config.to_dict().items() if k != "seed"} != cfg:
+                return False
+            other = dict(m.named_buffers())
+            if other.keys() != buffers.keys() or not all(
+                    other[k].shape == v.shape and torch.equal(other[k], v) for k, v in buffers.items()):
+                return False
+        return True
+
+    def _stacked(self) -> dict[str, Tensor]:
+        """The members' weights stacked along a new first dimension, cached until any of them
+        changes (training, ``load_state_dict``, ``.to``)."""
+        key = tuple((id(t), t._version, t.device) for m in self.members for t in m.parameters())
+        cache = getattr(self, "_stack_cache", None)
+        if cache is None or cache[0] != key:
+            params, _ = torch.func.stack_module_state(list(self.members))
+            object.__setattr__(self, "_stack_cache", (key, params))
+            cache = self._stack_cache
+        return cache[1]
+
+    def _outputs(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
+        """Every member's jump ``(members, batch, dim)``: one vmapped call over the stacked
+        members under ``torch.no_grad`` (one launch per layer on a GPU instead of ``K``), a loop
+        where gradients are needed or the members differ in architecture."""
+        if torch.is_grad_enabled() or not self.stackable:
+            return torch.stack([m(s, t, x, p) for m in self.members])
+        base = self.members[0]
+        buffers = dict(base.named_buffers())
+
+        def one(params: dict) -> Tensor:
+            return torch.func.functional_call(base, (params, buffers), (s, t, x, p))
+
+        return torch.vmap(one)(self._stacked())
+
     def _displacements(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         """Every member's displacement in normalised coordinates, ``(members, batch, dim)``
         (exactly zero for a zero jump)."""
         tr = self.state_transform
         z0 = tr.encode(x)
-        return torch.stack([tr.encode(m(s, t, x, p)) - z0 for m in self.members])
+        return tr.encode(self._outputs(s, t, x, p)) - z0
 
     def forward(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         """Unchecked average jump (see :meth:`FlowMap.forward` for the shapes)."""
