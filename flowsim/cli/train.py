@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from typing import Any
 
 from ..errors import ConfigError
@@ -86,6 +87,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="checkpoint directory")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ddp", action="store_true",
+                   help="data-parallel over the processes torchrun starts (torchrun --nproc-per-node N "
+                        "-m flowsim train --ddp ...); --batch-size is the global batch, split over them")
     p.set_defaults(func=run, steps_given=False)
 
 
@@ -112,8 +116,21 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --system NAME (physics objectives) and/or --store STORE (data)")
     if args.members == 1 and args.workers is not None:
         raise ConfigError("--workers is for ensembles; give --members 2 or more with it")
+    if args.ddp and args.members > 1:
+        raise ConfigError("--ddp trains one map across processes; give --members 1 with it")
     device = check_device(args.device)
     check_output(args.out)
+    ranks = None
+    if args.ddp:
+        from ..train.distributed import check_batch, init_from_env
+
+        ranks = init_from_env(device)
+        check_batch(args.batch_size, ranks)
+        if device is not None and device.startswith("cuda"):  # one GPU per process
+            device = f"cuda:{os.environ['LOCAL_RANK']}"
+        if ranks.is_main:
+            print(f"data-parallel over {ranks.world_size} processes: "
+                  f"{args.batch_size // ranks.world_size} samples each per step")
     config = _config(args)
     data = None
     if args.store:
@@ -143,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         # workers open the store themselves rather than receive its arrays
         res = fit_ensemble(fm, objective, args.store or data, members=args.members,
                            workers=args.workers, **kw)
-    print(f"saved {args.out}; validation: "
-          + ", ".join(f"{k}={v:.2e}" for k, v in res.metrics.items()))
+    if ranks is None or ranks.is_main:
+        print(f"saved {args.out}; validation: "
+              + ", ".join(f"{k}={v:.2e}" for k, v in res.metrics.items()))
     return 0

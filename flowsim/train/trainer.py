@@ -20,6 +20,7 @@ from .._utils import atomic_path
 from ..errors import CheckpointError, ConfigError
 from ..maps.flowmap import FlowMap
 from . import checkpoint as ckpt
+from . import distributed
 from ._provenance import fingerprint_diff
 from .batches import BatchKind, BatchSampler, check_needs
 from .config import RESUME_MAY_DIFFER, FitConfig, warn_if_tf32
@@ -200,10 +201,13 @@ def _loop(run: _Run, progress: bool | Callable[[int], None]) -> int:
     """Train from ``run.start`` to ``config.steps`` (or until the time budget is spent);
     return the steps done."""
     cfg = run.config
+    ranks = distributed.current()
+    distributed.check_batch(cfg.batch_size, ranks)
     every = cfg.checkpoint_every or max(cfg.steps // 10, 1)
     bar = None
     report = progress if callable(progress) else None
-    if progress and report is None:
+    save = run.ckdir is not None and ranks.is_main      # data-parallel: rank 0 writes
+    if progress and report is None and ranks.is_main:
         from tqdm.auto import tqdm
 
         desc = f"fit {run.fm.config.system}"
@@ -227,11 +231,11 @@ def _loop(run: _Run, progress: bool | Callable[[int], None]) -> int:
             bar.update(1)
         if report is not None:
             report(done)
-        if run.ckdir is not None and (done % every == 0 or done == cfg.steps):
+        if save and (done % every == 0 or done == cfg.steps):
             _save(run, done)
     if bar is not None:
         bar.close()
-    if done < cfg.steps and run.ckdir is not None:  # stopped by the time budget
+    if done < cfg.steps and save:  # stopped by the time budget
         _save(run, done)
     return done
 
@@ -267,13 +271,15 @@ def _step(run: _Run, step: int, scale: float, frac: float) -> tuple[Tensor, dict
     run.sampler.set_states_max_jump(lo + (hi - lo) * min(1.0, 0.1 + 0.9 * frac / 0.5))
     batches: dict[BatchKind, Any] = {}
     terms: dict[str, Tensor] = {}
+    ranks = distributed.current()  # data-parallel: this rank's slice of the global batch
     for o, kind in zip(run.objs, run.kinds):
         if kind not in batches:
-            batches[kind] = run.sampler.draw(kind, o)
+            batches[kind] = distributed.shard(run.sampler.draw(kind, o), ranks)
         terms[o.name] = o(fm, batches[kind])
     loss = sum(o.weight * terms[o.name] for o in run.objs)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
+    distributed.average_gradients(list(fm.parameters()), ranks)
     gnorm = torch.nn.utils.clip_grad_norm_(fm.parameters(), cfg.clip)
     run.opt.step()
     d = min(cfg.ema_decay, (1 + step) / (10 + step))
