@@ -268,6 +268,16 @@ class JumpAPI:
             )
         if not torch.isfinite(x).all():
             raise ShapeError("x contains NaN or inf; pass finite states")
+        logged = getattr(getattr(self, "state_transform", None), "log_mask", None)
+        if logged is not None and bool(logged.any()):
+            bad = (x <= 0) & logged.to(x.device)
+            if bool(bad.any()):
+                row, col = (int(v) for v in bad.nonzero()[0])
+                name = self.system.state_names[col]
+                raise ShapeError(
+                    f"state {name} = {float(x[row, col]):.3g} (row {row}) is not positive, but this map "
+                    f"log-standardises {name} (it was trained on positive values only); give a small "
+                    "positive value (e.g. 1e-9 instead of 0) or train a map with log_states=False")
         if x.device != self.device:
             raise ShapeError(f"x is on {x.device} but the flow map on {self.device}")
         return x

@@ -273,12 +273,16 @@ def default_validation(fm: FlowMap, max_jump: float, seed: int) -> TrajectoryBan
 
 def _log_mask(fm: FlowMap, bank: TrajectoryBank) -> list[bool]:
     """Log-standardise states the map already logs, and positive states whose data span more
-    than two decades (populations, concentrations)."""
+    than two decades (populations, concentrations) — unless the system's initial states may
+    start at zero (SIR's recovered class, a species not yet made): a user jumps from there, and
+    a log-standardised state cannot be zero."""
     mask = fm.state_transform.log_mask.tolist()
     if fm.system.positive:
         flat = bank.x.reshape(-1, bank.x.shape[-1])
         lo, hi = flat.amin(0), flat.amax(0)
-        mask = [m or bool(a > 0 and b > 100 * a) for m, a, b in zip(mask, lo.tolist(), hi.tolist())]
+        starts = [float(a) for a, _ in fm.system.initial_box] if fm.system.initial_box else [1.0] * len(mask)
+        mask = [m or bool(a > 0 and b > 100 * a and z > 0)
+                for m, a, b, z in zip(mask, lo.tolist(), hi.tolist(), starts)]
     return mask
 
 

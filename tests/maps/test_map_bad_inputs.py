@@ -153,3 +153,20 @@ def test_compose_on_grid_counts_the_jumps_of_all_intervals():
     assert compose_on_grid(step, x0, grid, torch.zeros(2, 0), max_jump=0.1).shape == (11, 2, 1)
     with pytest.raises(ConfigError, match="would take 1.1e\\+07 jumps"):
         compose_on_grid(step, x0, grid, torch.zeros(2, 0), max_jump=1e-7 / 1.1)
+
+
+def test_a_log_standardised_state_refuses_zero_and_data_do_not_log_a_state_that_starts_at_zero():
+    """SIR's recovered class starts at 0: fit must not log-standardise it however its data span,
+    and a map that logs a state refuses a zero there instead of jumping from log(0)."""
+    sys_ = flowsim.get_system("sir")
+    x = sys_.sample_initial(16, generator=0)
+    x[0, 2] = 1e-4                          # R spans four decades in the data
+    sol = flowsim.reference_solve(sys_, x, torch.linspace(0, 40, 21))
+    fm = flowsim.FlowMap(sys_, width=8, depth=1)
+    flowsim.fit(fm, "pairs", sol, steps=2, batch_size=32, progress=False)
+    assert fm.state_transform.log_mask.tolist()[2] is False
+    x0 = torch.tensor([[0.99, 0.01, 0.0]])
+    assert torch.isfinite(fm.jump(x0, 0.0, 5.0)).all()
+    logged = flowsim.FlowMap(sys_, width=8, depth=1, log_states=[False, True, True])
+    with pytest.raises(ShapeError, match="state R = 0 .* log-standardises R"):
+        logged.jump(x0, 0.0, 5.0)
