@@ -20,6 +20,7 @@ __all__ = [
     "VectorFieldError",
     "ExtrapolationWarning",
     "FailedTrajectoryWarning",
+    "UnsupportedModelError",
 ]
 
 
@@ -101,5 +102,18 @@ class FailedTrajectoryWarning(UserWarning):
     --------
     >>> import warnings, flowsim
     >>> issubclass(flowsim.FailedTrajectoryWarning, UserWarning)  # silence with warnings.filterwarnings
+    True
+    """
+
+
+class UnsupportedModelError(ConfigError):
+    """An SBML model uses a construct that flowsim does not translate (events, delays, algebraic
+    rules, fast reactions, variable compartments, …); the message names the construct and the
+    element's id.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> issubclass(flowsim.errors.UnsupportedModelError, flowsim.errors.ConfigError)
     True
     """
