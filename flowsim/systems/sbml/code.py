@@ -39,12 +39,13 @@ def vector_field_source(eq: ModelEquations, free: Sequence[str], values: dict[st
     rules = {k: v for k, v in eq.rules.items() if not k.startswith("#")}
     lines = ["def vector_field(t, x, p):",
              "    z = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)"]
-    lines += [f"    {mangle(k)} = p[:, {j}]" for j, k in enumerate(free)]
+    lines += [f"    {eq.local_names.get(k, mangle(k))} = p[:, {j}]" for j, k in enumerate(free)]
     fixed = [k for k, kind in eq.kinds.items()
              if kind in ("species", "parameter", "compartment", "reference")
              and k not in free and k not in derived and k not in eq.states and k not in rules]
     lines += [f"    {mangle(k)} = {values[k]!r}" for k in fixed]
-    lines += [f"    {k} = {v!r}" for k, v in eq.locals.items()]
+    promoted = {eq.local_names[k] for k in free if k in eq.local_names}
+    lines += [f"    {k} = {v!r}" for k, v in eq.locals.items() if k not in promoted]
     lines += [f"    {mangle(k)} = x[:, {i}]" for i, k in enumerate(eq.states)]
     eqs = {k: eq.initial[k] for k in derived}
     eqs.update(rules)

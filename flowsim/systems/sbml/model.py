@@ -44,6 +44,7 @@ class ModelEquations:
     rules: dict[str, tuple[str, set[str]]]  # assignment rules and reaction rates
     rates: dict[str, str]  # state id -> source of d(state)/dt
     locals: dict[str, float] = field(default_factory=dict)  # mangled local parameter -> value
+    local_names: dict[str, str] = field(default_factory=dict)  # "reaction.local" -> mangled name
     uses_time: set[str] = field(default_factory=set)
     time_dependent: bool = False  # a rule or kinetic law uses time
 
@@ -157,6 +158,10 @@ def equations(model) -> ModelEquations:  # noqa: C901 - one pass over the model'
                 raise ConfigError(f"local parameter {lp.getId()} of reaction {r.getId()} has no value; "
                                   "give it a value")
             eq.locals[lname] = float(lp.getValue())
+            qual = f"{r.getId()}.{lp.getId()}"
+            eq.local_names[qual] = lname
+            eq.kinds[qual], eq.names[qual] = "local", lp.getName() if lp.isSetName() else ""
+            eq.units[qual] = lp.getUnits() if lp.isSetUnits() else ""
         tr = Translator(local, f"reaction {r.getId()}", fids)
         src, deps, has_t = _translate(tr, kl.getMath(), libsbml)
         eq.time_dependent |= has_t
@@ -196,7 +201,7 @@ def equations(model) -> ModelEquations:  # noqa: C901 - one pass over the model'
                           "species and there is no rate rule); there is no ODE to solve")
     ruled = set(eq.rules) | set(eq.initial)
     eq.candidates = [el.getId() for el in (*model.getListOfParameters(), *model.getListOfCompartments())
-                     if el.getId() not in ruled and el.getId() not in rate_rules]
+                     if el.getId() not in ruled and el.getId() not in rate_rules] + list(eq.local_names)
     _check_defined(eq)
     _check_compartments(eq)
     return eq
@@ -240,7 +245,7 @@ def _check_defined(eq: ModelEquations) -> None:
             if missing:
                 where = target.lstrip("#") if target.startswith("#") else f"{what} {target}"
                 raise ConfigError(f"{where} uses undefined symbol(s) {missing}; every symbol must be a "
-                                  "compartment, species, parameter, reaction or species reference of the model")
+                                  "compartment, species, parameter, reaction or species reference")
         for target in table:
             if not target.startswith("#") and target not in known:
                 raise ConfigError(f"{what} {target}: {target!r} is not a compartment, species or "
@@ -293,9 +298,11 @@ def initial_values(eq: ModelEquations, free: dict[str, float]) -> dict[str, floa
     eqs.update(eq.initial)
     eqs.update({k: v for k, v in eq.rules.items() if not k.startswith("#")})
     for k, v in free.items():
-        eqs[k] = (repr(float(v)), set())
+        if k not in eq.local_names:
+            eqs[k] = (repr(float(v)), set())
     missing = sorted(k for k, kind in eq.kinds.items() if kind in ("species", "parameter", "compartment")
                      and k not in eqs)
+    local = {q: eq.locals[n] for q, n in eq.local_names.items()}
     if missing:
         raise ConfigError(f"no initial value for {', '.join(f'{eq.kinds[k]} {k}' for k in missing)}: give "
                           "each an initial amount / concentration / value / size or an initial assignment")
@@ -303,6 +310,7 @@ def initial_values(eq: ModelEquations, free: dict[str, float]) -> dict[str, floa
     for src in eq.functions:
         exec(src, env)  # noqa: S102 - code generated from the model's math, not user Python
     env.update(eq.locals)
+    env.update({eq.local_names[k]: float(v) for k, v in free.items() if k in eq.local_names})
     env["t"] = torch.zeros((), dtype=torch.float64)
     values: dict[str, float] = {}
     for k in toposort(eqs, "initial assignments and assignment rules"):
@@ -312,4 +320,5 @@ def initial_values(eq: ModelEquations, free: dict[str, float]) -> dict[str, floa
             val = math.nan
         env[mangle(k)] = val
         values[k] = float(val)
+    values.update({k: float(free.get(k, v)) for k, v in local.items()})
     return values

@@ -15,7 +15,7 @@ from ...errors import ConfigError, ParameterError, UnsupportedModelError
 from ..base import ODESystem
 from ..checks import call_vector_field, check_batched, estimate_timescale
 from ..parameters import Parameter
-from .code import compile_vector_field
+from .code import compile_vector_field, derived_symbols
 from .model import ModelEquations, equations, initial_values
 from .read import read_document, unsupported_constructs
 
@@ -68,7 +68,8 @@ class SBMLSystem(ODESystem):
         return _draw(n, [q.prior for q in self.parameters], generator).to(dtype=dtype, device=device)
 
     def sample_initial(self, n: int, generator: torch.Generator | int | None = None, *,
-                       dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
+                       dtype: torch.dtype = torch.float64,
+                       device: torch.device | str | None = None) -> Tensor:
         """Draw ``n`` initial states log-uniformly inside :attr:`initial_box` (uniformly for
         states whose box reaches zero)."""
         return _draw(n, list(self.initial_box), generator).to(dtype=dtype, device=device)
@@ -134,7 +135,7 @@ def _box(v: float, f: float, given: Any, scale: float) -> tuple[float, float]:
 
 def _free(eq: ModelEquations, parameters: Sequence[str] | None, values: dict[str, float]) -> list[str]:
     if parameters is None:
-        return [k for k in eq.candidates if eq.kinds[k] == "parameter" and values.get(k, 0.0) > 0
+        return [k for k in eq.candidates if eq.kinds[k] in ("parameter", "local") and values.get(k, 0.0) > 0
                 and not math.isnan(values[k])]
     if isinstance(parameters, str):
         parameters = [parameters]
@@ -281,8 +282,9 @@ def _build(record: dict) -> tuple[dict, Any]:
     box = tuple(_box(v, fi, iranges.get(k), scale) for k, v in zip(eq.states, x0))
     f = compile_vector_field(eq, free, values)
     name = record["name"] or eq.model_id or "sbml_model"
-    fixed = {k: values[k] for k, kind in eq.kinds.items() if kind in ("parameter", "compartment")
-             and k not in free and k not in eq.states}
+    fixed = {k: values[k] for k, kind in eq.kinds.items() if kind in ("parameter", "compartment", "local")
+             and k not in free and k not in eq.states and k not in eq.rules
+             and k not in derived_symbols(eq, free)}
     table = dict(
         record=record, name=name, state_names=tuple(eq.states),
         units=tuple(eq.units.get(k, "") for k in eq.states), time_units=eq.time_units,
