@@ -12,7 +12,7 @@ import flowsim
 from flowsim.cli import main
 from flowsim.errors import ConfigError, ParameterError, UnsupportedModelError
 
-libsbml = pytest.importorskip("libsbml", reason="SBML import needs python-libsbml (pip install 'flowsim[sbml]')")
+libsbml = pytest.importorskip("libsbml", reason="SBML import needs python-libsbml: pip install flowsim[sbml]")
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sbml"
 GOOD = DATA / "BIOMD0000000507.xml"  # the toggle switch: 2 states
@@ -126,10 +126,11 @@ def test_cli_systems_simulate_info_train(tmp_path, capsys):
     ds = flowsim.open_store(store)
     assert ds.attrs["system"] == "MODEL1401190000" and tuple(ds.x.shape) == (6, 11, 2)
     system = flowsim.data.store_system(ds)  # rebuilt from the SBML text recorded in the store
-    assert system.state_names == ("species_1", "species_2") and isinstance(system, flowsim.systems.sbml.SBMLSystem)
+    assert system.state_names == ("species_1", "species_2")
+    assert isinstance(system, flowsim.systems.sbml.SBMLSystem)
     ckpt = tmp_path / "map"
-    assert main(["train", "--store", str(store), "--steps", "30", "--max-jump", "5", "--width", "16", "--depth", "2",
-                 "--out", str(ckpt), "--no-progress", "--device", "cpu"]) == 0
+    assert main(["train", "--store", str(store), "--steps", "30", "--max-jump", "5", "--width", "16",
+                 "--depth", "2", "--out", str(ckpt), "--no-progress", "--device", "cpu"]) == 0
     fm = flowsim.load(ckpt)  # the system again from the checkpoint's SBML record
     assert fm.system.param_names == system.param_names
     assert main(["train", "--sbml", str(GOOD), "--steps", "20", "--width", "16", "--depth", "2",

@@ -11,7 +11,7 @@ import torch
 
 import flowsim
 
-libsbml = pytest.importorskip("libsbml", reason="SBML import needs python-libsbml (pip install 'flowsim[sbml]')")
+libsbml = pytest.importorskip("libsbml", reason="SBML import needs python-libsbml: pip install flowsim[sbml]")
 
 T = torch.linspace(0.0, 2.0, 9, dtype=torch.float64)
 

@@ -12,9 +12,10 @@ import torch
 
 import flowsim
 
-libsbml = pytest.importorskip("libsbml", reason="SBML import needs python-libsbml (pip install 'flowsim[sbml]')")
+libsbml = pytest.importorskip("libsbml", reason="SBML import needs python-libsbml: pip install flowsim[sbml]")
 roadrunner = pytest.importorskip(
-    "roadrunner", reason="libroadrunner, the reference SBML simulator, is not installed (the dev extra has it)")
+    "roadrunner", reason="libroadrunner, the reference SBML simulator, is not installed (dev extra)"
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sbml"
 
