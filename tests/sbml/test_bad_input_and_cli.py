@@ -3,6 +3,7 @@ system through a Dask LocalCluster of worker processes, a store and a checkpoint
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,8 @@ def test_cli_systems_simulate_info_train(tmp_path, capsys):
                  "--out", str(store), "--sync", "--params", "prior", "--no-progress"]) == 0
     ds = flowsim.open_store(store)
     assert ds.attrs["system"] == "MODEL1401190000" and tuple(ds.x.shape) == (6, 11, 2)
+    info = json.loads(ds.attrs["system_json"])  # SBML names and units kept in the store's attrs
+    assert set(info["sbml_names"]) >= {"species_1", "parameter_1"} and "sbml_units" in info
     system = flowsim.data.store_system(ds)  # rebuilt from the SBML text recorded in the store
     assert system.state_names == ("species_1", "species_2")
     assert isinstance(system, flowsim.systems.sbml.SBMLSystem)
