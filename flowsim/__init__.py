@@ -15,6 +15,7 @@ from .errors import SolverError as SolverError
 from .errors import StoreError as StoreError
 from .errors import SystemNotFoundError as SystemNotFoundError
 from .errors import TimeGridError as TimeGridError
+from .errors import UnsupportedModelError as UnsupportedModelError
 from .errors import VectorFieldError as VectorFieldError
 from .maps import FlowMap as FlowMap
 from .maps import FlowMapEnsemble as FlowMapEnsemble
@@ -26,6 +27,7 @@ from .solve import reference_solve as reference_solve
 from .systems import ODESystem as ODESystem
 from .systems import Parameter as Parameter
 from .systems import from_callable as from_callable
+from .systems import from_sbml as from_sbml
 from .systems import get_system as get_system
 from .systems import list_systems as list_systems
 from .systems import register_system as register_system
@@ -56,6 +58,7 @@ __all__ = [
     "StoreError",
     "SystemNotFoundError",
     "TimeGridError",
+    "UnsupportedModelError",
     "VectorFieldError",
     "analysis",
     "data",
@@ -71,6 +74,7 @@ __all__ = [
     "fit",
     "fit_ensemble",
     "from_callable",
+    "from_sbml",
     "load",
     "save",
     "train",

@@ -21,6 +21,7 @@ __all__ = [
     "ExtrapolationWarning",
     "FailedTrajectoryWarning",
     "MemoryBudgetError",
+    "UnsupportedModelError",
 ]
 
 
@@ -108,3 +109,16 @@ class FailedTrajectoryWarning(UserWarning):
 
 class MemoryBudgetError(FlowsimError, MemoryError):
     """A request that cannot fit in the device's memory however it is chunked."""
+
+
+class UnsupportedModelError(ConfigError):
+    """An SBML model uses a construct that flowsim does not translate (events, delays, algebraic
+    rules, fast reactions, variable compartments, …); the message names the construct and the
+    element's id.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> issubclass(flowsim.errors.UnsupportedModelError, flowsim.errors.ConfigError)
+    True
+    """

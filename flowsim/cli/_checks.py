@@ -147,11 +147,18 @@ def check_scheduler(address: str | None, option: str = "--scheduler") -> str | N
     return text
 
 
-def get_cli_system(name: str) -> Any:
+def get_cli_system(name: str | None, sbml: str | None = None) -> Any:
     """The ODESystem a command line names: a catalogue name or an import path
-    (``mypkg.models:make_system``)."""
-    from ..systems import get_system
+    (``mypkg.models:make_system``), or an SBML file (``--sbml model.xml``)."""
+    from ..systems import from_sbml, get_system
     from ..systems.imports import is_import_path, resolve_system
+
+    if sbml:
+        if name:
+            raise ConfigError(f"give either a system ({name}) or --sbml {sbml}, not both")
+        return from_sbml(sbml)
+    if not name:
+        raise ConfigError("name a system (a catalogue name or an import path) or give --sbml MODEL.xml")
 
     if is_import_path(name):
         return resolve_system(name)

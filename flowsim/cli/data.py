@@ -46,7 +46,10 @@ def add_parser(subparsers: Any) -> None:
         "simulate", help="simulate an ensemble of trajectories into a zarr store (Dask-parallel)",
         description="Solve an ensemble with the reference solver, one Dask task per chunk, into a "
                     "zarr store. Rerunning the same command resumes an interrupted run.")
-    p.add_argument("system", help=SYSTEM_HELP)
+    p.add_argument("system", nargs="?", default=None, help=SYSTEM_HELP)
+    p.add_argument("--sbml", metavar="MODEL.xml", default=None,
+                   help="simulate an SBML model instead of a named system (flowsim.from_sbml; the "
+                        "model is recorded in the store)")
     p.add_argument("--n", type=positive_int, required=True, help="number of trajectories")
     p.add_argument("--t-end", type=finite_float, required=True, help="last output time")
     p.add_argument("--n-times", type=positive_int, required=True,
@@ -104,7 +107,7 @@ def simulate(args: argparse.Namespace) -> int:
     client: Any = check_scheduler(args.scheduler) or None
     if args.sync:
         client = "sync"
-    system = get_cli_system(args.system)
+    system = get_cli_system(args.system, args.sbml)
     t = torch.linspace(args.t_start, args.t_end, args.n_times, dtype=torch.float64)
     simulate_ensemble(
         system, args.n, t, params=args.params, store=args.out, chunk_size=args.chunk_size,

@@ -12,6 +12,9 @@ def add_parser(subparsers: Any) -> None:
     """Add ``systems`` to an ``argparse`` subparsers object."""
     p = subparsers.add_parser("systems", help="list the catalogue of ODE systems")
     p.add_argument("-v", "--verbose", action="store_true", help="descriptions and citations")
+    p.add_argument("--sbml", metavar="MODEL.xml", default=None,
+                   help="describe an SBML model instead: its states, parameters, units and any "
+                        "constructs flowsim does not support")
     p.set_defaults(func=run)
 
 
@@ -23,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
     """Print the catalogue as a table (with ``args.verbose``: descriptions and citations)."""
     from ..systems import get_system, list_systems
 
+    if getattr(args, "sbml", None):
+        from .sbml import describe_sbml
+
+        return describe_sbml(args.sbml)
     if args.verbose:
         for name in list_systems():
             s = get_system(name)

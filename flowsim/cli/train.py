@@ -55,6 +55,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--system", help="catalogue name (physics objectives need the vector field) or "
                                     "the import path of your own system, mypkg.models:make_system "
                                     "(default with --store: the store's system)")
+    p.add_argument("--sbml", metavar="MODEL.xml", default=None,
+                   help="train on an SBML model (flowsim.from_sbml) instead of --system")
     p.add_argument("--store", help="trajectory store written by `flowsim simulate`")
     p.add_argument("--objective", help="pairs | physics | both | lsd | pairs+semigroup | … "
                                        "(default: pairs with --store, physics without)")
@@ -112,8 +114,9 @@ def run(args: argparse.Namespace) -> int:
     from ..maps import FlowMap
     from ..train import fit, fit_ensemble
 
-    if not args.system and not args.store:
-        raise ConfigError("give --system NAME (physics objectives) and/or --store STORE (data)")
+    if not args.system and not args.store and not args.sbml:
+        raise ConfigError("give --system NAME or --sbml MODEL.xml (physics objectives) and/or --store "
+                          "STORE (data)")
     if args.members == 1 and args.workers is not None:
         raise ConfigError("--workers is for ensembles; give --members 2 or more with it")
     if args.ddp and args.members > 1:
@@ -138,15 +141,15 @@ def run(args: argparse.Namespace) -> int:
 
         check_url(args.store, "--store")
         data = open_store(args.store)
-        if args.system:  # given explicitly: it must be the store's
-            system = get_cli_system(args.system)
+        if args.system or args.sbml:  # given explicitly: it must be the store's
+            system = get_cli_system(args.system, args.sbml)
             if system.name != str(data.attrs.get("system")):
-                raise ConfigError(f"--system {args.system} ({system.name}) does not match the "
+                raise ConfigError(f"--system {args.system or args.sbml} ({system.name}) does not match the "
                                   f"store's {data.attrs.get('system')}")
         else:
             system = store_system(data)
     else:
-        system = get_cli_system(args.system)
+        system = get_cli_system(args.system, args.sbml)
     objective = args.objective or ("pairs" if data is not None else "physics")
     # a map trained on a store covers the parameters the store holds, not the whole prior
     # (`flowsim evaluate` then evaluates where it was trained)

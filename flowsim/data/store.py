@@ -212,7 +212,7 @@ def store_system(ds: xr.Dataset) -> ODESystem:
     info = json.loads(ds.attrs.get("system_json", "{}"))
     try:
         return rebuild_system(str(ds.attrs["system"]), info.get("constructor"), info.get("import_path"),
-                              recorded_in="the store")
+                              recorded_in="the store", sbml=info.get("sbml"))
     except FlowsimError as err:
         raise StoreError(f"cannot rebuild the store's system: {err}; pass the ODESystem explicitly") from err
 

@@ -9,12 +9,14 @@ from .parameters import Parameter as Parameter
 from .registry import get_system as get_system
 from .registry import list_systems as list_systems
 from .registry import register_system as register_system
+from .sbml import from_sbml as from_sbml
 
 __all__ = [
     "CallableSpec",
     "ODESystem",
     "Parameter",
     "from_callable",
+    "from_sbml",
     "get_system",
     "list_systems",
     "register_system",

@@ -115,9 +115,10 @@ def system_spec(system: ODESystem) -> str | None:
 
 
 def rebuild_system(name: str, constructor: dict[str, Any] | None = None, spec: str | None = None,
-                   *, recorded_in: str | None = None) -> ODESystem:
-    """The system a store or checkpoint recorded: from its import path if one is recorded,
-    else the catalogue entry ``name`` with ``constructor`` arguments.
+                   *, recorded_in: str | None = None, sbml: dict[str, Any] | None = None) -> ODESystem:
+    """The system a store or checkpoint recorded: from its SBML record (``describe()["sbml"]``
+    of a :func:`~flowsim.from_sbml` system) or its import path if one is recorded, else the
+    catalogue entry ``name`` with ``constructor`` arguments.
 
     Raises
     ------
@@ -130,6 +131,10 @@ def rebuild_system(name: str, constructor: dict[str, Any] | None = None, spec: s
     >>> rebuild_system("van_der_pol", {"mu": 2.0}).defaults
     {'mu': 2.0}
     """
+    if sbml:
+        from .sbml import rebuild_sbml
+
+        return rebuild_sbml(sbml, constructor)
     if not spec:
         return get_system(name, **dict(constructor or {}))
     system = resolve_system(spec, recorded_in=recorded_in)

@@ -157,7 +157,7 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
     if system is None:
         try:
             system = rebuild_system(cfg.system, cfg.system_kwargs, meta.get("system", {}).get("import_path"),
-                                    recorded_in="the checkpoint")
+                                    recorded_in="the checkpoint", sbml=meta.get("system", {}).get("sbml"))
         except Exception as err:  # noqa: BLE001 - reported as a checkpoint problem
             raise CheckpointError(
                 f"checkpoint is for system {cfg.system!r}, which is not registered here ({err}); "
