@@ -108,7 +108,15 @@ class FailedTrajectoryWarning(UserWarning):
 
 
 class MemoryBudgetError(FlowsimError, MemoryError):
-    """A request that cannot fit in the device's memory however it is chunked."""
+    """A request that cannot fit in the device's memory however it is chunked (its inputs and
+    outputs alone exceed the free memory); raised before any work.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> issubclass(flowsim.errors.MemoryBudgetError, MemoryError)
+    True
+    """
 
 
 class UnsupportedModelError(ConfigError):
