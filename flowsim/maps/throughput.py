@@ -44,6 +44,12 @@ class Precision(str, enum.Enum):
     ``FLOAT32``: the map's own dtype (default). ``BFLOAT16``: the network under
     ``torch.autocast(dtype=torch.bfloat16)`` (CPU and CUDA); states, times and the output stay
     in the map's dtype. ``TF32``: CUDA matmuls in TF32 (no effect on a CPU).
+
+    Examples
+    --------
+    >>> from flowsim.maps import Precision
+    >>> Precision("bfloat16") is Precision.BFLOAT16
+    True
     """
 
     FLOAT32 = "float32"
@@ -91,6 +97,11 @@ def free_memory(device: torch.device) -> int:
     """Bytes free on ``device``: ``torch.cuda.mem_get_info`` on CUDA, ``MemAvailable`` of
     ``/proc/meminfo`` (or the OS's available pages) on a CPU; 4 GiB where neither can be read.
 
+    Arguments
+    ---------
+    device:
+        The device asked about.
+
     Examples
     --------
     >>> import torch
@@ -116,6 +127,22 @@ def free_memory(device: torch.device) -> int:
 def auto_chunk_size(bytes_per_state: int, io_bytes_per_state: int, n: int, device: torch.device) -> int:
     """States per chunk so that one chunk's activations take at most :data:`MEMORY_FRACTION` of
     the free memory left after the inputs and outputs of all ``n`` states.
+
+    Arguments
+    ---------
+    bytes_per_state:
+        Activation bytes one state needs in the network.
+    io_bytes_per_state:
+        Bytes of one state's inputs and outputs (kept for the whole request).
+    n:
+        States requested.
+    device:
+        Where they are evaluated.
+
+    Returns
+    -------
+    int
+        States per chunk, between 1 and ``min(n, MAX_CHUNK)``.
 
     Raises
     ------
