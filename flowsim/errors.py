@@ -20,6 +20,7 @@ __all__ = [
     "VectorFieldError",
     "ExtrapolationWarning",
     "FailedTrajectoryWarning",
+    "DataError",
 ]
 
 
@@ -103,3 +104,8 @@ class FailedTrajectoryWarning(UserWarning):
     >>> issubclass(flowsim.FailedTrajectoryWarning, UserWarning)  # silence with warnings.filterwarnings
     True
     """
+
+
+class DataError(FlowsimError, ValueError):
+    """Measured data that cannot be used as given: missing columns, NaN or infinite values,
+    duplicated or unsorted samples, unknown subjects or observables (:mod:`flowsim.steer`)."""

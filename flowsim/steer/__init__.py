@@ -4,6 +4,14 @@ Every answer computed through a flow map is checked with the reference solver be
 reported. The forward model both share is a :class:`Predictor` (:mod:`flowsim.steer.forward`).
 """
 
+from .datasets import THEOPH_CSV, load_theoph, theoph_observations
 from .forward import MapPredictor, Predictor, SolverPredictor, predictor
+from .likelihood import LogLikelihood, log_likelihood
+from .noise import Noise
+from .observations import Observations, PaddedObservations
+from .ranges import check_range, resolve_bounds, trained_range
 
-__all__ = ["Predictor", "MapPredictor", "SolverPredictor", "predictor"]
+__all__ = ["Predictor", "MapPredictor", "SolverPredictor", "predictor",
+           "Observations", "PaddedObservations", "Noise", "LogLikelihood", "log_likelihood",
+           "load_theoph", "theoph_observations", "THEOPH_CSV", "trained_range", "check_range",
+           "resolve_bounds"]
