@@ -109,3 +109,19 @@ def test_map_check_refuses_bad_draws():
     with pytest.raises(flowsim.ConfigError, match="n must"):
         posterior_map_check(ll, np.ones((5, 1)), n=0)
     assert math.isfinite(float(posterior_map_check(ll, np.full((3, 1), 1.0)).ess))
+
+
+def test_per_subject_posterior_has_a_subject_dimension():
+    rng = np.random.default_rng(3)
+    t = np.asarray(TIMES)
+    rows = []
+    for subject, omega in (("a", 0.8), ("b", 1.4)):
+        q = 0.9 * np.cos(omega * t) + SIGMA * rng.standard_normal(t.size)
+        rows.append(pd.DataFrame({"subject": subject, "time": t, "observable": "q", "value": q}))
+    obs = Observations(pd.concat(rows), "harmonic_oscillator", initial={"a": (0.9, 0.0), "b": (0.9, 0.0)})
+    post = sample_posterior(ExactFlowMap("harmonic_oscillator"), obs, params=["omega"], per_subject=True,
+                            noise=Noise(sigma=SIGMA), walkers=8, steps=300, check_draws=40)
+    assert post.idata.posterior["omega"].dims == ("chain", "draw", "subject")
+    means = post.summary["mean"].sel(param="omega")
+    assert abs(float(means.sel(subject="a")) - 0.8) < 0.05 and abs(float(means.sel(subject="b")) - 1.4) < 0.05
+    assert list(post.check.dim.values) == ["omega[a]", "omega[b]"]
