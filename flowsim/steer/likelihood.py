@@ -104,11 +104,23 @@ class LogLikelihood:
     def per_subject(self, theta: Tensor) -> Tensor:
         """The log-likelihood of every row of ``theta`` and subject: ``(batch, S)``."""
         theta = self._as_batch(theta)                                     # (B, S, n)
+        b, s, n = theta.shape
+        return self.rows(theta.reshape(b * s, n), torch.arange(s).repeat(b)).reshape(b, s)
+
+    def rows(self, theta: Tensor, subjects: Tensor) -> Tensor:
+        """The log-likelihood of ``theta[r]`` ``(R, n)`` for subject ``subjects[r]`` (indices
+        into ``observations.subjects``): ``(R,)``, all ``R`` forward problems in one call."""
+        theta = torch.as_tensor(theta).to(torch.float64)
+        subjects = torch.as_tensor(subjects, dtype=torch.long)
+        if theta.ndim != 2 or theta.shape[1] != len(self.params) or subjects.shape != theta.shape[:1]:
+            raise ShapeError(f"rows needs theta (R, {len(self.params)}) and subjects (R,); got "
+                             f"{tuple(theta.shape)} and {tuple(subjects.shape)}")
         outside = self._outside(theta)
         if bool(outside.any()):
-            theta = torch.where(outside[..., None], self._centre().to(theta), theta)
-        pred = self.predict(theta)                                        # (B, S, T, K)
-        ll = self.noise.log_density(self.padded.values, pred, self.padded.mask)
+            theta = torch.where(outside[:, None], self._centre().to(theta), theta)
+        pred = self._predict_rows(theta, subjects)                        # (R, T, K)
+        pad = self.padded
+        ll = self.noise.log_density(pad.values[subjects], pred[None], pad.mask[subjects])[0]
         if bool(outside.any()):
             ll = torch.where(outside, torch.full_like(ll, -torch.inf), ll)
         return ll
@@ -116,29 +128,31 @@ class LogLikelihood:
     def predict(self, theta: Tensor) -> Tensor:
         """Predicted observables ``(batch, S, T, K)`` (float64) at every padded observation time."""
         theta = self._as_batch(theta)
-        b, s, _ = theta.shape
+        b, s, n = theta.shape
+        out = self._predict_rows(theta.reshape(b * s, n), torch.arange(s).repeat(b))
+        return out.reshape(b, s, *out.shape[1:])
+
+    def _predict_rows(self, theta: Tensor, subjects: Tensor) -> Tensor:
         pad, pred = self.padded, self.predictor
-        x0 = pad.x0.expand(b, s, -1)
-        p = self.base_params.expand(b, s, -1)
+        r = theta.shape[0]
+        x0 = pad.x0[subjects]
+        p = self.base_params.expand(r, -1)
         xcols = [(j, i) for j, (kind, i) in enumerate(self._cols) if kind == "x0"]
         pcols = [(j, i) for j, (kind, i) in enumerate(self._cols) if kind == "p"]
         if pcols:
             p = p.clone()
-            p[..., [i for _, i in pcols]] = theta[..., [j for j, _ in pcols]]
+            p[:, [i for _, i in pcols]] = theta[:, [j for j, _ in pcols]]
         if xcols:
             x0 = x0.clone()
-            x0[..., [i for _, i in xcols]] = theta[..., [j for j, _ in xcols]]
-        flat = lambda a: a.reshape(b * s, *a.shape[2:]).to(dtype=pred.dtype, device=pred.device)  # noqa: E731
-        t0 = flat(pad.t0.expand(b, s))
-        times = flat(pad.times.expand(b, s, -1))
-        pf = flat(p)
-        x = pred(flat(x0), t0, times, pf)                                 # (B*S, T, dim)
+            x0[:, [i for _, i in xcols]] = theta[:, [j for j, _ in xcols]]
+        cast = lambda a: a.to(dtype=pred.dtype, device=pred.device)  # noqa: E731
+        times, pf = cast(pad.times[subjects]), cast(p)
+        x = pred(cast(x0), cast(pad.t0[subjects]), times, pf)             # (R, T, dim)
         y = self.observations.observe(x, pf)
         if y.shape != (*times.shape, len(self.observations.observables)):
             k = len(self.observations.observables)
-            raise ShapeError(f"observe(x, p) must return (batch, time, {k}); "
-                             f"got {tuple(y.shape)}")
-        return y.to(torch.float64).reshape(b, s, *y.shape[1:])
+            raise ShapeError(f"observe(x, p) must return (batch, time, {k}); got {tuple(y.shape)}")
+        return y.to(torch.float64)
 
     # ------------------------------------------------------------------ internals
     def _as_batch(self, theta: Tensor) -> Tensor:

@@ -77,19 +77,32 @@ class Noise:
             raise DataError("log-normal noise needs positive measurements; drop values <= 0 (e.g. "
                             "below the quantification limit) or use Noise('proportional', floor=…)")
 
+    def standardised(self, values: Tensor, predicted: Tensor) -> tuple[Tensor, Tensor]:
+        """Residuals in units of the noise scale (before σ), and the log of that scale."""
+        if self.kind == "lognormal":
+            f = predicted.clamp_min(torch.finfo(predicted.dtype).tiny)
+            y = values.clamp_min(torch.finfo(values.dtype).tiny)
+            return torch.log(y) - torch.log(f), torch.log(y).expand_as(f)
+        if self.kind == "proportional":
+            scale = predicted.abs().clamp_min(max(self.floor, torch.finfo(predicted.dtype).tiny))
+            return (values - predicted) / scale, torch.log(scale)
+        return values - predicted, torch.zeros_like(predicted)
+
+    def sigma_hat(self, values: Tensor, predicted: Tensor, mask: Tensor) -> Tensor:
+        """The noise level ``(batch, S, K)``: the given σ, or its maximum-likelihood value
+        ``sqrt(mean z²)`` per subject and observable when σ is fitted."""
+        z, _ = self.standardised(values, predicted)
+        m = mask.to(predicted.dtype)
+        if self.sigma is not None:
+            sig = torch.as_tensor(self.sigma, dtype=z.dtype, device=z.device)
+            return sig.expand(z.shape[:-2] + z.shape[-1:]).clone()
+        return ((z * z * m).sum(-2) / m.sum(-2).clamp_min(1.0)).sqrt()
+
     def log_density(self, values: Tensor, predicted: Tensor, mask: Tensor) -> Tensor:
         """Log-likelihood of ``values`` ``(S, T, K)`` given ``predicted`` ``(batch, S, T, K)``,
         summed over times and observables where ``mask`` is true: ``(batch, S)``."""
         m = mask.to(predicted.dtype)
-        if self.kind == "lognormal":
-            f = predicted.clamp_min(torch.finfo(predicted.dtype).tiny)
-            y = values.clamp_min(torch.finfo(values.dtype).tiny)
-            z, log_scale = torch.log(y) - torch.log(f), torch.log(y).expand_as(f)
-        elif self.kind == "proportional":
-            scale = predicted.abs().clamp_min(max(self.floor, torch.finfo(predicted.dtype).tiny))
-            z, log_scale = (values - predicted) / scale, torch.log(scale)
-        else:
-            z, log_scale = values - predicted, torch.zeros_like(predicted)
+        z, log_scale = self.standardised(values, predicted)
         n = m.sum(dim=-2)                                           # (S, K) samples per observable
         log_scale = (log_scale * m).sum(dim=(-2, -1))
         ss = (z * z * m).sum(dim=-2)                                # (batch, S, K)

@@ -72,7 +72,15 @@ ROLES = ("subject", "time", "observable", "value")
 
 
 class PaddedObservations(NamedTuple):
-    """The tensor view of :class:`Observations` (float64 unless asked otherwise)."""
+    """The tensor view of :class:`Observations` (float64 unless asked otherwise).
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> pad = flowsim.steer.theoph_observations().padded()
+    >>> pad.x0.shape, pad.times.shape, pad.mask.dtype
+    (torch.Size([12, 2]), torch.Size([12, 11]), torch.bool)
+    """
 
     x0: Tensor        #: (S, dim) initial states at t0
     t0: Tensor        #: (S,) start (dose) times

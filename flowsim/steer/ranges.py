@@ -34,7 +34,9 @@ def _system_and_map(model: Any) -> tuple[ODESystem, Any]:
         return get_system(model), None
     if isinstance(model, ODESystem):
         return model, None
-    fm = getattr(model, "flow_map", None) or (model if hasattr(model, "param_transform") else None)
+    fm = getattr(model, "flow_map", None) or model
+    if not hasattr(fm, "param_transform"):  # e.g. an exact map: no trained range, the prior holds
+        fm = None
     system = getattr(model, "system", None)
     if not isinstance(system, ODESystem):
         raise ConfigError(f"cannot find the system of a {type(model).__name__}: give a flow map, a "
