@@ -65,7 +65,11 @@ class CalibrateConfig:
         After a map fit: re-evaluate with the reference solver, then ``polish_steps`` solver
         iterations from the map's optimum (always on unless set ``False``).
     polish_steps:
-        Solver iterations of the polish.
+        Solver iterations of the polish (converged subjects stop early).
+    polish_guard:
+        Also polish, in the same batch, from the random candidate the solver likes best, and
+        keep the better end (``polish_from`` says which won): a map optimum in the wrong basin
+        is then caught (costs one batched solver evaluation of the candidates).
     solver:
         The torchdiffeq :class:`~flowsim.SolverOptions` of the check and the polish, and of a
         calibration through the solver (default :data:`CALIBRATE_SOLVER`: dopri5 at rtol 1e-7,
@@ -96,6 +100,7 @@ class CalibrateConfig:
     steps: int = 40
     polish: bool = True
     polish_steps: int = 40
+    polish_guard: bool = True
     solver: SolverOptions | None = None
     tol: float = 1e-6
     on_outside: str = "raise"
@@ -138,6 +143,6 @@ class CalibrateConfig:
                                         or self.solver.backend != "torchdiffeq"):
             raise ConfigError("solver must be a SolverOptions with backend='torchdiffeq' (the polish "
                               "differentiates through it)")
-        for name in ("per_subject", "polish"):
+        for name in ("per_subject", "polish", "polish_guard"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False; got {getattr(self, name)!r}")

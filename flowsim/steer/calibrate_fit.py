@@ -102,8 +102,10 @@ def calibrate(model: Any, observations: Observations, config: CalibrateConfig | 
         ``rel_shift`` (what the polish changed: the map's bias), ``loss_map`` (the model's
         objective at its optimum), ``loss_before_polish`` (the solver's objective there),
         ``loss_after_polish``, ``sigma`` (noise level per observable), ``status``
-        (``converged``, ``max_steps``, ``at_bound`` or ``failed``), ``lower`` / ``upper``
-        (the search box); attrs say the model kind, the noise, and the wall times.
+        (``converged``, ``max_steps``, ``at_bound`` or ``failed``), ``polish_from``
+        (``"map"``, or ``"candidate"`` where the guard's start won: the map's optimum was in
+        the wrong basin), ``lower`` / ``upper`` (the search box); attrs say the model kind,
+        the noise, and the wall times.
 
     Raises
     ------
@@ -144,25 +146,16 @@ def calibrate(model: Any, observations: Observations, config: CalibrateConfig | 
     loss_map = m.value[best]
     t_map = time.perf_counter() - t_start
     theta, final_obj, loss_before, loss_after, t_polish = theta_map, obj, loss_map, loss_map, 0.0
-    polish_iterations = 0
+    polish_iterations, origin = 0, ["map"] * obj.n_subjects
     if is_map and cfg.polish:
         t0 = time.perf_counter()
-        solver = SolverPredictor(pred.system, cfg.solver, gradients="finite-difference")
-        final_obj = Objective(solver, observations, cfg)
+        final_obj = Objective(SolverPredictor(pred.system, cfg.solver, gradients="finite-difference"),
+                              observations, cfg)
         with torch.no_grad():  # the solver's objective at every start's map optimum
             every = final_obj(box.to_theta(m.u))
         loss_before = every[best]
         if cfg.polish_steps:
-            # from the map optimum the solver likes best (the best by the map's own objective
-            # unless the map misjudged), just inside the box: at a bound there is no gradient
-            s = obj.n_subjects
-            pick = torch.where(torch.isfinite(every), every, torch.full_like(every, math.inf))
-            start = pick.reshape(cfg.n_starts, s).argmin(0) * s + torch.arange(s)
-            u_start = box.to_u(box.to_theta(m.u[start]), eps=1e-2)
-            mp = minimise(lambda v, rows: final_obj(box.to_theta(v), rows), u_start,
-                          steps=cfg.polish_steps, tol=cfg.tol)
-            theta, loss_after, polish_iterations = box.to_theta(mp.u), mp.value, mp.iterations
-            status = _status(mp.converged, mp.value, box.to_theta(mp.u), box, status_if_not="max_steps")
+            theta, loss_after, status, polish_iterations, origin = _polish(final_obj, box, cfg, m.u, every)
         else:
             loss_after = loss_before
         t_polish = time.perf_counter() - t0
@@ -174,13 +167,36 @@ def calibrate(model: Any, observations: Observations, config: CalibrateConfig | 
         estimate=theta, estimate_map=theta_map, cov=cov, loss_map=loss_map, loss_before=loss_before,
         loss_after=loss_after, sigma=sigma, status=status, lo=lo, hi=hi,
         kind="map" if is_map else pred.kind, polished=is_map and cfg.polish, t_map=t_map,
-        t_polish=t_polish, iterations=m.iterations, polish_iterations=polish_iterations))
+        t_polish=t_polish, iterations=m.iterations, polish_iterations=polish_iterations, origin=origin))
 
 
-def _starts(obj: Objective, box: Box, cfg: CalibrateConfig) -> Tensor:
-    """The best ``n_starts`` of ``n_candidates`` random points per subject, as ``u`` rows
-    ordered ``start × subject``."""
+def _polish(obj: Objective, box: Box, cfg: CalibrateConfig, u_map: Tensor, every: Tensor) -> tuple:
+    """The solver polish: per subject, from the map optimum the solver likes best (and, with
+    ``polish_guard``, from the best random candidate by the solver's objective too, in case
+    the map's optimum lies in another basin), just inside the box (at a bound there is no
+    gradient); all starts in one batched run, the better end kept."""
+    s = obj.n_subjects
+    pick = torch.where(torch.isfinite(every), every, torch.full_like(every, math.inf))
+    starts = [box.to_u(box.to_theta(u_map[pick.reshape(cfg.n_starts, s).argmin(0) * s + torch.arange(s)]),
+                       eps=1e-2)]
+    if cfg.polish_guard:
+        starts.append(box.to_u(box.to_theta(_starts(obj, box, cfg, 1)), eps=1e-2))
+    mp = minimise(lambda v, rows: obj(box.to_theta(v), rows), torch.cat(starts), steps=cfg.polish_steps,
+                  tol=cfg.tol)
+    val = torch.where(torch.isfinite(mp.value), mp.value, torch.full_like(mp.value, math.inf))
+    k = val.reshape(len(starts), s).argmin(0)
+    rows = k * s + torch.arange(s)
+    theta = box.to_theta(mp.u[rows])
+    status = _status(mp.converged[rows], mp.value[rows], theta, box)
+    origin = ["map" if i == 0 else "candidate" for i in k.tolist()]
+    return theta, mp.value[rows], status, mp.iterations, origin
+
+
+def _starts(obj: Objective, box: Box, cfg: CalibrateConfig, n_starts: int | None = None) -> Tensor:
+    """The best ``n_starts`` of ``n_candidates`` random points per subject by ``obj``, as ``u``
+    rows ordered ``start × subject``."""
     n, s = len(obj.params), obj.n_subjects
+    n_starts = cfg.n_starts if n_starts is None else n_starts
     g = torch.Generator().manual_seed(cfg.seed)
     unit = torch.rand(cfg.n_candidates, s, n, generator=g, dtype=torch.float64)
     unit[0] = 0.5  # the centre of the box (in its scale) is always a candidate
@@ -188,7 +204,7 @@ def _starts(obj: Objective, box: Box, cfg: CalibrateConfig) -> Tensor:
     with torch.no_grad():
         f = obj(box.to_theta(u.reshape(-1, n))).reshape(cfg.n_candidates, s)
     f = torch.where(torch.isfinite(f), f, torch.full_like(f, math.inf))
-    order = f.argsort(dim=0)[: cfg.n_starts]                                  # (n_starts, s)
+    order = f.argsort(dim=0)[:n_starts]                                       # (n_starts, s)
     return u[order, torch.arange(s)[None, :]].reshape(-1, n)
 
 
@@ -238,6 +254,7 @@ def _dataset(obs: Observations, cfg: CalibrateConfig, params: tuple[str, ...], r
             "loss_after_polish": ("subject", r["loss_after"].detach().numpy()),
             "sigma": (("subject", "observable"), r["sigma"].detach().numpy()),
             "status": ("subject", np.array(r["status"], dtype=object).astype(str)),
+            "polish_from": ("subject", np.array(r["origin"], dtype=object).astype(str)),
             "lower": ("param", r["lo"].numpy()),
             "upper": ("param", r["hi"].numpy()),
         },

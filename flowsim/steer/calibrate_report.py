@@ -145,6 +145,7 @@ def _summary(fit: xr.Dataset, extra: dict[str, Any] | None) -> dict[str, Any]:
             "subjects": [str(s) for s in fit["subject"].values], "attrs": dict(fit.attrs),
             "estimate": fit["estimate"].values.tolist(), "std_error": fit["std_error"].values.tolist(),
             "estimate_map": fit["estimate_map"].values.tolist(), "status": fit["status"].values.tolist(),
+            "polish_from": fit["polish_from"].values.tolist(),
             "sigma": fit["sigma"].values.tolist(), "solver_check": check, **(extra or {})}
 
 
@@ -165,6 +166,10 @@ def _markdown(fit: xr.Dataset, summary: dict[str, Any]) -> str:
         verdict = ("the map's answer can be trusted to within its uncertainty" if worst < 0.5 else
                    "the map's answer was biased by more than half a standard error: use the polished one, "
                    "and retrain the map (wider prior, more steps) if you need its answer alone")
+        guard = [str(v) for v, o in zip(fit["subject"].values, fit["polish_from"].values) if o != "map"]
+        if guard:
+            lines.append(f"Subject(s) {', '.join(guard)}: the map's optimum lay in another basin than the "
+                         "solver's; the polish from the best random candidate won there. ")
         lines.append(f"The objective was re-evaluated with the reference solver at the map's optimum and "
                      f"polished with the solver ({fit.attrs['polish_iterations']} iterations, "
                      f"{fit.attrs['seconds_polish']:.1f} s; the map fit took "
