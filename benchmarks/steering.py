@@ -102,7 +102,8 @@ def calibration_part(fm, obs, args) -> dict:
                                   "map_after_polish": rel_diff(get(map_ds, "estimate"), ref),
                                   "map_no_polish_run": rel_diff(get(raw_ds, "estimate"), ref)},
         "scipy": scipy_settings,
-        "torchdiffeq": "calibrate through SolverPredictor (dopri5 rtol 1e-8 atol 1e-10)",
+        "torchdiffeq": "calibrate through SolverPredictor (dopri5 rtol 1e-8 atol 1e-10; gradients by "
+                       "batched forward differences, calibrate's choice for the solver)",
         "scipy_estimates": ref.tolist(), "scipy_residual_sd": sds.tolist(),
         "map_estimates_after_polish": get(map_ds, "estimate").tolist(),
         "map_estimates_before_polish": get(map_ds, "estimate_map").tolist(),
