@@ -67,9 +67,9 @@ class CalibrateConfig:
     polish_steps:
         Solver iterations of the polish (converged subjects stop early).
     polish_guard:
-        Also polish, in the same batch, from the random candidate the solver likes best, and
-        keep the better end (``polish_from`` says which won): a map optimum in the wrong basin
-        is then caught (costs one batched solver evaluation of the candidates).
+        Where a subject's polish does not converge inside the box (``at_bound``, ``max_steps``),
+        polish it again from the random candidate the solver likes best and keep the better end
+        (``polish_from`` says which won): a map optimum in the wrong basin is then caught.
     solver:
         The torchdiffeq :class:`~flowsim.SolverOptions` of the check and the polish, and of a
         calibration through the solver (default :data:`CALIBRATE_SOLVER`: dopri5 at rtol 1e-7,

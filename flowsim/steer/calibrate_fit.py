@@ -171,25 +171,32 @@ def calibrate(model: Any, observations: Observations, config: CalibrateConfig | 
 
 
 def _polish(obj: Objective, box: Box, cfg: CalibrateConfig, u_map: Tensor, every: Tensor) -> tuple:
-    """The solver polish: per subject, from the map optimum the solver likes best (and, with
-    ``polish_guard``, from the best random candidate by the solver's objective too, in case
-    the map's optimum lies in another basin), just inside the box (at a bound there is no
-    gradient); all starts in one batched run, the better end kept."""
+    """The solver polish, per subject from the map optimum the solver likes best, just inside the
+    box (at a bound there is no gradient). With ``polish_guard``, subjects whose polish did not
+    converge inside the box are polished again from the random candidate the solver likes best
+    (the map's optimum may lie in another basin), and the better end is kept."""
     s = obj.n_subjects
     pick = torch.where(torch.isfinite(every), every, torch.full_like(every, math.inf))
-    starts = [box.to_u(box.to_theta(u_map[pick.reshape(cfg.n_starts, s).argmin(0) * s + torch.arange(s)]),
-                       eps=1e-2)]
-    if cfg.polish_guard:
-        starts.append(box.to_u(box.to_theta(_starts(obj, box, cfg, 1)), eps=1e-2))
-    mp = minimise(lambda v, rows: obj(box.to_theta(v), rows), torch.cat(starts), steps=cfg.polish_steps,
-                  tol=cfg.tol)
-    val = torch.where(torch.isfinite(mp.value), mp.value, torch.full_like(mp.value, math.inf))
-    k = val.reshape(len(starts), s).argmin(0)
-    rows = k * s + torch.arange(s)
-    theta = box.to_theta(mp.u[rows])
-    status = _status(mp.converged[rows], mp.value[rows], theta, box)
-    origin = ["map" if i == 0 else "candidate" for i in k.tolist()]
-    return theta, mp.value[rows], status, mp.iterations, origin
+    first = pick.reshape(cfg.n_starts, s).argmin(0) * s + torch.arange(s)
+    u0 = box.to_u(box.to_theta(u_map[first]), eps=1e-2)
+    mp = minimise(lambda v, rows: obj(box.to_theta(v), rows), u0, steps=cfg.polish_steps, tol=cfg.tol)
+    theta, value = box.to_theta(mp.u), mp.value
+    status = _status(mp.converged, mp.value, theta, box)
+    origin, iterations = ["map"] * s, mp.iterations
+    redo = torch.tensor([st != "converged" for st in status], dtype=torch.bool)
+    if cfg.polish_guard and bool(redo.any()):
+        subj = redo.nonzero().squeeze(1)
+        cand = box.to_u(box.to_theta(_starts(obj, box, cfg, 1)[subj]), eps=1e-2)
+        mg = minimise(lambda v, rows: obj(box.to_theta(v), subj[rows]), cand, steps=cfg.polish_steps,
+                      tol=cfg.tol)
+        iterations += mg.iterations
+        val = torch.where(torch.isfinite(mg.value), mg.value, torch.full_like(mg.value, math.inf))
+        for j, i in enumerate(subj.tolist()):
+            if val[j] < value[i] - 1e-3:  # better by more than numerical noise (nats)
+                theta[i], value[i] = box.to_theta(mg.u[j]), mg.value[j]
+                status[i] = _status(mg.converged[j:j + 1], mg.value[j:j + 1], theta[i:i + 1], box)[0]
+                origin[i] = "candidate"
+    return theta, value, status, iterations, origin
 
 
 def _starts(obj: Objective, box: Box, cfg: CalibrateConfig, n_starts: int | None = None) -> Tensor:
