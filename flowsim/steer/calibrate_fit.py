@@ -104,8 +104,10 @@ def calibrate(model: Any, observations: Observations, config: CalibrateConfig | 
         ``loss_after_polish``, ``sigma`` (noise level per observable), ``status``
         (``converged``, ``max_steps``, ``at_bound`` or ``failed``), ``polish_from``
         (``"map"``, or ``"candidate"`` where the guard's start won: the map's optimum was in
-        the wrong basin), ``lower`` / ``upper`` (the search box); attrs say the model kind,
-        the noise, and the wall times.
+        the wrong basin), ``gradient_cosine`` / ``gradient_rel_error`` (the map's sensitivities
+        of the predicted data to the fitted parameters, relative, against the solver's, at the
+        map's optimum; NaN without a polish), ``lower`` / ``upper`` (the search box); attrs say
+        the model kind, the noise, and the wall times.
 
     Raises
     ------
@@ -159,6 +161,7 @@ def calibrate(model: Any, observations: Observations, config: CalibrateConfig | 
         else:
             loss_after = loss_before
         t_polish = time.perf_counter() - t0
+    grad_fidelity = _gradient_fidelity(obj, final_obj, theta_map) if final_obj is not obj else None
     _, _, hess = hessian_rows(final_obj, theta)
     cov = row_covariance(hess)
     with torch.no_grad():
@@ -167,7 +170,33 @@ def calibrate(model: Any, observations: Observations, config: CalibrateConfig | 
         estimate=theta, estimate_map=theta_map, cov=cov, loss_map=loss_map, loss_before=loss_before,
         loss_after=loss_after, sigma=sigma, status=status, lo=lo, hi=hi,
         kind="map" if is_map else pred.kind, polished=is_map and cfg.polish, t_map=t_map,
-        t_polish=t_polish, iterations=m.iterations, polish_iterations=polish_iterations, origin=origin))
+        t_polish=t_polish, iterations=m.iterations, polish_iterations=polish_iterations, origin=origin,
+        grad=grad_fidelity))
+
+
+def _jacobian(obj: Objective, theta: Tensor) -> Tensor:
+    """``∂y/∂log θ`` of every row's predicted observables ``y``: ``(R, M, n)`` (masked samples
+    only), one backward pass per observation slot."""
+    ll, th = obj.ll, theta.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        if obj.config.per_subject:
+            subj = torch.arange(th.shape[0]) % obj.n_subjects
+            y, mask = ll._predict_rows(th, subj), ll.padded.mask[subj]
+        else:
+            y, mask = ll.predict(th)[0][None], ll.padded.mask[None]
+        y, mask = y.reshape(th.shape[0], -1), mask.reshape(th.shape[0], -1).to(y.dtype)
+        cols = [torch.autograd.grad(y[:, k].sum(), th, retain_graph=True, allow_unused=True,
+                                    materialize_grads=True)[0] for k in range(y.shape[1])]
+    return torch.stack(cols, 1) * mask[..., None] * theta.detach()[:, None, :]
+
+
+def _gradient_fidelity(map_obj: Objective, solver_obj: Objective, theta: Tensor) -> tuple[Tensor, Tensor]:
+    """Cosine and relative error of the map's sensitivities of the predicted data to the fitted
+    (log) parameters against the solver's, per subject at the map's optimum."""
+    a = _jacobian(map_obj, theta).flatten(1)
+    b = _jacobian(solver_obj, theta).flatten(1)
+    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-300)
+    return cos, (a - b).norm(dim=1) / b.norm(dim=1).clamp_min(1e-300)
 
 
 def _polish(obj: Objective, box: Box, cfg: CalibrateConfig, u_map: Tensor, every: Tensor) -> tuple:
@@ -262,6 +291,8 @@ def _dataset(obs: Observations, cfg: CalibrateConfig, params: tuple[str, ...], r
             "sigma": (("subject", "observable"), r["sigma"].detach().numpy()),
             "status": ("subject", np.array(r["status"], dtype=object).astype(str)),
             "polish_from": ("subject", np.array(r["origin"], dtype=object).astype(str)),
+            "gradient_cosine": ("subject", _or_nan(r["grad"], 0, len(subjects))),
+            "gradient_rel_error": ("subject", _or_nan(r["grad"], 1, len(subjects))),
             "lower": ("param", r["lo"].numpy()),
             "upper": ("param", r["hi"].numpy()),
         },
@@ -278,3 +309,6 @@ def _dataset(obs: Observations, cfg: CalibrateConfig, params: tuple[str, ...], r
     ds["shift"].attrs["description"] = "estimate - estimate_map: what the solver polish changed (map bias)"
     return ds
 
+
+def _or_nan(pair: tuple | None, i: int, n: int) -> np.ndarray:
+    return np.full(n, np.nan) if pair is None else pair[i].detach().numpy()

@@ -140,6 +140,8 @@ def _summary(fit: xr.Dataset, extra: dict[str, Any] | None) -> dict[str, Any]:
         "loss_before_polish": fit["loss_before_polish"].values.tolist(),
         "loss_after_polish": fit["loss_after_polish"].values.tolist(),
         "shift_in_std_errors": np.nanmax(np.abs(fit["shift"].values / fit["std_error"].values), initial=0.0),
+        "gradient_cosine": fit["gradient_cosine"].values.tolist(),
+        "gradient_rel_error": fit["gradient_rel_error"].values.tolist(),
     }
     return {"system": fit.attrs["system"], "params": [str(p) for p in fit["param"].values],
             "subjects": [str(s) for s in fit["subject"].values], "attrs": dict(fit.attrs),
@@ -176,7 +178,10 @@ def _markdown(fit: xr.Dataset, summary: dict[str, Any]) -> str:
                      f"{fit.attrs['seconds_fit']:.1f} s). The polish moved the estimates by at most "
                      f"{100 * c['max_abs_rel_shift']:.2f} % (median "
                      f"{100 * c['median_abs_rel_shift']:.2f} %), {worst:.2f} standard errors at most: "
-                     f"{verdict}.")
+                     f"{verdict}. The map's sensitivities of the predicted data to the fitted "
+                     f"parameters match the solver's with cosine >= "
+                     f"{np.nanmin(fit['gradient_cosine'].values):.4f} (relative error <= "
+                     f"{np.nanmax(fit['gradient_rel_error'].values):.2g}) at the map's optimum.")
     elif fit.attrs["model"] == "map":
         lines.append("No solver polish was run (polish=False): the map's answer is unchecked.")
     else:

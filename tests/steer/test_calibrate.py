@@ -66,6 +66,9 @@ def test_the_polish_removes_a_known_map_bias_and_reports_it():
     np.testing.assert_allclose(fit["estimate"].values, ref["estimate"].values, rtol=1e-5)
     assert np.all(fit["loss_after_polish"].values <= fit["loss_before_polish"].values + 1e-9)
     np.testing.assert_allclose(fit["shift"].values, fit["estimate"].values - fit["estimate_map"].values)
+    # the perturbation does not depend on omega: the map's slopes are exact, and the check says so
+    assert np.all(fit["gradient_rel_error"].values < 1e-4) and np.all(fit["gradient_cosine"].values > 0.9999)
+    assert np.all(np.isnan(ref["gradient_cosine"].values))  # nothing to compare for the solver
 
 
 def test_a_shared_fit_pools_the_subjects():
@@ -90,6 +93,7 @@ def test_theoph_two_subjects_agree_with_scipy_within_one_percent(theoph_map):
     before = np.abs(fit["estimate_map"].values / ref["estimate"].values - 1)
     assert before.max() > rel.max()  # the tiny map's own answer is worse: the polish did the work
     assert np.all(np.isfinite(fit["std_error"].values)) and np.all(fit["std_error"].values > 0)
+    assert np.all(fit["gradient_cosine"].values > 0.9) and np.all(fit["gradient_rel_error"].values < 0.5)
     # the fitted noise level is the residual SD of the fit (profiled sigma)
     assert np.all((fit["sigma"].values > 0.05) & (fit["sigma"].values < 2.0))
 
