@@ -37,6 +37,17 @@ def fitted_curves(fit: xr.Dataset, observations: Observations, *, which: str = "
     calibration's ``estimate`` (or ``estimate_map``), on ``n_points`` times from each subject's
     start to its last sample.
 
+    Arguments
+    ---------
+    fit:
+        A result of :func:`~flowsim.steer.calibrate`.
+    observations:
+        The observations it was fitted to.
+    which:
+        ``"estimate"`` or ``"estimate_map"``.
+    n_points:
+        Times per subject.
+
     Examples
     --------
     >>> import flowsim
@@ -76,6 +87,19 @@ def calibration_report(fit: xr.Dataset, observations: Observations, out: str | o
     """Write the report folder of ``fit`` (from :func:`~flowsim.steer.calibrate`) to ``out``.
 
     ``out`` must not exist or be an empty folder. Returns its path.
+
+    Arguments
+    ---------
+    fit:
+        A result of :func:`~flowsim.steer.calibrate`.
+    observations:
+        The observations it was fitted to.
+    out:
+        The report folder (new, or empty).
+    posterior:
+        A :class:`~flowsim.steer.PosteriorResult` to plot as ``corner.png``.
+    extra:
+        More entries for ``report.json``.
 
     Examples
     --------

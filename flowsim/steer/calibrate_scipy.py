@@ -38,6 +38,19 @@ def scipy_fit(observations: Observations, params: Sequence[str] | None = None, *
     residual sum of squares), ``nfev (subject)``, ``success (subject)`` and the wall time in
     ``attrs["seconds"]``.
 
+    Arguments
+    ---------
+    observations:
+        The :class:`~flowsim.steer.Observations`.
+    params:
+        Names fitted (parameters, ``"x0.<state>"``); default: every parameter.
+    start, bounds:
+        Start values and ``(low, high)`` by name.
+    method, rtol, atol:
+        The ``solve_ivp`` method and tolerances.
+    tol:
+        ``least_squares``'s ``ftol``, ``xtol`` and ``gtol``.
+
     Examples
     --------
     >>> import flowsim

@@ -45,6 +45,12 @@ def theoph_observations(frame: Any = None) -> Observations:
     its whole dose in the gut, ``A_gut(0) = Dose · Wt`` (mg), ``A_central(0) = 0``; covariates
     ``Wt`` and ``Dose``. ``frame``: a table with Theoph's columns (default :func:`load_theoph`).
 
+    Arguments
+    ---------
+    frame:
+        A DataFrame with the columns of :func:`load_theoph` (e.g. a subset, or simulated
+        values); default: the shipped data.
+
     Examples
     --------
     >>> import flowsim
@@ -74,6 +80,19 @@ def train_theoph_map(steps: int = 4000, width: int = 64, *, depth: int = 2, n_tr
     jumps from the dose. On the shared 2-core CPU, 4,000 steps of width 64 took about a minute
     and reproduce the Theoph subjects' concentration curves to a median 0.05 mg/L (worst
     0.9 mg/L, early in absorption). ``fit_options`` go to :func:`flowsim.fit`.
+
+    Arguments
+    ---------
+    steps, width, depth:
+        Training steps and the network's width and depth.
+    n_trajectories:
+        Reference solutions to train on.
+    objectives:
+        The objective preset of :func:`flowsim.fit` (``"pairs"``).
+    seed:
+        Seeds the draws, the weights and the training.
+    **fit_options:
+        Other :func:`flowsim.fit` options (they override the recipe's).
 
     Examples
     --------

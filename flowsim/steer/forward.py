@@ -60,6 +60,12 @@ class Predictor(Protocol):
     Call arguments: ``x0`` ``(batch, dim)`` at ``t0`` ``(batch,)``; ``times`` ``(batch, time)``
     with every ``times[b] >= t0[b]`` (pad ragged rows with any valid time and mask the result);
     ``p`` ``(batch, n_params)``. The result is differentiable in ``x0`` and ``p``.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> isinstance(flowsim.steer.SolverPredictor("harmonic_oscillator"), flowsim.steer.Predictor)
+    True
     """
 
     system: ODESystem
@@ -292,6 +298,13 @@ def predictor(model: FlowMapLike | ODESystem | str | Predictor, *,
               allow_extrapolation: bool | None = None) -> Predictor:
     """A :class:`Predictor` for a flow map (:class:`MapPredictor`) or a system or catalogue name
     (:class:`SolverPredictor` at reference tolerances); a predictor is returned as it is.
+
+    Arguments
+    ---------
+    model:
+        A flow map, an ODESystem, a catalogue name, or a Predictor.
+    allow_extrapolation:
+        For a map: as for :class:`MapPredictor`.
 
     Examples
     --------

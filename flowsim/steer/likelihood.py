@@ -190,6 +190,13 @@ def log_likelihood(model: Any, observations: Observations, theta: Tensor, *,
     ``LogLikelihood(model, observations, …)(theta)``; build the :class:`LogLikelihood` once
     where it is called many times. Arguments as there.
 
+    Arguments
+    ---------
+    model, observations, params, noise, fixed, on_outside:
+        As for :class:`LogLikelihood`.
+    theta:
+        ``(batch, n)`` shared by all subjects, or ``(batch, S, n)`` one per subject.
+
     Examples
     --------
     >>> import torch, flowsim

@@ -63,6 +63,13 @@ def trained_range(model: Any, names: Sequence[str] | None = None) -> tuple[Tenso
     """``(low, high)`` float64 of each named quantity (default: every parameter) that ``model``
     may be asked about: a map's trained parameter range, or the system's prior for the solver.
 
+    Arguments
+    ---------
+    model:
+        A flow map, a Predictor, an ODESystem or a catalogue name.
+    names:
+        Parameter names and initial states ``"x0.<state>"``.
+
     Examples
     --------
     >>> import flowsim
@@ -98,6 +105,19 @@ def check_range(model: Any, values: Tensor, names: Sequence[str] | None = None, 
     parameters' domains are enforced (always refused). ``on_outside`` is ``"raise"``
     (:class:`~flowsim.errors.ParameterError`) or ``"warn"``
     (:class:`~flowsim.errors.ExtrapolationWarning`).
+
+    Arguments
+    ---------
+    model:
+        A flow map, a Predictor, an ODESystem or a catalogue name.
+    values:
+        ``(…, len(names))`` values to check.
+    names:
+        Their names (default: every parameter, in order).
+    on_outside:
+        ``"raise"`` or ``"warn"``.
+    what:
+        What the values are, for the message (``"bounds"``, ``"parameters"``…).
 
     Examples
     --------
@@ -150,6 +170,17 @@ def resolve_bounds(model: Any, names: Sequence[str],
                    on_outside: str = "raise") -> tuple[Tensor, Tensor]:
     """The search box ``(low, high)`` of the named quantities: ``bounds`` where given (checked
     with :func:`check_range`), else the map's trained range (the prior for the solver).
+
+    Arguments
+    ---------
+    model:
+        A flow map, a Predictor, an ODESystem or a catalogue name.
+    names:
+        The fitted (or sampled, optimised) names.
+    bounds:
+        ``{name: (low, high)}`` for some of them.
+    on_outside:
+        Bounds outside the map's range: ``"raise"`` or ``"warn"``.
 
     Examples
     --------
