@@ -147,3 +147,20 @@ def test_trained_range_refuses_warns_or_gives_minus_inf():
         flowsim.steer.resolve_bounds(fm, ["ka"], {"ka": (0.1, 5.0)})
     lo, hi = flowsim.steer.resolve_bounds("theophylline", ["ka"], {"ka": (0.1, 30.0)})  # solver: prior only
     assert hi.item() == 30.0
+
+
+def test_csv_xarray_and_dataframe_give_the_same_observations(tmp_path):
+    import xarray as xr
+
+    frame = _frame()
+    path = tmp_path / "d.csv"
+    frame.rename(columns={"subject": "id", "time": "t"}).to_csv(path, index=False)
+    a = Observations(frame, "harmonic_oscillator")
+    b = Observations.from_csv(path, "harmonic_oscillator", columns={"subject": "id", "time": "t"})
+    ds = xr.Dataset({"q": (("subject", "time"), [[0.9, 0.5, np.nan, np.nan], [np.nan, np.nan, 1.0, -0.4]])},
+                    coords={"subject": ["a", "b"], "time": [0.5, 1.0, 0.2, 2.0]}).sortby("time")
+    c = Observations.from_xarray(ds, "harmonic_oscillator")
+    for o in (b, c):
+        assert o.subjects == a.subjects
+        for x, y in zip(o.padded(), a.padded()):
+            assert torch.equal(x, y)
