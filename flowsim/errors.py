@@ -22,6 +22,7 @@ __all__ = [
     "FailedTrajectoryWarning",
     "MemoryBudgetError",
     "UnsupportedModelError",
+    "DataError",
 ]
 
 
@@ -128,5 +129,17 @@ class UnsupportedModelError(ConfigError):
     --------
     >>> import flowsim
     >>> issubclass(flowsim.errors.UnsupportedModelError, flowsim.errors.ConfigError)
+    True
+    """
+
+
+class DataError(FlowsimError, ValueError):
+    """Measured data that cannot be used as given: missing columns, NaN or infinite values,
+    duplicated or unsorted samples, unknown subjects or observables (:mod:`flowsim.steer`).
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> issubclass(flowsim.errors.DataError, flowsim.FlowsimError)
     True
     """

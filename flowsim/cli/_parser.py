@@ -16,12 +16,12 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..errors import FlowsimError
-from . import data, evaluate, quickstart, systems, train
+from . import calibrate, data, evaluate, quickstart, systems, train
 
 __all__ = ["build_parser", "main"]
 
 #: The command-group modules, in the order their commands appear in ``flowsim --help``.
-COMMAND_GROUPS = (systems, data, train, evaluate, quickstart)
+COMMAND_GROUPS = (systems, data, train, evaluate, quickstart, calibrate)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -1,6 +1,7 @@
 """What evolves: the :class:`ODESystem` abstraction and the catalogue of systems."""
 
 from . import biology as biology
+from . import pharmacokinetics as pharmacokinetics
 from . import physics as physics
 from .base import ODESystem as ODESystem
 from .custom import CallableSpec as CallableSpec

@@ -1,0 +1,115 @@
+"""Measurement noise models: how far a measured value may lie from the predicted one.
+
+:class:`Noise` is one frozen object: ``kind`` says how the error scales, ``sigma`` gives its
+level or (``None``) lets it be fitted. A fitted level is *profiled out* in closed form: for each
+subject and observable, ``σ̂² = mean(z²)`` of the standardised residuals ``z``, and the
+log-likelihood is maximised over σ analytically. The estimates of the other parameters are then
+those of (weighted) least squares, as ``scipy.optimize.least_squares`` finds them, and the
+curvature of the profiled log-likelihood gives their standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, DataError
+
+__all__ = ["Noise"]
+
+KINDS = ("gaussian", "proportional", "lognormal")
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """A measurement noise model.
+
+    Attributes
+    ----------
+    kind:
+        ``"gaussian"``: additive, ``y = f + σ ε``; ``"proportional"``: ``y = f + σ max(|f|, floor) ε``
+        (a constant coefficient of variation); ``"lognormal"``: ``log y = log f + σ ε`` (needs
+        positive data and predictions).
+    sigma:
+        The noise level (in data units for gaussian; relative for the others): a number, one
+        number per observable, or ``None`` (default) to fit it per subject and observable.
+    floor:
+        Proportional noise: the prediction below which the error stops shrinking (e.g. an
+        assay's quantification limit), so a prediction of 0 does not give a zero error.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flowsim.steer import Noise
+    >>> y, f = torch.tensor([[[1.0], [2.0]]]), torch.tensor([[[[1.0], [2.5]]]])
+    >>> Noise("gaussian", sigma=0.5).log_density(y, f, torch.ones(1, 2, 1, dtype=torch.bool)).shape
+    torch.Size([1, 1])
+    """
+
+    kind: str = "gaussian"
+    sigma: float | tuple[float, ...] | None = None
+    floor: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"noise kind must be one of {list(KINDS)}; got {self.kind!r}")
+        if self.sigma is not None:
+            vals = (self.sigma,) if isinstance(self.sigma, (int, float)) else tuple(self.sigma)
+            if not vals or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in vals):
+                raise ConfigError(f"noise sigma must be positive and finite (or None to fit it); got "
+                                  f"{self.sigma!r}")
+            object.__setattr__(self, "sigma", float(vals[0]) if len(vals) == 1 else tuple(map(float, vals)))
+        if not (math.isfinite(self.floor) and self.floor >= 0):
+            raise ConfigError(f"noise floor must be finite and >= 0; got {self.floor!r}")
+
+    @property
+    def fitted(self) -> bool:
+        """Whether σ is fitted (profiled out) rather than given."""
+        return self.sigma is None
+
+    def check_data(self, values: Tensor, mask: Tensor) -> None:
+        """Refuse data this model cannot describe (non-positive values for log-normal noise)."""
+        if self.kind == "lognormal" and bool((values[mask] <= 0).any()):
+            raise DataError("log-normal noise needs positive measurements; drop values <= 0 (e.g. "
+                            "below the quantification limit) or use Noise('proportional', floor=…)")
+
+    def standardised(self, values: Tensor, predicted: Tensor) -> tuple[Tensor, Tensor]:
+        """Residuals in units of the noise scale (before σ), and the log of that scale."""
+        if self.kind == "lognormal":
+            f = predicted.clamp_min(torch.finfo(predicted.dtype).tiny)
+            y = values.clamp_min(torch.finfo(values.dtype).tiny)
+            return torch.log(y) - torch.log(f), torch.log(y).expand_as(f)
+        if self.kind == "proportional":
+            scale = predicted.abs().clamp_min(max(self.floor, torch.finfo(predicted.dtype).tiny))
+            return (values - predicted) / scale, torch.log(scale)
+        return values - predicted, torch.zeros_like(predicted)
+
+    def sigma_hat(self, values: Tensor, predicted: Tensor, mask: Tensor) -> Tensor:
+        """The noise level ``(batch, S, K)``: the given σ, or its maximum-likelihood value
+        ``sqrt(mean z²)`` per subject and observable when σ is fitted."""
+        z, _ = self.standardised(values, predicted)
+        m = mask.to(predicted.dtype)
+        if self.sigma is not None:
+            sig = torch.as_tensor(self.sigma, dtype=z.dtype, device=z.device)
+            return sig.expand(z.shape[:-2] + z.shape[-1:]).clone()
+        return ((z * z * m).sum(-2) / m.sum(-2).clamp_min(1.0)).sqrt()
+
+    def log_density(self, values: Tensor, predicted: Tensor, mask: Tensor) -> Tensor:
+        """Log-likelihood of ``values`` ``(S, T, K)`` given ``predicted`` ``(batch, S, T, K)``,
+        summed over times and observables where ``mask`` is true: ``(batch, S)``."""
+        m = mask.to(predicted.dtype)
+        z, log_scale = self.standardised(values, predicted)
+        n = m.sum(dim=-2)                                           # (S, K) samples per observable
+        log_scale = (log_scale * m).sum(dim=(-2, -1))
+        ss = (z * z * m).sum(dim=-2)                                # (batch, S, K)
+        if self.sigma is None:
+            var = (ss / n.clamp_min(1.0)).clamp_min(torch.finfo(ss.dtype).tiny)
+            ll = -0.5 * n * (torch.log(var) + 1.0 + _LOG_2PI)
+        else:
+            sig = torch.as_tensor(self.sigma, dtype=ss.dtype, device=ss.device).expand(ss.shape[-1])
+            ll = -0.5 * ss / sig**2 - n * (torch.log(sig) + 0.5 * _LOG_2PI)
+        return torch.where(n > 0, ll, torch.zeros_like(ll)).sum(-1) - log_scale
