@@ -68,6 +68,11 @@ __all__ = [
     "report",
     "simulate_ensemble",
     "steer",
+    "Observations",
+    "calibrate",
+    "sample_posterior",
+    "optimise",
+    "gradient_check",
     "errors",
     "metrics",
     "testing",
@@ -86,6 +91,10 @@ __all__ = [
 ]
 
 
+#: the steering entry points, at the top level as well as in flowsim.steer
+_STEER = ("Observations", "calibrate", "sample_posterior", "optimise", "gradient_check")
+
+
 def __getattr__(name: str):
     """Import the heavier layers (``analysis``, ``data``, ``report``, ``testing``) and
     ``metrics`` on first use."""
@@ -95,6 +104,8 @@ def __getattr__(name: str):
         return importlib.import_module(f".{name}", __name__)
     if name in ("simulate_ensemble", "open_store"):
         return getattr(importlib.import_module(".data", __name__), name)
+    if name in _STEER:
+        return getattr(importlib.import_module(".steer", __name__), name)
     if name in ("quickstart", "evaluate"):
         return getattr(importlib.import_module(".report", __name__), name)
     raise AttributeError(f"module 'flowsim' has no attribute {name!r}")
