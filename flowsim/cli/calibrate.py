@@ -106,7 +106,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--initial", default=None,
                    help="initial states from covariates, e.g. 'A_gut=Dose*Wt,A_central=0' (default: the "
                         "system's default_x0)")
-    p.add_argument("--noise", choices=["gaussian", "proportional", "lognormal"], default="gaussian")
+    p.add_argument("--noise", choices=["gaussian", "proportional", "lognormal"], default="gaussian",
+                   help="measurement noise: additive gaussian, proportional to the value, or log-normal")
     p.add_argument("--sigma", type=float, default=None, help="noise level (default: fitted per subject)")
     p.add_argument("--shared", action="store_true", help="one estimate shared by all subjects")
     p.add_argument("--starts", type=positive_int, default=4, help="start points per subject")
