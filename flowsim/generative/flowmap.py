@@ -1,0 +1,299 @@
+"""The flow map of a teacher's probability-flow ODE, distilled with :class:`~flowsim.FlowMap` and
+:func:`~flowsim.fit`: :func:`distill` → :class:`GenerativeFlowMap` (sample in 1–4 jumps, encode,
+decode, look ahead)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._utils import as_generator, with_keywords
+from ..errors import ConfigError
+from ..maps.flowmap import FlowMap
+from ..train import Diagonal, Eulerian, FitConfig, Lagrangian, Semigroup, TrajectoryBank, fit
+from ._checks import check_count, check_states, check_steps, conditions
+from .couplings import couple
+from .system import teacher_system
+from .teacher import Teacher
+
+__all__ = ["DistillConfig", "GenerativeFlowMap", "distill", "DISTILL_OBJECTIVES"]
+
+#: objectives :func:`distill` knows, joined with ``+``: the package's own, with the teacher as ``b``
+DISTILL_OBJECTIVES = {
+    "lagrangian": lambda: [Lagrangian(teacher="system")],  # LMD: ∂_t X = b(t, X)
+    "lsd": lambda: [Diagonal(source="system"), Lagrangian(teacher="self", weight=1.0)],
+    "eulerian": lambda: [Eulerian()],  # MeanFlow's identity: ∂_s X + ∇X · b = 0
+    "semigroup": lambda: [Semigroup(weight=0.5)],
+}
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """The flow map of a probability-flow ODE and where its training states come from.
+
+    Attributes
+    ----------
+    width, depth:
+        The map's MLP.
+    objectives:
+        Names of :data:`DISTILL_OBJECTIVES` joined with ``+`` (``"lagrangian"``,
+        ``"lagrangian+semigroup"``, ``"eulerian"``, ``"lsd"``).
+    backward:
+        Train backward jumps too (``t < s``), for :meth:`GenerativeFlowMap.encode`.
+    full_fraction:
+        Fraction of training jumps from ``s = 0`` to ``t = 1`` (the one-jump sampler).
+    diagonal_fraction:
+        Fraction with ``t = s``.
+    backward_fraction:
+        With ``backward``: fraction of jumps reversed.
+    validation_samples:
+        Teacher trajectories (dopri5) the map is validated on.
+
+    Examples
+    --------
+    >>> from flowsim.generative import DistillConfig
+    >>> DistillConfig(objectives="lagrangian+semigroup").backward
+    False
+    """
+
+    width: int = 128
+    depth: int = 3
+    objectives: str = "lagrangian"
+    backward: bool = False
+    full_fraction: float = 0.25
+    diagonal_fraction: float = 0.15
+    backward_fraction: float = 0.4
+    validation_samples: int = 128
+
+    def __post_init__(self) -> None:
+        for part in self.objectives.split("+"):
+            if part.strip() not in DISTILL_OBJECTIVES:
+                raise ConfigError(f"unknown objective {part!r}; choose from {sorted(DISTILL_OBJECTIVES)}")
+        for name in ("full_fraction", "diagonal_fraction", "backward_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"DistillConfig.{name} must be in [0, 1]; got {getattr(self, name)!r}")
+        if self.full_fraction + self.diagonal_fraction > 1:
+            raise ConfigError("full_fraction + diagonal_fraction must be at most 1")
+
+    def make_objectives(self) -> list:
+        out: list = []
+        for part in self.objectives.split("+"):
+            out += DISTILL_OBJECTIVES[part.strip()]()
+        return out
+
+
+class InterpolantStates:
+    """The state source of :func:`flowsim.fit` for a teacher: ``(s, t, x_s, c)`` with ``x_s`` the
+    teacher's interpolant at ``s`` between noise and a data sample (standardised), under its coupling."""
+
+    def __init__(self, teacher: Teacher, config: DistillConfig) -> None:
+        self.teacher, self.config = teacher, config
+        self.z = teacher.standardise(teacher.samples.x.float())
+        self.c = teacher.samples.c
+
+    def __call__(self, n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        cfg, te = self.config, self.teacher
+        idx = torch.randint(len(self.z), (n,), generator=g)
+        x1 = self.z[idx]
+        x0 = couple(te.config.coupling, torch.randn(x1.shape, generator=g), x1)
+        a = torch.rand(n, generator=g, dtype=torch.float64)
+        b = torch.rand(n, generator=g, dtype=torch.float64)
+        s, t = torch.minimum(a, b), torch.maximum(a, b)
+        u = torch.rand(n, generator=g)
+        full = u < cfg.full_fraction
+        diag = (u >= cfg.full_fraction) & (u < cfg.full_fraction + cfg.diagonal_fraction)
+        s = torch.where(full, torch.zeros_like(s), s)
+        t = torch.where(full, torch.ones_like(t), torch.where(diag, s, t))
+        if cfg.backward:
+            rev = torch.rand(n, generator=g) < cfg.backward_fraction
+            s, t = torch.where(rev, t, s), torch.where(rev, s, t)
+        xs = te.interpolant.point(s.float(), x0, x1).double()
+        c = self.c[idx] if self.c is not None else torch.zeros(n, 0, dtype=torch.float64)
+        return s, t, xs, c
+
+
+class GenerativeFlowMap:
+    """A generative model that samples by jumps of a flow map of its teacher's probability-flow ODE.
+
+    ``X(s, t, z; c)`` maps the teacher's standardised states from time ``s`` to ``t``
+    (``0`` noise, ``1`` data). Built by :func:`distill`.
+
+    Attributes
+    ----------
+    teacher:
+        The :class:`Teacher` (its ODE is the reference the map was distilled from).
+    flowmap:
+        The :class:`~flowsim.FlowMap` of :func:`teacher_system` (``teacher``).
+    fit_result:
+        What :func:`~flowsim.fit` returned (history, validation errors against the teacher's ODE).
+    """
+
+    def __init__(self, teacher: Teacher, flowmap: FlowMap, fit_result: Any = None) -> None:
+        self.teacher, self.flowmap, self.fit_result = teacher, flowmap, fit_result
+
+    @property
+    def dim(self) -> int:
+        return self.teacher.dim
+
+    @property
+    def n_cond(self) -> int:
+        return self.teacher.n_cond
+
+    @property
+    def device(self) -> torch.device:
+        return self.flowmap.device
+
+    def to(self, device: str | torch.device) -> GenerativeFlowMap:
+        """Move the teacher and the map (CPU, CUDA, …); returns ``self``."""
+        self.teacher.to(device)
+        self.flowmap.to(device)
+        return self
+
+    def _c(self, condition, n: int) -> Tensor:
+        te = self.teacher
+        return conditions(condition, n, te.n_cond, te.c_low, te.c_high, self.device, self.flowmap.dtype)
+
+    def transport(self, z: Tensor, s: float, t: float, c: Tensor, steps: int = 1) -> Tensor:
+        """``steps`` equal jumps of the map from ``s`` to ``t`` in standardised coordinates (unchecked)."""
+        grid = torch.linspace(s, t, steps + 1, dtype=torch.float64).tolist()
+        n = z.shape[0]
+        for a, b in zip(grid[:-1], grid[1:]):
+            sa = torch.full((n,), a, dtype=z.dtype, device=z.device)
+            z = self.flowmap(sa, torch.full_like(sa, b), z, c)
+        return z
+
+    @torch.no_grad()
+    def sample(self, n: int, steps: int = 1, condition=None, *,
+               generator: torch.Generator | int | None = None) -> Tensor:
+        """``n`` samples in ``steps`` jumps from noise (``steps`` network evaluations).
+
+        Arguments
+        ---------
+        n:
+            Number of samples.
+        steps:
+            Jumps from ``t = 0`` to ``t = 1`` (1, 2, 4, …).
+        condition:
+            ``(n_cond,)`` (shared) or ``(n, n_cond)`` for a conditional model.
+        generator:
+            Seed or generator of the noise (drawn on the CPU, so seeds agree across devices).
+
+        Returns
+        -------
+        Tensor
+            ``(n, dim)`` samples in data coordinates, on the model's device.
+
+        Raises
+        ------
+        ConfigError
+            ``steps < 1``; a condition for an unconditional model, or none for a conditional one.
+        ShapeError
+            A condition of the wrong shape or with NaN.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from flowsim.generative import distill, train_teacher
+        >>> teacher = train_teacher(torch.randn(256, 2) + 3.0, steps=100, width=32, depth=2)
+        >>> gen = distill(teacher, width=32, depth=2, steps=50, batch_size=128)
+        >>> gen.sample(10, steps=2, generator=0).shape
+        torch.Size([10, 2])
+        """
+        n, steps = check_count(n), check_steps(steps)
+        c = self._c(condition, n)
+        z = torch.randn(n, self.dim, generator=as_generator(generator), dtype=self.flowmap.dtype)
+        return self.teacher.unstandardise(self.transport(z.to(self.device), 0.0, 1.0, c, steps))
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, steps: int = 1, condition=None) -> Tensor:
+        """Data → noise: ``steps`` backward jumps from ``t = 1`` to ``t = 0`` (needs ``backward=True``).
+
+        Raises
+        ------
+        ConfigError
+            The map was not trained for backward jumps; ``steps < 1``; condition mismatch.
+        ShapeError
+            ``x`` not ``(n, dim)`` or not finite.
+        """
+        if not self.flowmap.config.backward:
+            raise ConfigError("this map was not trained for backward jumps: distill(…, backward=True)")
+        x = check_states(x, self.dim)
+        steps = check_steps(steps)
+        c = self._c(condition, x.shape[0])
+        z = self.teacher.standardise(x.to(device=self.device, dtype=self.flowmap.dtype))
+        return self.transport(z, 1.0, 0.0, c, steps)
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, steps: int = 1, condition=None) -> Tensor:
+        """Noise → data: ``steps`` jumps from ``t = 0`` to ``t = 1`` of given noise ``z``."""
+        z = check_states(z, self.dim, "z")
+        steps = check_steps(steps)
+        c = self._c(condition, z.shape[0])
+        out = self.transport(z.to(device=self.device, dtype=self.flowmap.dtype), 0.0, 1.0, c, steps)
+        return self.teacher.unstandardise(out)
+
+    def lookahead(self, t: float, x_t: Tensor, c: Tensor) -> Tensor:
+        """The one-jump prediction ``X(t, 1, x_t; c)`` of the final sample, in data coordinates
+        (``x_t`` standardised, unchecked; differentiable in ``x_t``)."""
+        tt = torch.full((x_t.shape[0],), float(t), dtype=x_t.dtype, device=x_t.device)
+        return self.teacher.unstandardise(self.flowmap(tt, torch.ones_like(tt), x_t, c))
+
+
+def distill(teacher: Teacher, config: DistillConfig | None = None, fit_config: FitConfig | None = None,
+            *, device: str | torch.device | None = None, progress: bool = False,
+            **options: Any) -> GenerativeFlowMap:
+    """Distil the flow map of ``teacher``'s probability-flow ODE with :class:`~flowsim.FlowMap` and
+    :func:`~flowsim.fit`: the teacher's velocity is the system's ``b`` (:func:`teacher_system`),
+    the start states ``x_s`` come from the interpolant (a state source of :func:`~flowsim.fit`),
+    and the map is validated against dopri5 solutions of the teacher's ODE.
+
+    Arguments
+    ---------
+    teacher:
+        A trained :class:`Teacher` (with its ``samples``).
+    config:
+        A :class:`DistillConfig` (the map and its training states).
+    fit_config:
+        A :class:`~flowsim.FitConfig` (steps, batch size, learning rate, seed …); default
+        ``FitConfig(steps=2000, batch_size=512, lr=2e-3, ema_decay=0.995)``.
+    **options:
+        Fields of either config by name (``steps=…``, ``width=…``).
+
+    Returns
+    -------
+    GenerativeFlowMap
+
+    Raises
+    ------
+    ConfigError
+        Unknown options or objectives.
+    """
+    dfields = set(DistillConfig.__dataclass_fields__)
+    config = with_keywords(DistillConfig, config, {k: v for k, v in options.items() if k in dfields},
+                           what="distillation", error=ConfigError)
+    base = fit_config or FitConfig(steps=2000, batch_size=512, lr=2e-3, ema_decay=0.995)
+    fopts = {k: v for k, v in options.items() if k not in dfields}
+    system = teacher_system(teacher)
+    fm = FlowMap(system, width=config.width, depth=config.depth, backward=config.backward,
+                 max_jump=1.0, seed=base.seed)
+    fm.to(teacher.device)
+    states = InterpolantStates(teacher, config)
+    with torch.no_grad():  # validation: the teacher's ODE by dopri5 from noise
+        g = torch.Generator().manual_seed(base.seed + 17)
+        k = config.validation_samples
+        z0 = torch.randn(k, teacher.dim, generator=g).to(teacher.device)
+        c = states.c[torch.randint(len(states.z), (k,), generator=g)] if states.c is not None \
+            else torch.zeros(k, 0, dtype=torch.float64)
+        grid = torch.linspace(0, 1, 17)
+        from torchdiffeq import odeint
+
+        cf = c.float().to(teacher.device)
+        traj = odeint(lambda tt, zz: teacher.velocity(tt, zz, cf), z0, grid.to(teacher.device),
+                      rtol=1e-6, atol=1e-6).transpose(0, 1)
+    val = TrajectoryBank(traj.double().cpu(), grid.double(), c)
+    res = fit(fm, config.make_objectives(), None, base, validation=val, device=device, progress=progress,
+              states=states, max_jump=1.0, **fopts)
+    return GenerativeFlowMap(teacher, res.flowmap, res)
