@@ -65,6 +65,7 @@ __all__ = [
     "report",
     "simulate_ensemble",
     "steer",
+    "generative",
     "errors",
     "metrics",
     "testing",

@@ -17,6 +17,8 @@ from .interpolants import Interpolant as Interpolant
 from .interpolants import LinearInterpolant as LinearInterpolant
 from .interpolants import VPInterpolant as VPInterpolant
 from .interpolants import get_interpolant as get_interpolant
+from .posterior import InferenceTask as InferenceTask
+from .posterior import fit_posterior as fit_posterior
 from .samples import SampleSet as SampleSet
 from .samples import as_samples as as_samples
 from .samples import samples_from_store as samples_from_store
@@ -25,10 +27,13 @@ from .teacher import TEACHER_METHODS as TEACHER_METHODS
 from .teacher import Teacher as Teacher
 from .teacher import TeacherConfig as TeacherConfig
 from .teacher import train_teacher as train_teacher
+from .tilt import guided_sample as guided_sample
+from .tilt import tilt_finetune as tilt_finetune
+from .tilt import tilt_weights as tilt_weights
 
 __all__ = [
     "COUPLINGS", "DISTILL_OBJECTIVES", "DistillConfig", "GenerativeFlowMap", "Interpolant",
     "LinearInterpolant", "SampleSet", "TEACHER_METHODS", "Teacher", "TeacherConfig", "VPInterpolant",
     "as_samples", "couple", "distill", "get_interpolant", "samples_from_store", "teacher_system",
-    "train_teacher",
+    "train_teacher", "guided_sample", "tilt_finetune", "tilt_weights", "InferenceTask", "fit_posterior",
 ]

@@ -4,6 +4,7 @@ decode, look ahead)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,15 +37,20 @@ class DistillConfig:
 
     Attributes
     ----------
-    width, depth:
-        The map's MLP.
+    width, depth, backbone:
+        The map's network: ``"resnet"`` (default; pre-norm residual blocks) or ``"mlp"``. On the
+        exact Gaussian flow map (800 steps, AdamW) the MLP left 5–10 % error on jumps from
+        ``s = 0`` where the ResNet left 1 %.
     objectives:
         Names of :data:`DISTILL_OBJECTIVES` joined with ``+`` (``"lagrangian"``,
         ``"lagrangian+semigroup"``, ``"eulerian"``, ``"lsd"``).
     backward:
         Train backward jumps too (``t < s``), for :meth:`GenerativeFlowMap.encode`.
-    full_fraction:
-        Fraction of training jumps from ``s = 0`` to ``t = 1`` (the one-jump sampler).
+    anchor_fraction:
+        Fraction of training jumps that start where the 1–8-jump samplers start (``s = k/8``;
+        ``s = 0`` for half of them), with ``t`` uniform in ``[s, 1]``. The Lagrangian objective
+        constrains ``∂_t X(s, t, x)``, so ``X(0, 1, x)`` is only as good as the jumps from
+        ``s = 0`` to every ``t`` in between (training only ``(0, 1)`` itself made it worse).
     diagonal_fraction:
         Fraction with ``t = s``.
     backward_fraction:
@@ -60,10 +66,11 @@ class DistillConfig:
     """
 
     width: int = 128
-    depth: int = 3
+    depth: int = 4
+    backbone: str = "resnet"
     objectives: str = "lagrangian"
     backward: bool = False
-    full_fraction: float = 0.25
+    anchor_fraction: float = 0.4
     diagonal_fraction: float = 0.15
     backward_fraction: float = 0.4
     validation_samples: int = 128
@@ -72,11 +79,11 @@ class DistillConfig:
         for part in self.objectives.split("+"):
             if part.strip() not in DISTILL_OBJECTIVES:
                 raise ConfigError(f"unknown objective {part!r}; choose from {sorted(DISTILL_OBJECTIVES)}")
-        for name in ("full_fraction", "diagonal_fraction", "backward_fraction"):
+        for name in ("anchor_fraction", "diagonal_fraction", "backward_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"DistillConfig.{name} must be in [0, 1]; got {getattr(self, name)!r}")
-        if self.full_fraction + self.diagonal_fraction > 1:
-            raise ConfigError("full_fraction + diagonal_fraction must be at most 1")
+        if self.anchor_fraction + self.diagonal_fraction > 1:
+            raise ConfigError("anchor_fraction + diagonal_fraction must be at most 1")
 
     def make_objectives(self) -> list:
         out: list = []
@@ -103,10 +110,13 @@ class InterpolantStates:
         b = torch.rand(n, generator=g, dtype=torch.float64)
         s, t = torch.minimum(a, b), torch.maximum(a, b)
         u = torch.rand(n, generator=g)
-        full = u < cfg.full_fraction
-        diag = (u >= cfg.full_fraction) & (u < cfg.full_fraction + cfg.diagonal_fraction)
-        s = torch.where(full, torch.zeros_like(s), s)
-        t = torch.where(full, torch.ones_like(t), torch.where(diag, s, t))
+        anchor = u < cfg.anchor_fraction
+        diag = (u >= cfg.anchor_fraction) & (u < cfg.anchor_fraction + cfg.diagonal_fraction)
+        k = torch.randint(8, (n,), generator=g).double() / 8
+        s0 = torch.where(torch.rand(n, generator=g) < 0.5, torch.zeros_like(k), k)
+        t0 = s0 + (1 - s0) * torch.rand(n, generator=g, dtype=torch.float64)
+        s = torch.where(anchor, s0, s)
+        t = torch.where(anchor, t0, torch.where(diag, s, t))
         if cfg.backward:
             rev = torch.rand(n, generator=g) < cfg.backward_fraction
             s, t = torch.where(rev, t, s), torch.where(rev, s, t)
@@ -129,6 +139,15 @@ class GenerativeFlowMap:
         The :class:`~flowsim.FlowMap` of :func:`teacher_system` (``teacher``).
     fit_result:
         What :func:`~flowsim.fit` returned (history, validation errors against the teacher's ODE).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flowsim.generative import distill, train_teacher
+    >>> gen = distill(train_teacher(torch.randn(128, 2), steps=20, width=16, depth=1),
+    ...               width=16, depth=1, steps=10, batch_size=64, backward=True)
+    >>> z = gen.encode(torch.zeros(3, 2)); gen.decode(z).shape, gen.flowmap.config.backward
+    (torch.Size([3, 2]), True)
     """
 
     def __init__(self, teacher: Teacher, flowmap: FlowMap, fit_result: Any = None) -> None:
@@ -235,6 +254,21 @@ class GenerativeFlowMap:
         out = self.transport(z.to(device=self.device, dtype=self.flowmap.dtype), 0.0, 1.0, c, steps)
         return self.teacher.unstandardise(out)
 
+    @torch.no_grad()
+    def interpolate(self, x_a: Tensor, x_b: Tensor, n_points: int = 9, steps: int = 1,
+                    condition=None) -> Tensor:
+        """Samples between ``x_a`` and ``x_b`` (``(dim,)`` each) through noise space: encode both,
+        walk the great circle between the codes (spherical interpolation keeps the norm typical of
+        ``N(0, I)``), decode. Returns ``(n_points, dim)``, ending at the round trips of ``x_a``, ``x_b``."""
+        x = check_states(torch.stack([torch.as_tensor(x_a), torch.as_tensor(x_b)]).to(self.flowmap.dtype),
+                         self.dim)
+        za, zb = self.encode(x, steps, condition if condition is None else
+                             torch.as_tensor(condition).reshape(-1)).unbind(0)
+        omega = torch.arccos((za @ zb / (za.norm() * zb.norm())).clamp(-1 + 1e-7, 1 - 1e-7))
+        u = torch.linspace(0, 1, check_count(n_points), dtype=za.dtype, device=za.device)[:, None]
+        z = (torch.sin((1 - u) * omega) * za + torch.sin(u * omega) * zb) / torch.sin(omega)
+        return self.decode(z, steps, condition)
+
     def lookahead(self, t: float, x_t: Tensor, c: Tensor) -> Tensor:
         """The one-jump prediction ``X(t, 1, x_t; c)`` of the final sample, in data coordinates
         (``x_t`` standardised, unchecked; differentiable in ``x_t``)."""
@@ -243,8 +277,8 @@ class GenerativeFlowMap:
 
 
 def distill(teacher: Teacher, config: DistillConfig | None = None, fit_config: FitConfig | None = None,
-            *, device: str | torch.device | None = None, progress: bool = False,
-            **options: Any) -> GenerativeFlowMap:
+            *, init: FlowMap | None = None, device: str | torch.device | None = None,
+            progress: bool = False, **options: Any) -> GenerativeFlowMap:
     """Distil the flow map of ``teacher``'s probability-flow ODE with :class:`~flowsim.FlowMap` and
     :func:`~flowsim.fit`: the teacher's velocity is the system's ``b`` (:func:`teacher_system`),
     the start states ``x_s`` come from the interpolant (a state source of :func:`~flowsim.fit`),
@@ -258,7 +292,15 @@ def distill(teacher: Teacher, config: DistillConfig | None = None, fit_config: F
         A :class:`DistillConfig` (the map and its training states).
     fit_config:
         A :class:`~flowsim.FitConfig` (steps, batch size, learning rate, seed …); default
-        ``FitConfig(steps=2000, batch_size=512, lr=2e-3, ema_decay=0.995)``.
+        ``FitConfig(steps=2000, batch_size=512, lr=2e-3, ema_decay=0.995, optimizer="adamw")``
+        (on the exact Gaussian flow map, 800 steps of Muon at lr 2e-3 left 4–10 % error on
+        jumps from ``s = 0`` where AdamW left under 1 %).
+    init:
+        A map of the same size to start from (fine-tuning, e.g. on a tilted teacher).
+    device:
+        Where to train (default: the teacher's device).
+    progress:
+        Show :func:`~flowsim.fit`'s progress bar.
     **options:
         Fields of either config by name (``steps=…``, ``width=…``).
 
@@ -274,11 +316,18 @@ def distill(teacher: Teacher, config: DistillConfig | None = None, fit_config: F
     dfields = set(DistillConfig.__dataclass_fields__)
     config = with_keywords(DistillConfig, config, {k: v for k, v in options.items() if k in dfields},
                            what="distillation", error=ConfigError)
-    base = fit_config or FitConfig(steps=2000, batch_size=512, lr=2e-3, ema_decay=0.995)
     fopts = {k: v for k, v in options.items() if k not in dfields}
+    base = FitConfig.from_options(fit_config or FitConfig(steps=2000, batch_size=512, lr=2e-3,
+                                                          ema_decay=0.995, optimizer="adamw"), **fopts)
     system = teacher_system(teacher)
-    fm = FlowMap(system, width=config.width, depth=config.depth, backward=config.backward,
+    fm = FlowMap(system, width=config.width, depth=config.depth, backbone=config.backbone,
+                 backward=config.backward,
                  max_jump=1.0, seed=base.seed)
+    if init is not None:
+        try:
+            fm.load_state_dict(init.state_dict())
+        except RuntimeError as err:
+            raise ConfigError(f"init map does not fit this one (width, depth, conditions): {err}") from None
     fm.to(teacher.device)
     states = InterpolantStates(teacher, config)
     with torch.no_grad():  # validation: the teacher's ODE by dopri5 from noise
@@ -294,6 +343,9 @@ def distill(teacher: Teacher, config: DistillConfig | None = None, fit_config: F
         traj = odeint(lambda tt, zz: teacher.velocity(tt, zz, cf), z0, grid.to(teacher.device),
                       rtol=1e-6, atol=1e-6).transpose(0, 1)
     val = TrajectoryBank(traj.double().cpu(), grid.double(), c)
+    if base.max_jump not in (None, 1.0):
+        raise ConfigError("a probability-flow map jumps over [0, 1]: leave max_jump unset")
+    base = dataclasses.replace(base, max_jump=1.0)
     res = fit(fm, config.make_objectives(), None, base, validation=val, device=device, progress=progress,
-              states=states, max_jump=1.0, **fopts)
+              states=states)
     return GenerativeFlowMap(teacher, res.flowmap, res)

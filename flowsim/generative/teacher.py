@@ -89,6 +89,14 @@ class Teacher(nn.Module):
         The :class:`SampleSet` it was trained on (not saved with the weights).
     nfe:
         Velocity evaluations counted since the last :meth:`reset_nfe`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flowsim.generative import train_teacher
+    >>> teacher = train_teacher(torch.randn(64, 3), steps=5, width=8, depth=1)
+    >>> teacher.velocity(0.5, torch.zeros(4, 3)).shape, teacher.dim, teacher.n_cond
+    (torch.Size([4, 3]), 3, 0)
     """
 
     def __init__(self, samples: SampleSet, config: TeacherConfig) -> None:
