@@ -98,7 +98,9 @@ class InterpolantStates:
 
     def __init__(self, teacher: Teacher, config: DistillConfig) -> None:
         self.teacher, self.config = teacher, config
-        self.z = teacher.standardise(teacher.samples.x.float())
+        # on the CPU, where the generator draws; fit moves each batch to the map's device
+        mean, std = teacher.x_mean.detach().cpu(), teacher.x_std.detach().cpu()
+        self.z = (teacher.samples.x.float() - mean) / std
         self.c = teacher.samples.c
 
     def __call__(self, n: int, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
