@@ -185,7 +185,7 @@ def sbi_task(name: str, budgets: list[int], a) -> dict:
     y_o = (task.mean_observation(truth) + task.noise * torch.randn(1, task.obs_dim, generator=g,
                                                                   dtype=torch.float64))[0]
     t0 = time.perf_counter()
-    ref = task.reference_posterior(y_o, n=a.sbi_samples, seed=1).float()
+    ref = task.reference_posterior(y_o, n=a.sbi_samples, seed=1, burn=30 if a.smoke else 300).float()
     out = {"obs_dim": task.obs_dim, "n_params": task.n_params, "mcmc_s": time.perf_counter() - t0,
            "budgets": {}}
     lo, hi = task.prior_box

@@ -55,7 +55,7 @@ class InferenceTask:
     observed: tuple[int, ...] | None = None
     log: bool = False
     x0: tuple[float, ...] | None = None
-    solver: SolverOptions = field(default_factory=lambda: SolverOptions(rtol=1e-7, atol=1e-9))
+    solver: SolverOptions = field(default_factory=lambda: SolverOptions(rtol=1e-6, atol=1e-8))
 
     def __post_init__(self) -> None:
         sys_ = get_system(self.system) if isinstance(self.system, str) else self.system
@@ -126,7 +126,7 @@ class InferenceTask:
             out[inside] = torch.nan_to_num(ll, nan=-torch.inf)
         return out
 
-    def reference_posterior(self, y: Tensor, n: int = 4000, *, walkers: int = 32, burn: int = 500,
+    def reference_posterior(self, y: Tensor, n: int = 4000, *, walkers: int = 64, burn: int = 300,
                             seed: int = 0) -> Tensor:
         """``n`` posterior samples of ``θ`` given ``y`` by MCMC (``emcee``'s ensemble sampler,
         vectorised over walkers) on :meth:`log_posterior`; walkers start at the best of 2000
@@ -144,7 +144,8 @@ class InferenceTask:
         p0 = torch.minimum(torch.maximum(p0, lo), hi).numpy()
         sampler = emcee.EnsembleSampler(walkers, self.n_params,
                                         lambda th: self.log_posterior(torch.as_tensor(th), y).numpy(),
-                                        vectorize=True, seed=rng)
+                                        vectorize=True)
+        sampler.random_state = np.random.RandomState(seed).get_state()  # reproducible moves
         steps = burn + -(-n // walkers)
         sampler.run_mcmc(p0, steps, progress=False)
         chain = sampler.get_chain(discard=burn, flat=True)
