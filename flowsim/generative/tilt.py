@@ -3,6 +3,8 @@ one-jump prediction ``X(t, 1, x_t)``, or by fine-tuning teacher and map on impor
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -146,12 +148,7 @@ def tilt_finetune(gen: GenerativeFlowMap, reward: Callable[[Tensor], Tensor], la
         raise ConfigError("the teacher holds no training samples to re-weight")
     w = tilt_weights(te.samples.x, reward, lam)
     cfg = te.config
-    lr = cfg.lr * 0.5
-    import dataclasses
-
-    tcfg = dataclasses.replace(cfg, steps=teacher_steps, lr=lr, seed=seed)
-    import copy
-
+    tcfg = dataclasses.replace(cfg, steps=teacher_steps, lr=cfg.lr * 0.5, seed=seed)
     new_te = train_teacher(te.samples, None if te.samples.c is None else te.samples.c, tcfg,
                            weights=w * len(w), init=copy.deepcopy(te))
     old = gen.flowmap
