@@ -66,6 +66,20 @@ def mmd(x, y, bandwidth: float | None = None) -> float:
     """The squared maximum mean discrepancy with a Gaussian kernel ``exp(−‖a − b‖² / 2h²)``
     (unbiased estimate; ``h`` by the median heuristic over the pooled samples unless given).
 
+    Arguments
+    ---------
+    x, y:
+        ``(n, dim)`` and ``(m, dim)`` samples.
+    bandwidth:
+        The kernel's ``h``; ``None``: the median pairwise distance of (up to 2,000) pooled samples.
+
+    Raises
+    ------
+    ShapeError
+        Bad sample sets (see :func:`energy_distance`).
+    ConfigError
+        A bandwidth that is not positive.
+
     Examples
     --------
     >>> import torch
@@ -95,6 +109,15 @@ def sliced_wasserstein(x, y, n_projections: int = 200, seed: int = 0) -> float:
     """The sliced 2-Wasserstein distance (POT's ``ot.sliced_wasserstein_distance``): the root
     mean square over random directions of the 1-D Wasserstein distances of the projections.
 
+    Arguments
+    ---------
+    x, y:
+        ``(n, dim)`` and ``(m, dim)`` samples.
+    n_projections:
+        Random directions.
+    seed:
+        Seeds the directions.
+
     Examples
     --------
     >>> import torch
@@ -116,6 +139,17 @@ def c2st(x, y, classifier: str = "mlp", seed: int = 1, n_folds: int = 5) -> floa
     """Classifier two-sample test accuracy: 0.5 when the sets cannot be told apart, 1.0 when
     they are disjoint. Uses the ``sbi`` package's ``sbi.utils.metrics.c2st`` (z-scored, k-fold
     cross-validated; ``"mlp"`` as in the SBI benchmark, or ``"rf"``); equal set sizes are best.
+
+    Arguments
+    ---------
+    x, y:
+        ``(n, dim)`` and ``(m, dim)`` samples.
+    classifier:
+        ``"mlp"`` or ``"rf"`` (random forest).
+    seed:
+        Seeds the classifier and the folds.
+    n_folds:
+        Cross-validation folds.
 
     Raises
     ------

@@ -117,6 +117,11 @@ _INTERPOLANTS = {"linear": LinearInterpolant, "vp": VPInterpolant}
 def get_interpolant(spec: str | Interpolant) -> Interpolant:
     """An :class:`Interpolant` from its name (``"linear"``, ``"vp"``) or itself.
 
+    Arguments
+    ---------
+    spec:
+        A name or an :class:`Interpolant`.
+
     Raises
     ------
     ConfigError

@@ -39,6 +39,8 @@ class InferenceTask:
         Observe ``log(x)`` (positive systems: multiplicative noise).
     x0:
         Initial state (default: the system's ``default_x0``).
+    solver:
+        The :class:`~flowsim.SolverOptions` of the simulations and the likelihood.
 
     Examples
     --------

@@ -59,6 +59,13 @@ def as_samples(x, condition=None) -> SampleSet:
     """Validate samples ``x`` ``(n, dim)`` (and conditions ``(n,)`` or ``(n, n_cond)``) into a
     :class:`SampleSet`; a :class:`SampleSet` is returned as it is.
 
+    Arguments
+    ---------
+    x:
+        ``(n, dim)`` samples (tensor or array).
+    condition:
+        ``None``, or ``(n,)`` / ``(n, n_cond)`` conditions, one per sample.
+
     Raises
     ------
     ShapeError

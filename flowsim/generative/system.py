@@ -20,6 +20,13 @@ def teacher_system(teacher: Teacher, name: str = "pf_ode") -> ODESystem:
     then applies: :class:`~flowsim.FlowMap`, :func:`~flowsim.fit` with the Lagrangian, Eulerian or
     semigroup objectives (the teacher as ``b``), :func:`~flowsim.reference_solve`.
 
+    Arguments
+    ---------
+    teacher:
+        A trained :class:`Teacher`.
+    name:
+        The system's name.
+
     Examples
     --------
     >>> import torch

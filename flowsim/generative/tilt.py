@@ -46,6 +46,15 @@ def tilt_weights(x: Tensor, reward: Callable[[Tensor], Tensor], lam: float = 1.0
     """Self-normalised importance weights ``∝ exp(r(x)/λ)`` of samples ``x`` of ``p`` for the
     tilted law ``p exp(r/λ)/Z`` (sum to 1).
 
+    Arguments
+    ---------
+    x:
+        ``(n, dim)`` samples.
+    reward:
+        ``r(x) -> (n,)``.
+    lam:
+        Temperature ``λ > 0``.
+
     Raises
     ------
     ConfigError
