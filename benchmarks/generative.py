@@ -205,7 +205,10 @@ def sbi_task(name: str, budgets: list[int], a) -> dict:
         gen.sample(10_000, steps=1, condition=y_o.float(), generator=4)
         row["flowmap_1_s_per_1e4"] = time.perf_counter() - t0
         for label, cls in (("npe", NPE), ("fmpe", FMPE)):
-            inf = cls(prior=prior, show_progress_bars=False)
+            from torch.utils.tensorboard import SummaryWriter
+
+            logs = tempfile.mkdtemp(prefix="sbi-logs-")  # not ./sbi-logs, sbi's default
+            inf = cls(prior=prior, show_progress_bars=False, summary_writer=SummaryWriter(logs))
             t0 = time.perf_counter()
             inf.append_simulations(theta, y).train(max_num_epochs=a.sbi_epochs)
             row[f"{label}_train_s"] = time.perf_counter() - t0
