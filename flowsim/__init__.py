@@ -73,6 +73,7 @@ __all__ = [
     "sample_posterior",
     "optimise",
     "gradient_check",
+    "generative",
     "errors",
     "metrics",
     "testing",

@@ -9,7 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: the modules whose ``__all__`` is the user API
 PUBLIC = ["flowsim", "flowsim.analysis", "flowsim.data", "flowsim.train", "flowsim.systems",
-          "flowsim.maps", "flowsim.solve", "flowsim.metrics", "flowsim.testing", "flowsim.steer"]
+          "flowsim.maps", "flowsim.solve", "flowsim.metrics", "flowsim.testing", "flowsim.steer",
+          "flowsim.generative"]
 #: submodules re-exported as namespaces, and names documented through their module's page
 NAMESPACES = {"analysis", "data", "train", "systems", "errors", "report", "physics", "biology",
               "metrics", "testing", "solve", "maps", "steer"}

@@ -14,7 +14,7 @@ import flowsim
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = ["flowsim", "flowsim.analysis", "flowsim.data", "flowsim.train", "flowsim.systems", "flowsim.maps",
-          "flowsim.solve", "flowsim.metrics", "flowsim.testing"]
+          "flowsim.solve", "flowsim.metrics", "flowsim.testing", "flowsim.steer", "flowsim.generative"]
 
 
 def _public_objects():

@@ -13,6 +13,11 @@ from ..metrics import normalised_error as normalised_error
 from ..metrics import relative_error as relative_error
 from ..metrics import state_std as state_std
 from .chaos import valid_prediction_time as valid_prediction_time
+from .distances import c2st as c2st
+from .distances import energy_distance as energy_distance
+from .distances import mmd as mmd
+from .distances import mode_coverage as mode_coverage
+from .distances import sliced_wasserstein as sliced_wasserstein
 from .exact import ExactFlowMap as ExactFlowMap
 from .indicator import consistency_indicator as consistency_indicator
 from .indicator import indicator_quality as indicator_quality
@@ -64,4 +69,9 @@ __all__ = [
     "state_std",
     "valid_prediction_time",
     "work_precision",
+    "energy_distance",
+    "mmd",
+    "sliced_wasserstein",
+    "c2st",
+    "mode_coverage",
 ]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ShapeError
 from ..maps.flowmap import FlowMap
 from .bank import PairBatch, StateBatch, TrajectoryBank, WindowBatch
 
@@ -148,6 +148,10 @@ class BatchSampler:
     stream:
         An iterable of pair dicts (:class:`~flowsim.data.PairSampler`) to draw ``PAIRS`` from
         instead of ``bank``, or ``None``.
+    states:
+        A state source that replaces the default ``STATES`` draw (see :func:`flowsim.fit`):
+        ``states(n, generator)`` returning ``(s, x, p)`` (jump times ``t`` are then drawn as
+        usual), ``(s, t, x, p)`` or a ``flowsim.train.bank.StateBatch``; or ``None``.
 
     Examples
     --------
@@ -163,12 +167,14 @@ class BatchSampler:
     def __init__(self, flowmap: FlowMap, bank: TrajectoryBank | None, batch_size: int,
                  min_jump: float, max_jump: float, *, diagonal_fraction: float = 0.25,
                  log_fraction: float = 0.2, early_fraction: float = 0.0,
-                 generator: torch.Generator, stream: Any = None) -> None:
+                 generator: torch.Generator, stream: Any = None,
+                 states: Callable[[int, torch.Generator], Any] | None = None) -> None:
         self.fm, self.bank, self.n = flowmap, bank, batch_size
         self.lo, self.hi = min_jump, max_jump
         self.diag, self.log_fraction, self.early_fraction = diagonal_fraction, log_fraction, early_fraction
         self.g = generator
         self.stream, self._it = stream, None
+        self.source = states
         self.states_hi = max_jump
         self._draw: dict[BatchKind, Callable[..., Any]] = {
             BatchKind.PAIRS: self.pairs, BatchKind.SHORT_PAIRS: self.short_pairs,
@@ -227,7 +233,10 @@ class BatchSampler:
         return WindowBatch(*self._cast(w.t, w.x, w.p))
 
     def states(self) -> StateBatch:
-        """Half prior, half stored states; a quarter moved by the map's own (detached) jumps."""
+        """Half prior, half stored states; a quarter moved by the map's own (detached) jumps
+        (or the state source's draw, when there is one)."""
+        if self.source is not None:
+            return self._sourced()
         sys_ = self.fm.system
         n = self.n
         n_data = n // 2 if self.bank is not None else 0
@@ -252,4 +261,27 @@ class BatchSampler:
             x = torch.cat([torch.where(ok[:, None], moved, x[:k]), x[k:]])
             s = torch.cat([torch.where(ok, s[:k] + hop, s[:k]), s[k:]])
         t = s + self._cast(self._jumps(n))[0]
+        return StateBatch(s=s, t=t, x=x, p=p)
+
+    def _sourced(self) -> StateBatch:
+        """A ``STATES`` batch from the state source: ``(s, x, p)``, ``(s, t, x, p)`` or a StateBatch."""
+        n = self.n
+        out = self.source(n, self.g)
+        if isinstance(out, StateBatch):
+            out = (out.s, out.t, out.x, out.p)
+        if not isinstance(out, (tuple, list)) or len(out) not in (3, 4):
+            raise ConfigError("a state source must return (s, x, p), (s, t, x, p) or a StateBatch; "
+                              f"got {type(out).__name__}")
+        if len(out) == 3:
+            s, x, p = out
+            t = torch.as_tensor(s, dtype=torch.float64) + self._jumps(len(s))
+        else:
+            s, t, x, p = out
+        s, t, x, p = (torch.as_tensor(v) for v in (s, t, x, p))
+        m, dim, n_p = x.shape[0] if x.ndim == 2 else -1, self.fm.config.dim, self.fm.system.n_params
+        if x.ndim != 2 or x.shape[1] != dim or s.shape != (m,) or t.shape != (m,) or p.shape != (m, n_p):
+            raise ShapeError(f"the state source returned s {tuple(s.shape)}, t {tuple(t.shape)}, "
+                             f"x {tuple(x.shape)}, p {tuple(p.shape)}; expected (n,), (n,), "
+                             f"(n, {dim}), (n, {n_p})")
+        s, t, x, p = self._cast(s, t, x, p)
         return StateBatch(s=s, t=t, x=x, p=p)

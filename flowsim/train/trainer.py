@@ -77,6 +77,7 @@ def fit(
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = True,
     progress: bool | Callable[[int], None] = True,
+    states: Callable[[int, torch.Generator], Any] | None = None,
     **options: Any,
 ) -> FitResult:
     """Train a flow map: :func:`~flowsim.train.prepare` the data, then run the training loop.
@@ -112,6 +113,15 @@ def fit(
     progress:
         Show a progress bar; or a callable, called with the number of steps done after each
         step (how :func:`~flowsim.train.fit_ensemble` shows its members' steps).
+    states:
+        A state source for the ``STATES`` batches of the physics and self-distillation
+        objectives, for data that are samples rather than trajectories (e.g. the states ``x_s``
+        of an interpolant at times ``s``, :mod:`flowsim.generative`): ``states(n, generator)``
+        returns ``(s, x, p)`` (then ``t`` is drawn as usual) or ``(s, t, x, p)`` (jump times
+        chosen by the source; the short-to-long curriculum then does not apply), or a
+        ``flowsim.train.bank.StateBatch``. It replaces the default draw (the system's prior,
+        stored states, and the map's own jumps); it must draw from ``generator`` to be
+        reproducible. Default ``None``.
     **options:
         :class:`~flowsim.train.FitConfig` fields, replacing those of ``config``
         (``fit(fm, "pairs", sol, steps=500, lr=2e-3)``).
@@ -156,7 +166,7 @@ def fit(
                           velocity_scale=prep.velocity_scale)
     run = _Run(fm, objs, kinds, config, prep, make_optimizer(fm, optimizer, config.lr, config.weight_decay),
                record=_record(config, objs, prep, optimizer),
-               ckdir=Path(checkpoint_dir) if checkpoint_dir is not None else None)
+               ckdir=Path(checkpoint_dir) if checkpoint_dir is not None else None, states=states)
     if run.ckdir is not None and resume and (run.ckdir / ckpt.TRAINER_STATE).exists():
         _restore(run)
     steps_done = _loop(run, progress)
@@ -184,6 +194,7 @@ class _Run:
     opt: Any
     record: dict[str, Any]
     ckdir: Path | None = None
+    states: Any = None
     start: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     ema: list[Tensor] = field(default_factory=list)
@@ -194,7 +205,7 @@ class _Run:
         self.sampler = BatchSampler(self.fm, prep.train, cfg.batch_size, prep.min_jump,
                                     prep.train_max_jump, diagonal_fraction=cfg.diagonal_fraction,
                                     log_fraction=cfg.log_fraction, early_fraction=cfg.early_fraction,
-                                    generator=prep.generator, stream=prep.stream)
+                                    generator=prep.generator, stream=prep.stream, states=self.states)
 
 
 def _loop(run: _Run, progress: bool | Callable[[int], None]) -> int:
