@@ -314,6 +314,15 @@ def distill(teacher: Teacher, config: DistillConfig | None = None, fit_config: F
     ------
     ConfigError
         Unknown options or objectives.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from flowsim.generative import distill, train_teacher
+    >>> teacher = train_teacher(torch.randn(256, 2) + 3.0, steps=50, width=16, depth=1)
+    >>> gen = distill(teacher, width=16, depth=1, steps=10, batch_size=64)
+    >>> gen.sample(5, steps=1).shape
+    torch.Size([5, 2])
     """
     dfields = set(DistillConfig.__dataclass_fields__)
     config = with_keywords(DistillConfig, config, {k: v for k, v in options.items() if k in dfields},

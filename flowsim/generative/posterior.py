@@ -160,6 +160,24 @@ def fit_posterior(theta: Tensor, y: Tensor, *, teacher_steps: int = 3000, map_st
     teacher on ``θ`` conditioned on ``y``, then its flow map (:func:`distill`). Sample the
     posterior of an observation ``y_o`` with ``gen.sample(n, steps, condition=y_o)``.
 
+    Arguments
+    ---------
+    theta:
+        Parameters drawn from the prior, ``(n, n_params)``.
+    y:
+        Their simulated (noisy) observations, ``(n, obs_dim)``.
+    teacher_steps, map_steps:
+        Training steps of the teacher and of the distilled map.
+    width:
+        Hidden units of both networks.
+    seed:
+        Seed of both.
+
+    Returns
+    -------
+    GenerativeFlowMap
+        Conditioned on ``y``.
+
     Raises
     ------
     ShapeError

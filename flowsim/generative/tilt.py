@@ -138,6 +138,24 @@ def tilt_finetune(gen: GenerativeFlowMap, reward: Callable[[Tensor], Tensor], la
     its data re-weighted by :func:`tilt_weights` (exact in the limit of many samples), then the
     map re-distilled from it, starting from the current map's weights.
 
+    Arguments
+    ---------
+    gen:
+        The :class:`GenerativeFlowMap` to tilt (its teacher must hold its training samples).
+    reward:
+        ``r(x)``: ``(n, dim) -> (n,)``.
+    lam:
+        The temperature ``λ`` (> 0): smaller tilts harder.
+    teacher_steps, map_steps:
+        Fine-tuning steps of the teacher and of the re-distilled map.
+    seed:
+        Seed of both.
+
+    Returns
+    -------
+    GenerativeFlowMap
+        A new model of the tilted law; ``gen`` is unchanged.
+
     Raises
     ------
     ConfigError

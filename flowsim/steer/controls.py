@@ -90,6 +90,12 @@ class Variables:
     ------
     ParameterError
         Unknown names, a name given twice.
+
+    Examples
+    --------
+    >>> from flowsim.steer import Control, Variables
+    >>> Variables("sir", ["gamma", "x0.I", Control("beta", [0.0, 20.0, 40.0])]).columns
+    ('gamma', 'x0.I', 'beta[0]', 'beta[1]')
     """
 
     def __init__(self, system: ODESystem | str, variables: Sequence[str | Control]) -> None:

@@ -124,6 +124,16 @@ class PosteriorResult:
         The map check (:func:`~flowsim.steer.posterior_map_check`), or ``None``.
     info:
         Sampler facts: acceptance fraction, autocorrelation times, wall time, model kind.
+
+    Examples
+    --------
+    See :func:`sample_posterior`; with ``post`` its result, ``post.summary["mean"]`` are the
+    posterior means, ``post.check["max_abs_shift"]`` how far the solver check moved them (in
+    posterior SDs) and ``post.draws()`` the kept draws:
+
+    >>> from flowsim.steer import PosteriorResult
+    >>> sorted(f.name for f in __import__("dataclasses").fields(PosteriorResult))
+    ['check', 'idata', 'info', 'summary']
     """
 
     idata: Any
