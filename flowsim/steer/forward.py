@@ -25,6 +25,7 @@ torch.Size([1, 3, 2])
 
 from __future__ import annotations
 
+import inspect
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -127,6 +128,14 @@ class MapPredictor:
         self.flow_map = flow_map
         self.system = flow_map.system
         self.allow_extrapolation = allow_extrapolation
+        # a map whose checked jump applies its own range rules (e.g. an exact map) takes no
+        # allow_extrapolation keyword: it is passed only where the map's jump has it
+        try:
+            takes = "allow_extrapolation" in inspect.signature(flow_map.jump).parameters
+        except (TypeError, ValueError):
+            takes = False
+        self._jump_kw = {"allow_extrapolation": allow_extrapolation} \
+            if takes and allow_extrapolation is not None else {}
 
     @property
     def dtype(self) -> torch.dtype:
@@ -142,8 +151,7 @@ class MapPredictor:
         if n == 0:
             return x0.new_zeros(b, 0, self.system.dim)
         rep = lambda a: a.repeat_interleave(n, dim=0)  # noqa: E731
-        kw = {} if self.allow_extrapolation is None else {"allow_extrapolation": self.allow_extrapolation}
-        out = self.flow_map.jump(rep(x0), rep(t0), times.reshape(-1), rep(p), **kw)
+        out = self.flow_map.jump(rep(x0), rep(t0), times.reshape(-1), rep(p), **self._jump_kw)
         return out.reshape(b, n, self.system.dim)
 
 

@@ -27,8 +27,7 @@ from torch import Tensor
 from ..errors import ConfigError, TimeGridError
 from ..maps.protocol import FlowMapLike
 from ..solve.options import SolverOptions
-from ._predict import as_predictor
-from .forward import Predictor, SolverPredictor
+from .forward import Predictor, SolverPredictor, predictor
 
 __all__ = ["sensitivities", "gradient_check"]
 
@@ -65,7 +64,7 @@ def sensitivities(model: Predictor | FlowMapLike, x0: Tensor, t0: Tensor, t1: Te
     >>> jx.shape, jp.shape
     (torch.Size([1, 2, 2]), torch.Size([1, 2, 1]))
     """
-    pred = as_predictor(model)
+    pred = predictor(model)
     x0 = x0.detach().clone().requires_grad_(True)
     p = p.detach().clone().requires_grad_(True)
     x1 = pred(x0, t0, t1[:, None], p)[:, 0]
@@ -149,7 +148,7 @@ def gradient_check(flow_map: FlowMapLike, *, jumps: Sequence[float] | None = Non
         raise TimeGridError(f"jumps must be positive, finite and at most the map's jump_limit {limit:.4g}; "
                             f"got {jumps}")
     system = flow_map.system
-    mp = as_predictor(flow_map, allow_extrapolation=False)
+    mp = predictor(flow_map, allow_extrapolation=False)
     ref = SolverPredictor(system, solver or GRADIENT_SOLVER)
     g = torch.Generator().manual_seed(seed)
     x0 = system.sample_initial(n, generator=g)

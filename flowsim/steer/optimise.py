@@ -32,9 +32,8 @@ from torch import Tensor
 from .._utils import with_keywords
 from ..errors import ConfigError, TimeGridError
 from ..solve.options import SolverOptions
-from ._predict import as_predictor
 from .controls import Control, Variables
-from .forward import SolverPredictor
+from .forward import SolverPredictor, predictor
 
 __all__ = ["OptimiseConfig", "optimise"]
 
@@ -176,7 +175,7 @@ def optimise(model: Any, reward: Reward, variables: Sequence[str | Control], *, 
     allow = cfg.allow_extrapolation
     if cfg.on_outside == "warn" and allow is None:
         allow = True
-    pred = as_predictor(model, allow_extrapolation=allow)
+    pred = predictor(model, allow_extrapolation=allow)
     system = pred.system
     var = Variables(system, variables)
     var.set_bounds(pred, bounds, on_outside=cfg.on_outside)

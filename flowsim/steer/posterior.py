@@ -39,7 +39,7 @@ import xarray as xr
 from .._utils import with_keywords
 from ..errors import ConfigError
 from ..solve.options import SolverOptions
-from ._predict import as_predictor
+from .forward import predictor
 from .likelihood import LogLikelihood
 from .noise import Noise
 from .observations import Observations
@@ -205,7 +205,7 @@ def sample_posterior(model: Any, observations: Observations, *, params: Sequence
     import emcee
 
     cfg = with_keywords(PosteriorConfig, config, options, what="sample_posterior", error=ConfigError)
-    pred = as_predictor(model)
+    pred = predictor(model)
     params = list(params)
     ll = LogLikelihood(pred, observations, params=params, noise=noise, fixed=fixed, on_outside="-inf")
     lo, hi = _log_prior_box(pred, params, bounds)
