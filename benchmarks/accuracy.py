@@ -56,7 +56,7 @@ from pathlib import Path
 import torch
 
 import flowsim
-from flowsim.train import TrajectoryBank, optim
+from flowsim.train import FitConfig, TrajectoryBank, optim
 from flowsim.train.validation import jump_errors
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -72,7 +72,8 @@ NOT_ABLATABLE = {"systems", "objectives", "ablate", "part", "merge", "tag", "res
 
 
 def make_bank(system, n, horizon, n_times, seed, prior_scale=1.0):
-    """``n`` reference trajectories over ``[0, horizon]`` (dopri5 at 1e-10 / 1e-12), parameters
+    """``n`` reference trajectories over ``[0, horizon]`` (dopri5 at 1e-10 / 1e-12; stiff systems:
+    scipy Radau at 1e-10 / 1e-14, stacked in chunks of 128), parameters
     drawn from the prior shrunk by ``prior_scale`` around the defaults; returns the bank and the
     solve's wall time."""
     g = torch.Generator().manual_seed(seed)
@@ -81,7 +82,11 @@ def make_bank(system, n, horizon, n_times, seed, prior_scale=1.0):
     d = system.default_params(n)
     p = d + prior_scale * (p - d)
     t = torch.linspace(0, horizon, n_times, dtype=torch.float64)
-    sol = flowsim.reference_solve(system, x0, t, p, rtol=1e-10, atol=1e-12, chunk_size=2048)
+    if system.stiff:  # scipy Radau over stacked chunks of the batch (sparse block Jacobian)
+        opts = flowsim.SolverOptions(backend="scipy", method="Radau", rtol=1e-10, atol=1e-14, stacked=True)
+        sol = flowsim.reference_solve(system, x0, t, p, opts, chunk_size=128)
+    else:
+        sol = flowsim.reference_solve(system, x0, t, p, rtol=1e-10, atol=1e-12, chunk_size=2048)
     return TrajectoryBank.from_solution(sol), sol.wall_time
 
 
@@ -167,11 +172,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--jump-weight", type=float, default=0.0,
                     help="PairRegression(jump_weight=…); 0: every pair weighted equally")
     ap.add_argument("--log-fraction", type=float, default=0.2, help="fit(log_fraction=…)")
-    ap.add_argument("--early-fraction", type=float, default=0.25, help="fit(early_fraction=…)")
+    ap.add_argument("--early-fraction", type=float, default=FitConfig().early_fraction,
+                    help="fit(early_fraction=…)")
     ap.add_argument("--loss", default="norm", choices=["norm", "squared"],
                     help="PairRegression(loss=…) for the data term")
     ap.add_argument("--jump-margin", type=float, default=0.1, help="fit(jump_margin=…)")
     ap.add_argument("--tangent", action="store_true", help="build b into the map")
+    ap.add_argument("--jump-scales", type=int, default=0,
+                    help="FlowMap(jump_scales=…): multi-scale decay features of the jump")
     ap.add_argument("--optimizer", default="auto", choices=list(optim.OPTIMIZERS),
                     help="fit(optimizer=…)")
     ap.add_argument("--muon-layers", default="input+hidden", choices=MUON_LAYERS,
@@ -226,7 +234,8 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
     T = system.timescale
     bank, test, gen_time = data
     fm = flowsim.FlowMap(system, width=args.width, depth=args.depth, backbone=args.backbone,
-                         activation=args.activation, tangent=args.tangent)
+                         activation=args.activation, tangent=args.tangent,
+                         jump_scales=args.jump_scales)
     objs = flowsim.train.make_objectives(objective)
     for o in objs:
         if isinstance(o, flowsim.train.PairRegression):
@@ -280,6 +289,25 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
     return row
 
 
+#: options that change the training or test data: an ablation of one of them makes new data
+DATA_OPTIONS = {"n_train", "n_test", "prior_scale", "max_jump_T", "jump_margin"}
+
+
+def make_data(system, args):
+    """Training and held-out banks, the data's solve time and the jump sizes measured."""
+    T = system.timescale
+    # training trajectories reach past the longest jump by the margin; both grids step T/200
+    horizon = (args.max_jump_T * (1 + args.jump_margin) + 1.0) * T
+    per_T = 20 if args.smoke else 200
+    bank, gen_time = make_bank(system, args.n_train, horizon, round(horizon / T * per_T) + 1, 1,
+                               args.prior_scale)
+    test_horizon = (args.max_jump_T + 1.0) * T
+    test, _ = make_bank(system, args.n_test, test_horizon, round(test_horizon / T * per_T) + 1, 2,
+                        args.prior_scale)
+    jumps = [T * v for v in torch.logspace(-2, math.log10(args.max_jump_T), 7).tolist()]
+    return bank, test, gen_time, jumps
+
+
 def run(ap, args) -> list[dict]:
     option, values = ablation_values(ap, args)
     if args.threads:
@@ -287,20 +315,14 @@ def run(ap, args) -> list[dict]:
     results = []
     for name in args.systems:
         system = flowsim.get_system(name)
-        T = system.timescale
-        # training trajectories reach past the longest jump by the margin; both grids step T/200
-        horizon = (args.max_jump_T * (1 + args.jump_margin) + 1.0) * T
-        per_T = 20 if args.smoke else 200
-        bank, gen_time = make_bank(system, args.n_train, horizon, round(horizon / T * per_T) + 1, 1,
-                                   args.prior_scale)
-        test_horizon = (args.max_jump_T + 1.0) * T
-        test, _ = make_bank(system, args.n_test, test_horizon, round(test_horizon / T * per_T) + 1, 2,
-                            args.prior_scale)
-        jumps = [T * v for v in torch.logspace(-2, math.log10(args.max_jump_T), 7).tolist()]
+        data = None
         for value in values:
             run_args = argparse.Namespace(**vars(args))
             if option is not None:
                 setattr(run_args, option, value)
+            if data is None or option in DATA_OPTIONS:  # the data follow an ablated data option
+                data = make_data(system, run_args)
+            bank, test, gen_time, jumps = data
             for objective in args.objectives:
                 results.append(train_and_measure(run_args, name, objective, (bank, test, gen_time),
                                                  jumps, {option: value} if option else None))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,11 +36,10 @@ __all__ = ["SOLVERS", "Sweep", "work_precision"]
 
 #: Solvers :func:`work_precision` knows; ``"torchode"`` runs only where it is installed.
 SOLVERS = ("dopri5", "bosh3", "rk4", "scipy_lsoda", "scipy_radau", "scipy_bdf", "torchode")
-#: scipy solved one trajectory at a time (LSODA's Jacobian must be dense: it cannot be stacked)
-_SCIPY = {"scipy_lsoda": "LSODA"}
-#: scipy's implicit methods solve the whole batch as one stacked system, with a sparse
-#: block-diagonal Jacobian: their fastest fair form on a batch (SolverOptions.stacked)
-_SCIPY_STACKED = {"scipy_radau": "Radau", "scipy_bdf": "BDF"}
+#: scipy's implicit methods solve the whole batch as one stacked system with a block-diagonal
+#: Jacobian (sparse for Radau/BDF, banded for LSODA): their fastest fair form on a batch
+#: (SolverOptions.stacked); one solve_ivp per trajectory was 30-45x slower on 64 states
+_SCIPY_STACKED = {"scipy_lsoda": "LSODA", "scipy_radau": "Radau", "scipy_bdf": "BDF"}
 REFERENCE_TOL = 1e-10
 
 
@@ -59,8 +59,8 @@ class Sweep:
         Any of :data:`SOLVERS`. ``"torchode"`` (dopri5) is skipped, and listed in
         ``attrs["skipped_solvers"]``, where ``import torchode`` fails.
     n_scipy:
-        scipy LSODA solves one trajectory at a time, so it is timed on the first ``n_scipy`` states
-        and its wall time scaled to the batch (``attrs`` say so); its error uses those states.
+        Deprecated and ignored: every scipy method now solves the whole batch as one stacked
+        system (LSODA with a banded Jacobian), so none is timed on a subset and scaled up.
     n_reference:
         Measure errors on the first ``n_reference`` states only (default all); timing always
         uses the whole batch. Useful where the tight reference is expensive (stiff systems).
@@ -95,7 +95,7 @@ class Sweep:
     tolerances: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
     rk4_steps: Sequence[int] = (4, 8, 16, 32, 64, 128, 256)
     solvers: Sequence[str] = SOLVERS
-    n_scipy: int = 16
+    n_scipy: int | None = None
     n_reference: int | None = None
     repeats: int = 3
     solver_dtype: torch.dtype = torch.float64
@@ -114,7 +114,10 @@ class Sweep:
         if unknown:
             raise SolverError(f"unknown solver(s) {unknown}; choose from {SOLVERS}")
         set_(self, "solvers", tuple(self.solvers))
-        for name in ("n_scipy", "repeats", "max_steps"):
+        if self.n_scipy is not None:
+            warnings.warn("Sweep(n_scipy=…) is ignored: every scipy method now solves the whole batch "
+                          "as one stacked system", DeprecationWarning, stacklevel=3)
+        for name in ("repeats", "max_steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {v!r}")
@@ -209,7 +212,7 @@ def work_precision(
     """
     sw = _as_sweep(sweep, sweep_options)
     n_jumps, tols, steps, solvers = sw.n_jumps, list(sw.tolerances), list(sw.rk4_steps), sw.solvers
-    n_scipy, n_reference, repeats, solver_dtype = sw.n_scipy, sw.n_reference, sw.repeats, sw.solver_dtype
+    n_reference, repeats, solver_dtype = sw.n_reference, sw.repeats, sw.solver_dtype
     max_steps, max_seconds, device = sw.max_steps, sw.max_seconds, sw.device
     system = match_system(flowmap, system)
     x0 = as_states(system, x0)
@@ -274,13 +277,6 @@ def work_precision(
         return SolverOptions(method="rk4", n_steps=k, max_steps=max_steps)
 
     for solver in solvers:
-        if solver in _SCIPY:
-            m = min(n_scipy, n)
-            opts, kw = adaptive("scipy", _SCIPY[solver]), {"batch": n}
-            S.run_solver(system, x0[:1], pp[:1], t0, t1, opts(max(tols)), repeats=1, **kw)
-            sweep(solver, "tolerance", loose_first, lambda tol, opts=opts, m=m, kw=kw: S.run_solver(
-                system, x0[:m], pp[:m], t0, t1, opts(tol), repeats=repeats, **kw), m < n)
-            continue
         if solver == "torchode" and not torchode_available():
             skipped.append("torchode (not installed: pip install torchode)")
             continue
@@ -298,11 +294,10 @@ def work_precision(
     return _dataset(rows, n, system, flowmap, dict(
         horizon=h, t0=t0, n_states=n, n_reference=int(x_ref.shape[0]),
         n_reference_failed=int((~ok_ref).sum()),
-        reference=ref_desc, sigma=sigma.tolist(), n_scipy=int(min(n_scipy, n)),
-        scipy_note=(f"scipy LSODA solves one trajectory at a time: timed on the first {min(n_scipy, n)} of "
-                    f"{n} states and its wall time scaled up by the ratio; its errors use those states "
-                    "only. scipy Radau and BDF solve the whole batch as one stacked system with a "
-                    "sparse block-diagonal Jacobian (shared steps, error in the batch's RMS norm)"),
+        reference=ref_desc, sigma=sigma.tolist(),
+        scipy_note=("scipy LSODA, Radau and BDF solve the whole batch as one stacked system with a "
+                    "block-diagonal Jacobian (banded for LSODA, sparse for Radau/BDF; shared steps, "
+                    "error in the batch's RMS norm)"),
         tolerance_convention="rtol = atol = tolerance", solver_dtype=str(solver_dtype).replace("torch.", ""),
         timing=f"minimum of {repeats} run(s) after one warm-up per method; torch.no_grad; one process",
         failure_isolation=(f"torch solvers bisect a failing batch (at most {sw.max_failed_solves} failed "

@@ -15,7 +15,8 @@ ACTIVATIONS = {"gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "softplus": nn
 
 
 class FourierEmbedding(nn.Module):
-    """Embed a scalar time ``u`` as ``[u, sin(π f_k u), cos(π f_k u)]`` over geometric ``f_k``.
+    """Embed a scalar time ``u`` as ``[u, sin(π f_k u), cos(π f_k u)]`` over geometric ``f_k``,
+    optionally with multi-scale decays ``sign(u)·(1 − exp(−|u|/τ_j))``.
 
     Arguments
     ---------
@@ -24,6 +25,12 @@ class FourierEmbedding(nn.Module):
     f_min, f_max:
         Frequency range, in cycles per unit of ``u`` (``u`` is a time in units of the
         system's timescale).
+    n_scales:
+        Number of decay scales ``τ_j``, geometric in ``[tau_min, 1]`` (0: none). A fast
+        transient (a relaxation over 1 % of the timescale) is a smooth function of these
+        features, while sines of at most ``f_max`` cycles barely change over it.
+    tau_min:
+        Shortest decay scale, in units of ``u``.
 
     Examples
     --------
@@ -34,18 +41,25 @@ class FourierEmbedding(nn.Module):
     (torch.Size([2, 9]), 9)
     """
 
-    def __init__(self, n_frequencies: int = 8, f_min: float = 0.25, f_max: float = 8.0) -> None:
+    def __init__(self, n_frequencies: int = 8, f_min: float = 0.25, f_max: float = 8.0,
+                 n_scales: int = 0, tau_min: float = 1e-3) -> None:
         super().__init__()
         freqs = torch.logspace(math.log10(f_min), math.log10(f_max), n_frequencies)
         self.register_buffer("freqs", freqs if n_frequencies else torch.zeros(0))
+        taus = torch.logspace(math.log10(tau_min), 0.0, n_scales) if n_scales else torch.zeros(0)
+        self.register_buffer("inv_taus", 1.0 / taus if n_scales else taus)
 
     @property
     def out_features(self) -> int:
-        return 1 + 2 * self.freqs.numel()
+        return 1 + 2 * self.freqs.numel() + self.inv_taus.numel()
 
     def forward(self, u: Tensor) -> Tensor:
         arg = math.pi * u[:, None] * self.freqs.to(u.dtype)
-        return torch.cat([u[:, None], torch.sin(arg), torch.cos(arg)], dim=-1)
+        feats = [u[:, None], torch.sin(arg), torch.cos(arg)]
+        if self.inv_taus.numel():
+            a = u[:, None].abs() * self.inv_taus.to(u.dtype)
+            feats.append(torch.sign(u)[:, None] * -torch.expm1(-a))
+        return torch.cat(feats, dim=-1)
 
 
 class MLP(nn.Module):

@@ -101,10 +101,10 @@ class SolverOptions:
         Step limit per solve; trajectories exceeding it get ``Status.MAX_STEPS``.
     stacked:
         scipy only: solve the whole batch as one stacked system (one vector-field call per
-        evaluation for every trajectory, and for Radau/BDF a sparse block-diagonal Jacobian)
-        instead of one ``solve_ivp`` per trajectory. Much faster on large batches; the steps
-        are then shared and the error is controlled in the batch's root-mean-square norm, as in
-        torchdiffeq. Not for LSODA, whose Jacobian must be dense.
+        evaluation for every trajectory, and for the implicit methods a block-diagonal Jacobian:
+        sparse for Radau/BDF, banded for LSODA) instead of one ``solve_ivp`` per trajectory.
+        Much faster on large batches; the steps are then shared and the error is controlled in
+        the batch's root-mean-square norm, as in torchdiffeq.
 
     Raises
     ------
@@ -153,10 +153,10 @@ class SolverOptions:
             set_(self, "n_steps", _positive_int("n_steps", self.n_steps))
         if not isinstance(self.stacked, bool):
             raise SolverError(f"stacked must be True or False; got {self.stacked!r}")
-        if self.stacked and (self.backend != "scipy" or method == "LSODA"):
+        if self.stacked and self.backend != "scipy":
             raise SolverError(
-                f"stacked=True is for the scipy backend's methods but LSODA (whose Jacobian must be "
-                f"dense); got backend={self.backend!r}, method={method!r}")
+                f"stacked=True is for the scipy backend (one solve_ivp over the whole batch); got "
+                f"backend={self.backend!r}")
         fixed = self.is_fixed_step
         given = [k for k in ("step_size", "n_steps") if getattr(self, k) is not None]
         if fixed and len(given) != 1:

@@ -82,7 +82,8 @@ def _stacked(
     system: ODESystem, x0: np.ndarray, p: Tensor, t: np.ndarray, options: SolverOptions,
 ) -> tuple[np.ndarray, Status, int]:
     """The whole batch as one system of ``n·dim`` states: one vector-field call per evaluation,
-    and for the implicit methods a block-diagonal Jacobian in sparse (BSR) form."""
+    and for the implicit methods a block-diagonal Jacobian: sparse (BSR) for Radau and BDF,
+    LSODA's packed band form (bandwidth ``dim - 1`` on each side) for LSODA."""
     from scipy.sparse import bsr_matrix
 
     n, dim = x0.shape
@@ -107,7 +108,24 @@ def _stacked(
         blocks = jac_one(torch.tensor(tt, dtype=torch.float64), torch.from_numpy(y).view(n, dim), p)
         return bsr_matrix((blocks.detach().numpy(), index, pointers), shape=(n * dim, n * dim))
 
-    kwargs = {"jac": jac} if options.method in ("Radau", "BDF") else {}
+    # LSODA takes a banded Jacobian: a block-diagonal one is banded with dim - 1 diagonals on
+    # each side, packed as jac_packed[uband + i - j, j] = J[i, j] (scipy.linalg.solve_banded)
+    a, b = np.meshgrid(np.arange(dim), np.arange(dim), indexing="ij")
+    band_rows = (dim - 1) + a - b  # (dim, dim)
+    band_cols = (np.arange(n)[:, None, None] * dim + b[None]).reshape(n, dim, dim)
+
+    def jac_banded(tt: float, y: np.ndarray) -> np.ndarray:
+        blocks = jac_one(torch.tensor(tt, dtype=torch.float64), torch.from_numpy(y).view(n, dim), p)
+        packed = np.zeros((2 * dim - 1, n * dim))
+        packed[np.broadcast_to(band_rows, (n, dim, dim)), band_cols] = blocks.detach().numpy()
+        return packed
+
+    if options.method in ("Radau", "BDF"):
+        kwargs = {"jac": jac}
+    elif options.method == "LSODA":
+        kwargs = {"jac": jac_banded, "lband": dim - 1, "uband": dim - 1}
+    else:
+        kwargs = {}
     try:
         with np.errstate(all="ignore"):
             res = solve_ivp(fun, (t[0], t[-1]), x0.reshape(-1), method=options.method, t_eval=t,

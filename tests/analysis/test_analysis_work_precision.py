@@ -28,7 +28,7 @@ VARIABLES = ("wall_time", "wall_time_per_trajectory", "nfe", "median_relative_er
 def tiny(exact, sho):
     x0 = sho.sample_initial(6, generator=11)
     return work_precision(exact, sho, x0, {"omega": 1.2}, horizon=2.0, n_jumps=(1, 2),
-                          tolerances=(1e-3, 1e-6), rk4_steps=(8, 32), n_scipy=2, repeats=1,
+                          tolerances=(1e-3, 1e-6), rk4_steps=(8, 32), repeats=1,
                           training_time=30.0)
 
 
@@ -53,8 +53,9 @@ def test_tiny_work_precision(tiny):
     rk4 = ds.where(ds.method == "rk4", drop=True).sortby("setting_value")
     np.testing.assert_array_equal(rk4.nfe.values, [32.0, 128.0])  # 4 evaluations per step
     sci = ds.where(ds.method == "scipy_lsoda", drop=True)
-    assert bool(sci.scaled.all()) and (sci.n_timed == 2).all()
-    assert "scaled up" in ds.attrs["scipy_note"]
+    # stacked over the whole batch (banded Jacobian): timed on every state, nothing scaled up
+    assert not bool(sci.scaled.any()) and (sci.n_timed == 6).all() and (sci.n_failed == 0).all()
+    assert "stacked" in ds.attrs["scipy_note"]
     assert ds.attrs["n_states"] == 6 and ds.attrs["horizon"] == 2.0 and ds.attrs["training_time"] == 30.0
     assert "dopri5" in ds.attrs["reference"]
     assert (ds.wall_time > 0).all()
@@ -256,3 +257,11 @@ def test_one_failing_state_fails_alone_not_the_whole_batch():
     other = whole.isel(setting=int(np.flatnonzero(whole.method.values == "dopri5")[0]))
     assert int(other.n_failed) == 6
     assert "bisect" in ds.attrs["failure_isolation"]
+
+
+def test_n_scipy_is_deprecated_now_that_scipy_is_stacked():
+    from flowsim.analysis import Sweep
+
+    with pytest.warns(DeprecationWarning, match="stacked"):
+        Sweep(n_scipy=8)
+    assert Sweep().n_scipy is None

@@ -132,3 +132,22 @@ def test_param_range_default_prior_and_dict():
     for bad in ("everything", {"nope": 1.0}, {name: (2.0, 1.0)}, {name: "x"}, 3):
         with pytest.raises(flowsim.ConfigError):
             flowsim.FlowMap(sys_, width=8, depth=1, param_range=bad)
+
+
+def test_jump_scales_features_and_round_trip(tmp_path):
+    from flowsim.maps import FourierEmbedding
+
+    emb = FourierEmbedding(2, n_scales=4, tau_min=1e-3)
+    u = torch.tensor([-0.5, 0.0, 1e-3, 0.5])
+    f = emb(u)
+    assert f.shape == (4, emb.out_features) and emb.out_features == 1 + 4 + 4
+    decay = f[:, -4:]
+    assert bool((decay[1] == 0).all()) and bool((decay.abs() <= 1).all())
+    torch.testing.assert_close(decay[0], -decay[3])  # odd in the jump: backward maps see the sign
+    assert float(decay[2, 0]) == pytest.approx(1 - torch.exp(torch.tensor(-1.0)).item(), rel=1e-5)
+    fm = FlowMap("van_der_pol", width=16, depth=2, jump_scales=3)
+    assert fm.config.jump_scales == 3
+    x = torch.tensor([[1.0, 0.5], [-2.0, 1.0]])
+    before = fm.jump(x, 0.0, 0.3)
+    flowsim.save(fm, tmp_path / "m")
+    torch.testing.assert_close(flowsim.load(tmp_path / "m").jump(x, 0.0, 0.3), before)

@@ -35,7 +35,7 @@ def lv():
 def test_defaults_are_fits_defaults_and_round_trip():
     cfg = FitConfig()
     assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.early_fraction, cfg.log_fraction) == (
-        2000, 1024, 1e-3, 0.25, 0.2)
+        2000, 1024, 1e-3, 1.0, 0.2)
     assert (cfg.warmup, cfg.clip, cfg.ema_decay, cfg.jump_margin, cfg.optimizer) == (
         0.05, 1.0, 0.999, 0.1, "auto")
     d = FitConfig(val_jumps=[0.5, 1], steps=10).to_dict()
