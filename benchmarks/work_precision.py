@@ -2,7 +2,8 @@
 
 For each system: 10,000 held-out states, a horizon of one timescale, the flow map at N jumps
 against torchdiffeq dopri5 / bosh3 (tolerance sweep), rk4 (step sweep), scipy LSODA (and Radau
-and BDF for a stiff system; each stacked over the whole batch with a block-diagonal Jacobian),
+and BDF for a stiff system; each stacked over the whole batch with a block-diagonal Jacobian;
+and torchdiffeq's implicit option, fixed-step implicit_adams, for a stiff one),
 torchode where installed — all in this process. Reports the speed-up at matched median error over
 each solver and over the fastest solver that reaches the map's error, and the training cost with
 its break-even number of trajectories.
@@ -117,7 +118,8 @@ def main(argv=None):
         if args.smoke:
             solvers = ("dopri5", "rk4")
         elif sys_.stiff:
-            solvers = ("dopri5", "rk4", "scipy_lsoda", "scipy_radau", "scipy_bdf", "torchode")
+            solvers = ("dopri5", "rk4", "implicit_adams", "scipy_lsoda", "scipy_radau", "scipy_bdf",
+                       "torchode")
         t0 = time.perf_counter()
         ds = an.work_precision(fm, sys_, x0, p, horizon=sys_.timescale, solvers=solvers,
                                n_reference=min(args.n_reference, 200 if sys_.stiff else args.n),

@@ -35,7 +35,8 @@ from .metrics import metric_attrs, normalised_error, relative_error, state_std, 
 __all__ = ["SOLVERS", "Sweep", "work_precision"]
 
 #: Solvers :func:`work_precision` knows; ``"torchode"`` runs only where it is installed.
-SOLVERS = ("dopri5", "bosh3", "rk4", "scipy_lsoda", "scipy_radau", "scipy_bdf", "torchode")
+SOLVERS = ("dopri5", "bosh3", "rk4", "implicit_adams", "scipy_lsoda", "scipy_radau", "scipy_bdf",
+           "torchode")
 #: scipy's implicit methods solve the whole batch as one stacked system with a block-diagonal
 #: Jacobian (sparse for Radau/BDF, banded for LSODA): their fastest fair form on a batch
 #: (SolverOptions.stacked); one solve_ivp per trajectory was 30-45x slower on 64 states
@@ -54,9 +55,11 @@ class Sweep:
     tolerances:
         Adaptive solvers' sweep, each used as ``rtol = atol``.
     rk4_steps:
-        Fixed-step rk4 sweep: equal steps over the horizon.
+        Fixed-step sweep of rk4 and torchdiffeq's ``implicit_adams``: equal steps over the horizon.
     solvers:
-        Any of :data:`SOLVERS`. ``"torchode"`` (dopri5) is skipped, and listed in
+        Any of :data:`SOLVERS` (default: all but ``implicit_adams``, torchdiffeq's implicit
+        option, a fixed-step Adams–Moulton corrector solved by fixed-point iteration, for stiff
+        comparisons). ``"torchode"`` (dopri5) is skipped, and listed in
         ``attrs["skipped_solvers"]``, where ``import torchode`` fails.
     n_scipy:
         Deprecated and ignored: every scipy method now solves the whole batch as one stacked
@@ -94,7 +97,7 @@ class Sweep:
     n_jumps: Sequence[int] | None = None
     tolerances: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
     rk4_steps: Sequence[int] = (4, 8, 16, 32, 64, 128, 256)
-    solvers: Sequence[str] = SOLVERS
+    solvers: Sequence[str] = tuple(s for s in SOLVERS if s != "implicit_adams")
     n_scipy: int | None = None
     n_reference: int | None = None
     repeats: int = 3
@@ -273,8 +276,8 @@ def work_precision(
         return lambda tol: SolverOptions(backend="scipy", method=method, rtol=tol, atol=tol,
                                          max_steps=max_steps, stacked=True)
 
-    def rk4(k: int) -> SolverOptions:
-        return SolverOptions(method="rk4", n_steps=k, max_steps=max_steps)
+    def fixed(method: str) -> Any:
+        return lambda k: SolverOptions(method=method, n_steps=k, max_steps=max_steps)
 
     for solver in solvers:
         if solver == "torchode" and not torchode_available():
@@ -283,8 +286,8 @@ def work_precision(
         if solver in _SCIPY_STACKED:
             setting, values = "tolerance", loose_first
             make = stacked(_SCIPY_STACKED[solver])
-        elif solver == "rk4":
-            setting, values, make = "n_steps", steps, rk4
+        elif solver in ("rk4", "implicit_adams"):  # torchdiffeq's fixed-step methods
+            setting, values, make = "n_steps", steps, fixed(solver)
         else:  # dopri5, bosh3 (torchdiffeq) or torchode's dopri5
             setting, values = "tolerance", loose_first
             make = adaptive("torchode", "dopri5") if solver == "torchode" else adaptive("torchdiffeq", solver)

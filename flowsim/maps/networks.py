@@ -46,17 +46,19 @@ class FourierEmbedding(nn.Module):
         super().__init__()
         freqs = torch.logspace(math.log10(f_min), math.log10(f_max), n_frequencies)
         self.register_buffer("freqs", freqs if n_frequencies else torch.zeros(0))
-        taus = torch.logspace(math.log10(tau_min), 0.0, n_scales) if n_scales else torch.zeros(0)
-        self.register_buffer("inv_taus", 1.0 / taus if n_scales else taus)
+        # a buffer only where there are scales: the weights of maps without them stay as before
+        inv = 1.0 / torch.logspace(math.log10(tau_min), 0.0, n_scales) if n_scales else None
+        self.register_buffer("inv_taus", inv)  # None: not in the state dict
 
     @property
     def out_features(self) -> int:
-        return 1 + 2 * self.freqs.numel() + self.inv_taus.numel()
+        n_scales = 0 if self.inv_taus is None else self.inv_taus.numel()
+        return 1 + 2 * self.freqs.numel() + n_scales
 
     def forward(self, u: Tensor) -> Tensor:
         arg = math.pi * u[:, None] * self.freqs.to(u.dtype)
         feats = [u[:, None], torch.sin(arg), torch.cos(arg)]
-        if self.inv_taus.numel():
+        if self.inv_taus is not None:
             a = u[:, None].abs() * self.inv_taus.to(u.dtype)
             feats.append(torch.sign(u)[:, None] * -torch.expm1(-a))
         return torch.cat(feats, dim=-1)

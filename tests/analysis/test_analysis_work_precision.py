@@ -265,3 +265,26 @@ def test_n_scipy_is_deprecated_now_that_scipy_is_stacked():
     with pytest.warns(DeprecationWarning, match="stacked"):
         Sweep(n_scipy=8)
     assert Sweep().n_scipy is None
+
+
+def test_stiff_sweep_with_the_implicit_solvers():
+    """Robertson: scipy's implicit methods (stacked) reach tight errors; torchdiffeq's only
+    implicit option (fixed-step Adams–Moulton by fixed-point iteration) is swept over step
+    counts like rk4 and is reported, failed states counted, never crashing the sweep."""
+    import warnings
+
+    s = flowsim.get_system("robertson")
+    fm = flowsim.FlowMap(s, width=8, depth=1)
+    x0 = s.sample_initial(4, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = work_precision(fm, s, x0, horizon=0.1 * s.timescale, n_jumps=(1,), tolerances=(1e-6,),
+                            rk4_steps=(16,), repeats=1, max_steps=5000,
+                            solvers=("implicit_adams", "scipy_lsoda", "scipy_bdf", "scipy_radau"))
+    assert set(ds.method.values.tolist()) == {"flowmap", "implicit_adams", "scipy_lsoda", "scipy_bdf",
+                                              "scipy_radau"}
+    for m in ("scipy_lsoda", "scipy_bdf", "scipy_radau"):
+        row = ds.where(ds.method == m, drop=True)
+        assert int(row.n_failed[0]) == 0 and float(row.median_relative_error[0]) < 1e-4
+    ia = ds.where(ds.method == "implicit_adams", drop=True)
+    assert ia.setting_name.values.tolist() == ["n_steps"] and float(ia.setting_value[0]) == 16
