@@ -156,14 +156,15 @@ def speedup_at_matched_error(
              else np.full(method.shape, "setting"))
     fm = np.flatnonzero(method == "flowmap")
     sv = np.flatnonzero(method == solver)
-    if "n_failed" in ds.variables:  # a setting that failed on any state is not a match
-        failed = np.asarray(ds["n_failed"].values, dtype=np.float64)
-        sv = sv[~(failed[sv] > 0)]
     if fm.size == 0:
         raise ConfigError("ds has no 'flowmap' rows")
     if sv.size == 0:
         have = sorted(set(method.tolist()) - {"flowmap"})
         raise ConfigError(f"ds has no rows for solver {solver!r}; it has {have}")
+    if "n_failed" in ds.variables:  # a setting that failed on any state is not a match (if every
+        # setting failed, e.g. an explicit solver on a stiff system, nothing is matched below)
+        failed = np.asarray(ds["n_failed"].values, dtype=np.float64)
+        sv = sv[~(failed[sv] > 0)]
     training = float(ds.attrs.get("training_time", math.nan))
     n_states = float(ds.attrs.get("n_states", math.nan))
     nan = math.nan

@@ -153,6 +153,10 @@ def test_a_setting_that_fails_on_any_state_is_not_a_match():
     ds["n_failed"] = ("setting", [0, 0, 0, 1, 3, 2, 0])
     res = speedup_at_matched_error(ds)
     assert not res.matched and "failed" in res.note and "no speed-up" in res.summary()
+    # every dopri5 setting failed (an explicit solver on a stiff system): no match, not an error
+    ds["n_failed"] = ("setting", np.where(ds.method.values == "dopri5", 5, 0))
+    res = speedup_at_matched_error(ds)
+    assert not res.matched and "failed" in res.note
 
 
 def test_an_error_above_ten_percent_is_never_matched():
