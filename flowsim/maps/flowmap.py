@@ -172,6 +172,9 @@ class FlowMap(JumpAPI, nn.Module):
         self.system = get_system(system) if isinstance(system, str) else system
         if dtype not in _DTYPES.values():
             raise ConfigError(f"dtype must be torch.float32 or torch.float64; got {dtype}")
+        if isinstance(jump_scales, bool) or not isinstance(jump_scales, int) or jump_scales < 0:
+            raise ConfigError(f"jump_scales must be a non-negative integer (0: Fourier features "
+                              f"only); got {jump_scales!r}")
         sys_ = self.system
         if state_transform is None:
             state_transform = _default_transform(sys_, log_states)

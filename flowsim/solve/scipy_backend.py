@@ -111,13 +111,13 @@ def _stacked(
     # LSODA takes a banded Jacobian: a block-diagonal one is banded with dim - 1 diagonals on
     # each side, packed as jac_packed[uband + i - j, j] = J[i, j] (scipy.linalg.solve_banded)
     a, b = np.meshgrid(np.arange(dim), np.arange(dim), indexing="ij")
-    band_rows = (dim - 1) + a - b  # (dim, dim)
-    band_cols = (np.arange(n)[:, None, None] * dim + b[None]).reshape(n, dim, dim)
+    band_rows = np.broadcast_to((dim - 1) + a - b, (n, dim, dim))  # built once, not per call
+    band_cols = np.arange(n)[:, None, None] * dim + b[None]
 
     def jac_banded(tt: float, y: np.ndarray) -> np.ndarray:
         blocks = jac_one(torch.tensor(tt, dtype=torch.float64), torch.from_numpy(y).view(n, dim), p)
         packed = np.zeros((2 * dim - 1, n * dim))
-        packed[np.broadcast_to(band_rows, (n, dim, dim)), band_cols] = blocks.detach().numpy()
+        packed[band_rows, band_cols] = blocks.detach().numpy()
         return packed
 
     if options.method in ("Radau", "BDF"):

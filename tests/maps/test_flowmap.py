@@ -151,3 +151,6 @@ def test_jump_scales_features_and_round_trip(tmp_path):
     before = fm.jump(x, 0.0, 0.3)
     flowsim.save(fm, tmp_path / "m")
     torch.testing.assert_close(flowsim.load(tmp_path / "m").jump(x, 0.0, 0.3), before)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(flowsim.ConfigError, match="jump_scales"):
+            FlowMap("van_der_pol", width=8, depth=1, jump_scales=bad)
