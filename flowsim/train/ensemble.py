@@ -25,6 +25,7 @@ from .config import FitConfig
 from .objectives import Objective
 from .prepare import prepare
 from .progress import MemberProgress, init_worker, worker_reporter
+from .stacked import fit_stacked
 from .trainer import FitResult, fit
 from .validation import jump_errors
 
@@ -73,6 +74,7 @@ def fit_ensemble(
     validation: Any = None,
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    stacked: bool | None = None,
     **fit_kwargs: Any,
 ) -> EnsembleFitResult:
     """Train ``members`` flow maps like ``flowmap`` independently and average them.
@@ -125,6 +127,16 @@ def fit_ensemble(
         first), so a killed run never loads as a mix of old and new members.
     progress:
         Show a progress bar of the members' steps (and how many members are done).
+    stacked:
+        Train the members as one batched network in this process
+        (:func:`~flowsim.train.stacked.fit_stacked`: their weights stacked, every step one
+        ``torch.vmap`` call, one launch per layer for all members), instead of one process per
+        member. Each member is still the one :func:`flowsim.fit` trains alone with seed
+        ``seed + k`` (equal to rounding). Default ``None``: stacked on a GPU, where one member
+        leaves the device idle, and the process pool on a CPU (``workers`` is then ignored);
+        ``docs/performance.md`` has the measured comparison. With ``checkpoint_dir``, the
+        stacked run's trainer state is ``checkpoint_dir/trainer_state.pt`` (resume continues
+        it) and the members are saved to ``member-<k>`` at the end.
     **fit_kwargs:
         :class:`~flowsim.train.FitConfig` fields (``steps``, ``batch_size``, ``lr``,
         ``time_budget``, ``seed``: member ``k`` uses ``seed + k`` for its weights and its data,
@@ -183,6 +195,11 @@ def fit_ensemble(
                   progress=False, checkpoint_dir=ckpt.member_dir(ckdir, k) if ckdir is not None else None)
         jobs.append((member, kw))
 
+    if stacked is None:
+        stacked = torch.device(device).type == "cuda"
+    if stacked:
+        return _fit_stacked(jobs, objectives, data, config, validation, val_bank, val_jumps, ckdir,
+                            run_kw.get("resume", True), progress, device, t0)
     bar = MemberProgress(members, config, f"fit_ensemble {flowmap.config.system} ({members} members, "
                          f"{n_workers} at a time)") if progress else None
     results: list[FitResult | None] = [None] * members
@@ -223,6 +240,27 @@ def fit_ensemble(
         ckpt.write_ensemble_index(ckdir, members, ens.config.system,
                                   {"final_metrics": metrics, "workers": n_workers, "seed": seed})
     return EnsembleFitResult(ensemble=ens, members=done, metrics=metrics, checkpoint_dir=ckdir,
+                             wall_time=time.perf_counter() - t0)
+
+
+def _fit_stacked(jobs: list, objectives: Any, data: Any, config: FitConfig, validation: Any, val_bank: Any,
+                 val_jumps: Any, ckdir: Path | None, resume: bool, progress: bool, device: Any,
+                 t0: float) -> EnsembleFitResult:
+    """``fit_ensemble(stacked=True)``: the members of ``jobs`` trained by :func:`fit_stacked`."""
+    members = [member.to(device) for member, _ in jobs]
+    results = fit_stacked(members, objectives, data, config, validation=validation,
+                          checkpoint_dir=ckdir, resume=resume, progress=progress)
+    ens = FlowMapEnsemble([r.flowmap for r in results]).eval()
+    metrics = jump_errors(ens, val_bank, val_jumps) if val_jumps else {}
+    ens.training_record = {"members": [r.flowmap.training_record for r in results],
+                           "final_metrics": metrics, "stacked": True, "seed": config.seed}
+    if ckdir is not None:
+        for k, r in enumerate(results):
+            ckpt.save(r.flowmap, ckpt.member_dir(ckdir, k), training=r.flowmap.training_record)
+            r.checkpoint_dir = ckpt.member_dir(ckdir, k)
+        ckpt.write_ensemble_index(ckdir, len(results), ens.config.system,
+                                  {"final_metrics": metrics, "stacked": True, "seed": config.seed})
+    return EnsembleFitResult(ensemble=ens, members=results, metrics=metrics, checkpoint_dir=ckdir,
                              wall_time=time.perf_counter() - t0)
 
 

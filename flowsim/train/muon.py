@@ -41,7 +41,8 @@ def newton_schulz(g: Tensor, steps: int = 5, coefficients: tuple[float, float, f
     Arguments
     ---------
     g:
-        One matrix ``(m, n)`` or a batch ``(k, m, n)``; computed in its own dtype.
+        One matrix ``(m, n)`` or a batch ``(..., m, n)`` (e.g. the stacked members of an
+        ensemble, :mod:`flowsim.train.stacked`); computed in its own dtype.
     steps, coefficients, eps:
         Iterations, the quintic's ``(a, b, c)``, and the floor of the Frobenius norm used to scale
         ``g`` to spectral norm ≤ 1.
@@ -59,8 +60,7 @@ def newton_schulz(g: Tensor, steps: int = 5, coefficients: tuple[float, float, f
     True
     """
     a, b, c = coefficients
-    batched = g.ndim == 3
-    x = g if batched else g[None]
+    x = g.reshape(-1, *g.shape[-2:])  # any leading dimensions: a batch of matrices
     wide = x.size(-2) <= x.size(-1)
     x = x if wide else x.mT
     x = x / x.norm(dim=(-2, -1), keepdim=True).clamp_min(eps)
@@ -68,7 +68,7 @@ def newton_schulz(g: Tensor, steps: int = 5, coefficients: tuple[float, float, f
         gram = x @ x.mT
         x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     x = x if wide else x.mT
-    return x if batched else x[0]
+    return x.reshape(g.shape)
 
 
 @functools.cache
@@ -135,7 +135,14 @@ class BatchedMuon(_MuonBase):
     """
 
     def __init__(self, params, *args, ns_dtype: torch.dtype | None = None, **kwargs) -> None:
-        super().__init__(params, *args, **kwargs)
+        params = list(params)
+        if any(isinstance(p, Tensor) and p.ndim > 2 for p in params):
+            # stacked ensembles' matrices (members, m, n), which torch's Muon refuses: its
+            # arguments checked and defaults made on a 2-D probe, the groups built as any optimiser's
+            probe = torch.optim.Muon([torch.zeros(1, 1)], *args, **kwargs)
+            torch.optim.Optimizer.__init__(self, params, probe.defaults)
+        else:
+            super().__init__(params, *args, **kwargs)
         if ns_dtype not in (None, torch.float32, torch.bfloat16, torch.float64):
             raise ConfigError(f"ns_dtype must be None (by hardware), torch.float32, torch.bfloat16 or "
                               f"torch.float64; got {ns_dtype!r}")
@@ -193,7 +200,7 @@ class BatchedMuon(_MuonBase):
 
 def _adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float:
     """``torch.optim.Muon``'s per-shape step size (``torch.optim._muon._adjust_lr``)."""
-    a, b = shape[:2]
+    a, b = shape[-2:]  # a stacked ensemble's matrices (members, a, b) step as each (a, b)
     if adjust_lr_fn is None or adjust_lr_fn == "original":
         return lr * math.sqrt(max(1, a / b))
     if adjust_lr_fn == "match_rms_adamw":
