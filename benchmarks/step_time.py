@@ -17,7 +17,11 @@ minutes, so the figure to read is the median of the ratios of neighbouring runs.
     python benchmarks/step_time.py --device cuda --tag gpu-h200      # on a GPU
     python benchmarks/step_time.py --optimizer adamw --tag adamw     # or --ns-dtype float32
     python benchmarks/step_time.py --compare-muon --batches 512 1024 --steps 400 --threads 2
+    python benchmarks/step_time.py --members 2 4 8 --batches 1024 --steps 200   # ensembles
     python benchmarks/step_time.py --smoke --results-dir /tmp/bench-smoke   # seconds
+
+``--members K …``: K members stacked (one vmapped network, ``fit_ensemble(stacked=True)``)
+against the process pool (one process per member, on a CPU) and one map, ms per step.
 
 Writes ``benchmarks/results/step_time/<date>-<commit>[-<tag>].json`` and replaces
 ``latest[-<tag>].json`` there (``--compare-muon``: tag ``muon`` unless ``--tag`` is given).
@@ -34,7 +38,7 @@ from pathlib import Path
 import torch
 
 import flowsim
-from flowsim.train import optim
+from flowsim.train import fit_ensemble, optim
 from flowsim.train.muon import BatchedMuon
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -91,6 +95,44 @@ def step_times(system, a) -> list[dict]:
         long = _fit(system, bank, 50 + a.steps, batch, a, muon_cls=cls)
         rows.append({"batch": batch, "ms_per_step": 1e3 * (long - short) / a.steps})
         print(f"batch {batch:6d}: {rows[-1]['ms_per_step']:.2f} ms per step", flush=True)
+    return rows
+
+
+def _fit_members(system, bank, steps, batch, a, members: int, stacked: bool) -> float:
+    """Seconds of one ``fit_ensemble`` call of ``steps`` steps: stacked, or one process per member."""
+    fm = flowsim.FlowMap(system, width=a.width, depth=a.depth)
+    t0 = time.perf_counter()
+    fit_ensemble(fm, "pairs", bank, members=members, stacked=stacked, steps=steps, batch_size=batch,
+                 lr=5e-3, progress=False, device=a.device, optimizer=a.optimizer, val_every=10**9,
+                 early_fraction=0.25, jump_margin=0.1, max_jump=system.timescale)
+    if a.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def member_times(system, a) -> list[dict]:
+    """Milliseconds per step of K members: one map, K stacked, K in the process pool (CPU only),
+    each as (fit of 30 + steps) − (fit of 30); per member and against one map."""
+    bank, _ = make_bank(system, a.n_trajectories, 2.1 * system.timescale, 421, 0)
+    rows = []
+    for batch in a.batches:
+        _fit(system, bank, 20, batch, a)  # warm-up
+        one = 1e3 * (_fit(system, bank, 30 + a.steps, batch, a) - _fit(system, bank, 30, batch, a)) / a.steps
+        row = {"batch": batch, "one_map_ms": one, "members": {}}
+        for k in a.members:
+            modes = [True] + ([False] if not a.device.startswith("cuda") else [])
+            out = {}
+            for stacked in modes:
+                _fit_members(system, bank, 10, batch, a, k, stacked)  # warm-up
+                ms = 1e3 * (_fit_members(system, bank, 30 + a.steps, batch, a, k, stacked)
+                            - _fit_members(system, bank, 30, batch, a, k, stacked)) / a.steps
+                out["stacked" if stacked else "process_pool"] = {
+                    "ms_per_step": ms, "ms_per_member": ms / k, "vs_one_map": ms / one}
+            row["members"][str(k)] = out
+            print(f"batch {batch:6d}, {k} members: " + ", ".join(
+                f"{m} {v['ms_per_step']:.2f} ms/step ({v['vs_one_map']:.2f}x one map's {one:.2f})"
+                for m, v in out.items()), flush=True)
+        rows.append(row)
     return rows
 
 
@@ -168,6 +210,9 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--smoke", action="store_true", help="seconds: a 16×2 map, 5 steps, batch 64")
+    ap.add_argument("--members", type=int, nargs="+", default=None,
+                    help="ensembles of these sizes: stacked (one vmapped network) against the "
+                         "process pool (one process per member, CPU) and one map")
     _record.add_arguments(ap)
     a = ap.parse_args(argv)
     cmp = a.compare_muon
@@ -184,11 +229,15 @@ def main(argv=None) -> None:
     system = flowsim.get_system(a.system)
     settings = {k: getattr(a, k) for k in ("system", "width", "depth", "batches", "steps",
                                            "n_trajectories", "optimizer", "ns_dtype", "device")}
-    results = {"settings": settings,
-               **({"compare_muon": compare_muon(system, a)} if cmp else
-                  {"steps": step_times(system, a)})}
-    _record.record("step_time", results, tag=a.tag or ("muon" if cmp else None),
-                   results_dir=a.results_dir)
+    if a.members:
+        results = {"settings": {**settings, "members": a.members}, "members": member_times(system, a)}
+        tag = a.tag or "members"
+    else:
+        results = {"settings": settings,
+                   **({"compare_muon": compare_muon(system, a)} if cmp else
+                      {"steps": step_times(system, a)})}
+        tag = a.tag or ("muon" if cmp else None)
+    _record.record("step_time", results, tag=tag, results_dir=a.results_dir)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from .protocol import check_flowmap_like as check_flowmap_like
 from .throughput import Precision as Precision
 from .throughput import auto_chunk_size as auto_chunk_size
 from .throughput import free_memory as free_memory
+from .throughput import jump_from_host as jump_from_host
 from .transforms import ParamTransform as ParamTransform
 from .transforms import StateTransform as StateTransform
 
 __all__ = [
     "FlowMap", "FlowMapConfig", "FlowMapEnsemble", "FlowMapLike", "FourierEmbedding", "JumpFn",
     "ParamTransform", "StateTransform", "check_flowmap_like", "compose_jumps", "compose_on_grid",
-    "jump_times", "n_jumps", "Precision", "auto_chunk_size", "free_memory",
+    "jump_times", "n_jumps", "Precision", "auto_chunk_size", "free_memory", "jump_from_host",
 ]

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, MemoryBudgetError
 
-__all__ = ["Precision", "auto_chunk_size", "free_memory", "run_chunked", "precision_context"]
+__all__ = ["Precision", "auto_chunk_size", "free_memory", "jump_from_host", "run_chunked", "precision_context"]
 
 #: Fraction of the free memory one chunk's activations may take.
 MEMORY_FRACTION = 0.25
@@ -184,3 +184,98 @@ def run_chunked(fn: Callable[..., Tensor], chunk: int, *batched: Tensor, out_dim
         return fn(*batched)
     parts = [fn(*(b[i:i + chunk] for b in batched)) for i in range(0, n, chunk)]
     return torch.cat(parts, dim=out_dim)
+
+
+def jump_from_host(flowmap, x: Tensor, s: Tensor | float, t: Tensor | float, p: Tensor | dict | None = None,
+                   **jump_options) -> Tensor:
+    """Jump states that live in host memory with a map on a GPU, the copies overlapped with the
+    compute; the result comes back to host memory.
+
+    The states go to the device in chunks (``chunk_size``, else sized from the free device
+    memory as :meth:`~flowsim.FlowMap.jump` sizes them): each chunk's host→device copy runs
+    on a side CUDA stream from pinned memory (``non_blocking``) while the previous chunk is
+    jumped, and each result is copied back into a pinned output without waiting. The request
+    may be bigger than the device's memory: only two chunks are there at a time. ``x`` that is
+    not already pinned is pinned once (one host copy; pass ``x.pin_memory()`` to skip it). On a
+    map on the CPU this is :meth:`~flowsim.FlowMap.jump` in chunks.
+
+    Arguments
+    ---------
+    flowmap:
+        A :class:`~flowsim.FlowMap` or :class:`~flowsim.FlowMapEnsemble`.
+    x:
+        States ``(batch, dim)`` on the CPU, in the map's dtype.
+    s, t, p:
+        As for :meth:`~flowsim.FlowMap.jump`; per-sample tensors may be on the CPU too.
+    **jump_options:
+        ``allow_extrapolation``, ``chunk_size``, ``precision`` of :meth:`~flowsim.FlowMap.jump`.
+
+    Returns
+    -------
+    Tensor
+        ``X(s, t, x; p)``, ``(batch, dim)``, on the CPU (pinned when the map is on a GPU).
+
+    Raises
+    ------
+    ShapeError
+        ``x`` not on the CPU, or as :meth:`~flowsim.FlowMap.jump` raises.
+
+    Examples
+    --------
+    >>> import torch, flowsim
+    >>> from flowsim.maps.throughput import jump_from_host
+    >>> fm = flowsim.FlowMap("lotka_volterra", width=16, depth=2)
+    >>> x = torch.rand(1000, 2) + 0.5
+    >>> bool(torch.allclose(jump_from_host(fm, x, 0.0, 0.5, chunk_size=300), fm.jump(x, 0.0, 0.5)))
+    True
+    """
+    from ..errors import ShapeError
+
+    if not isinstance(x, Tensor) or x.device.type != "cpu":
+        raise ShapeError("jump_from_host takes states in host memory (a CPU tensor); for states "
+                         "already on the map's device call flowmap.jump")
+    n = x.shape[0] if x.ndim == 2 else 0
+    device = flowmap.device
+    chunk = jump_options.pop("chunk_size", None)
+    if chunk is None:
+        chunk = flowmap._chunk(max(n, 1), None, outputs=1)
+    elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ConfigError(f"chunk_size must be a positive integer or None; got {chunk!r}")
+
+    def part(v, lo: int, hi: int, non_blocking: bool, batched_ndim: int):
+        """``v``'s rows ``lo:hi`` if it is per-sample (``batched_ndim`` dimensions), on the device."""
+        if not isinstance(v, Tensor):
+            return v
+        if v.ndim == batched_ndim and v.shape[0] == n:
+            v = v[lo:hi]
+        return v.to(device, non_blocking=non_blocking)
+
+    ndims = (2, 1, 1, 2)  # x, s, t, p per sample
+
+    if device.type != "cuda" or n == 0:  # nothing to overlap: chunked jumps where the map is
+        parts = [flowmap.jump(*(part(v, lo, lo + chunk, False, d) for v, d in zip((x, s, t, p), ndims)),
+                              chunk_size=chunk, **jump_options).to("cpu")
+                 for lo in range(0, max(n, 1), chunk)]
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+    host = x if x.is_pinned() else x.pin_memory()
+    out = torch.empty((n, flowmap.config.dim), dtype=flowmap.dtype, pin_memory=True)
+    copy_stream, compute = torch.cuda.Stream(device), torch.cuda.current_stream(device)
+    starts = list(range(0, n, chunk))
+
+    def upload(lo: int):
+        with torch.cuda.stream(copy_stream):
+            return [part(v, lo, lo + chunk, True, d) for v, d in zip((host, s, t, p), ndims)]
+
+    nxt = upload(starts[0])
+    for i, lo in enumerate(starts):
+        compute.wait_stream(copy_stream)
+        cur = nxt
+        for v in cur:
+            if isinstance(v, Tensor):
+                v.record_stream(compute)  # memory of the side stream's copies, used here
+        if i + 1 < len(starts):
+            nxt = upload(starts[i + 1])  # the next copy runs while this chunk is jumped
+        y = flowmap.jump(*cur, chunk_size=chunk, **jump_options)
+        out[lo:lo + y.shape[0]].copy_(y, non_blocking=True)
+    compute.synchronize()
+    return out

@@ -131,3 +131,33 @@ def test_ensemble_trained_on_cuda_in_worker_processes(tmp_path):
         gpu = ens.jump(x.cuda(), 0.0, 1.0, p.cuda()).cpu()
         cpu = flowsim.load(tmp_path / "ens").jump(x, 0.0, 1.0, p)
     torch.testing.assert_close(cpu, gpu, rtol=1e-4, atol=1e-5)
+
+
+def test_jump_from_host_overlaps_and_equals_device_jump():
+    from flowsim.maps import jump_from_host
+
+    sysm = flowsim.get_system("lotka_volterra")
+    fm = flowsim.FlowMap(sysm, width=32, depth=2).cuda()
+    with torch.no_grad():
+        for w in fm.parameters():
+            w.add_(0.1 * torch.randn_like(w))
+    x = sysm.sample_initial(50_000, 0).float()
+    p = sysm.sample_params(50_000, 1).float()
+    want = fm.jump(x.cuda(), 0.0, 1.0, p.cuda()).cpu()
+    got = jump_from_host(fm, x, 0.0, 1.0, p, chunk_size=8192)
+    assert got.device.type == "cpu" and got.is_pinned()
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_ensemble_on_cuda_equals_members_alone():
+    sysm = flowsim.get_system("fitzhugh_nagumo")
+    sol = flowsim.reference_solve(sysm, sysm.sample_initial(32, 0), torch.linspace(0, 10, 21),
+                                  sysm.sample_params(32, 1))
+    kw = dict(steps=30, batch_size=64, optimizer="adamw", progress=False, device="cuda")
+    tmpl = flowsim.FlowMap(sysm, width=32, depth=2)
+    alone = flowsim.train.fit_ensemble(tmpl, "lsd", sol, members=2, workers=1, stacked=False, **kw)
+    stacked = flowsim.train.fit_ensemble(tmpl, "lsd", sol, members=2, **kw)  # stacked by default on CUDA
+    assert stacked.ensemble.training_record["stacked"] is True
+    for a, b in zip(alone.ensemble.members, stacked.ensemble.members):
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            assert torch.allclose(pa, pb, rtol=1e-3, atol=1e-4)

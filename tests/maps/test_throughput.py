@@ -73,3 +73,23 @@ def test_bad_chunk_and_precision(fm):
             fm.jump(x, s, t, chunk_size=bad)
     with pytest.raises(ConfigError, match="precision"):
         fm.jump(x, s, t, precision="float8")
+
+
+def test_jump_from_host_equals_jump(fm):
+    """On the CPU, jump_from_host is the chunked jump (the CUDA overlap: tests/cuda)."""
+    from flowsim.maps import jump_from_host
+
+    sysm = fm.system
+    x = sysm.sample_initial(700, 3).float()
+    p = sysm.sample_params(700, 4).float()
+    s = torch.rand(700) * 2
+    want = fm.jump(x, s, s + 1.0, p)
+    got = jump_from_host(fm, x, s, s + 1.0, p, chunk_size=256)
+    assert torch.allclose(got, want, atol=1e-6)
+    one = sysm.sample_params(1, 5).float()[0]  # a (n_params,) parameter vector for every state
+    assert torch.allclose(jump_from_host(fm, x, 0.0, 0.5, one, chunk_size=100), fm.jump(x, 0.0, 0.5, one),
+                          atol=1e-6)
+    with pytest.raises(flowsim.ShapeError, match="host memory"):
+        jump_from_host(fm, [[1.0, 2.0]], 0.0, 1.0)
+    with pytest.raises(flowsim.ConfigError, match="chunk_size"):
+        jump_from_host(fm, x, 0.0, 1.0, p, chunk_size=0)
