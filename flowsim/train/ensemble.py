@@ -132,8 +132,8 @@ def fit_ensemble(
         (:func:`~flowsim.train.stacked.fit_stacked`: their weights stacked, every step one
         ``torch.vmap`` call, one launch per layer for all members), instead of one process per
         member. Each member is still the one :func:`flowsim.fit` trains alone with seed
-        ``seed + k`` (equal to rounding). Default ``None``: stacked on a GPU, where one member
-        leaves the device idle, and the process pool on a CPU (``workers`` is then ignored);
+        ``seed + k`` (equal to rounding). Default ``None``: stacked on a GPU (unless ``workers``
+        is given), where one member leaves the device idle, and the process pool on a CPU;
         ``docs/performance.md`` has the measured comparison. With ``checkpoint_dir``, the
         stacked run's trainer state is ``checkpoint_dir/trainer_state.pt`` (resume continues
         it) and the members are saved to ``member-<k>`` at the end.
@@ -196,7 +196,7 @@ def fit_ensemble(
         jobs.append((member, kw))
 
     if stacked is None:
-        stacked = torch.device(device).type == "cuda"
+        stacked = torch.device(device).type == "cuda" and workers is None
     if stacked:
         return _fit_stacked(jobs, objectives, data, config, validation, val_bank, val_jumps, ckdir,
                             run_kw.get("resume", True), progress, device, t0)
