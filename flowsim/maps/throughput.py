@@ -30,7 +30,8 @@ from torch import Tensor
 
 from ..errors import ConfigError, MemoryBudgetError
 
-__all__ = ["Precision", "auto_chunk_size", "free_memory", "jump_from_host", "run_chunked", "precision_context"]
+__all__ = ["Precision", "auto_chunk_size", "free_memory", "jump_from_host", "run_chunked",
+           "precision_context"]
 
 #: Fraction of the free memory one chunk's activations may take.
 MEMORY_FRACTION = 0.25

@@ -18,7 +18,7 @@ __all__ = ["FitConfig", "RECIPE_128x6", "warn_if_tf32", "RESUME_MAY_DIFFER"]
 
 #: config fields a resumed run may change: a run stopped by its time budget may be continued
 #: with a new one, and checkpointing more or less often does not change the weights
-RESUME_MAY_DIFFER = ("time_budget", "checkpoint_every")
+RESUME_MAY_DIFFER = ("time_budget", "checkpoint_every", "cuda_graph")
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,11 @@ class FitConfig:
         Wall-clock seconds: stop when spent (the learning-rate schedule then follows the
         elapsed fraction of the budget, so it still decays to zero). Runs are then not
         reproducible step for step; ``steps`` becomes an upper bound.
+    cuda_graph:
+        On a GPU, capture the optimisation step (forward, backward, clipping, the update and
+        the EMA) in a CUDA graph and replay it: one launch per step instead of hundreds
+        (:mod:`flowsim.train.graphed`). The same run to rounding; batches are drawn as before.
+        On a CPU it warns and trains eagerly. Default ``False``.
 
     Raises
     ------
@@ -134,6 +139,7 @@ class FitConfig:
     seed: int = 0
     stream: bool | None = None
     time_budget: float | None = None
+    cuda_graph: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
@@ -163,6 +169,8 @@ class FitConfig:
                               f"max_jump={self.max_jump}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+        if not isinstance(self.cuda_graph, bool):
+            raise ConfigError(f"cuda_graph must be True or False; got {self.cuda_graph!r}")
         if self.stream is not None and not isinstance(self.stream, bool):
             raise ConfigError(f"stream must be None (decide by the store's size), True or False; "
                               f"got {self.stream!r}")

@@ -190,7 +190,14 @@ class BatchedMuon(_MuonBase):
                 out = newton_schulz(stacked, group["ns_steps"], group["ns_coefficients"], group["eps"])
                 for j, i in enumerate(idx):
                     ortho[i] = out[j].to(updates[i].dtype)
-            lr = float(group["lr"])
+            lr = group["lr"]
+            if isinstance(lr, Tensor):  # a CUDA-graph step reads its learning rate on the device
+                if group["weight_decay"]:
+                    torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+                for p, o in zip(params, ortho):
+                    p.sub_(o * (lr * _adjusted_lr(1.0, group["adjust_lr_fn"], p.shape)))
+                continue
+            lr = float(lr)
             if group["weight_decay"]:
                 torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
             for p, o in zip(params, ortho):

@@ -24,6 +24,7 @@ from . import distributed
 from ._provenance import fingerprint_diff
 from .batches import BatchKind, BatchSampler, check_needs
 from .config import RESUME_MAY_DIFFER, FitConfig, warn_if_tf32
+from .graphed import make_graphed
 from .objectives import Objective, make_objectives
 from .optim import make_optimizer, resolve_optimizer
 from .prepare import PreparedData, prepare
@@ -198,6 +199,7 @@ class _Run:
     start: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     ema: list[Tensor] = field(default_factory=list)
+    graphed: Any = None  # the captured step (config.cuda_graph), False where it cannot be
 
     def __post_init__(self) -> None:
         self.ema = [p.detach().clone() for p in self.fm.parameters()]
@@ -281,21 +283,25 @@ def _step(run: _Run, step: int, scale: float, frac: float) -> tuple[Tensor, dict
     lo, hi = prep.min_jump, prep.train_max_jump
     run.sampler.set_states_max_jump(lo + (hi - lo) * min(1.0, 0.1 + 0.9 * frac / 0.5))
     batches: dict[BatchKind, Any] = {}
-    terms: dict[str, Tensor] = {}
     ranks = distributed.current()  # data-parallel: this rank's slice of the global batch
     for o, kind in zip(run.objs, run.kinds):
         if kind not in batches:
             batches[kind] = distributed.shard(run.sampler.draw(kind, o), ranks)
-        terms[o.name] = o(fm, batches[kind])
-    loss = sum(o.weight * terms[o.name] for o in run.objs)
-    run.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    distributed.average_gradients(list(fm.parameters()), ranks)
-    gnorm = torch.nn.utils.clip_grad_norm_(fm.parameters(), cfg.clip)
-    run.opt.step()
     d = min(cfg.ema_decay, (1 + step) / (10 + step))
-    with torch.no_grad():
-        torch._foreach_lerp_(run.ema, [p.detach() for p in fm.parameters()], 1 - d)
+    if cfg.cuda_graph and run.graphed is None:
+        run.graphed = make_graphed(run, batches) or False
+    if run.graphed:  # one replay of the captured step
+        loss, terms, gnorm = run.graphed.step(batches, cfg.lr * scale, 1 - d)
+    else:
+        terms = {o.name: o(fm, batches[kind]) for o, kind in zip(run.objs, run.kinds)}
+        loss = sum(o.weight * terms[o.name] for o in run.objs)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(list(fm.parameters()), ranks)
+        gnorm = torch.nn.utils.clip_grad_norm_(fm.parameters(), cfg.clip)
+        run.opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(run.ema, [p.detach() for p in fm.parameters()], 1 - d)
     if not torch.isfinite(loss):
         raise ConfigError(f"loss became non-finite at step {step + 1}; lower lr or check the data")
     return loss, terms, gnorm

@@ -161,3 +161,18 @@ def test_stacked_ensemble_on_cuda_equals_members_alone():
     for a, b in zip(alone.ensemble.members, stacked.ensemble.members):
         for pa, pb in zip(a.parameters(), b.parameters()):
             assert torch.allclose(pa, pb, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("objectives,optimizer", [("pairs", "adamw"), ("lsd", "muon")])
+def test_graph_captured_step_equals_eager_over_100_steps(objectives, optimizer):
+    sysm = flowsim.get_system("fitzhugh_nagumo")
+    sol = flowsim.reference_solve(sysm, sysm.sample_initial(64, 0), torch.linspace(0, 10, 41),
+                                  sysm.sample_params(64, 1))
+    out = {}
+    for graph in (False, True):
+        fm = flowsim.FlowMap(sysm, width=64, depth=3)
+        res = flowsim.fit(fm, objectives, sol, steps=100, batch_size=256, device="cuda", progress=False,
+                          optimizer=optimizer, cuda_graph=graph)
+        out[graph] = [p.detach().cpu() for p in res.flowmap.parameters()]
+    for a, b in zip(out[False], out[True]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
