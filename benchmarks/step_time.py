@@ -15,6 +15,7 @@ minutes, so the figure to read is the median of the ratios of neighbouring runs.
 
     python benchmarks/step_time.py                                   # batches 1024 and 8192
     python benchmarks/step_time.py --device cuda --tag gpu-h200      # on a GPU
+    python benchmarks/step_time.py --device cuda --cuda-graph --tag gpu-graph   # captured step
     python benchmarks/step_time.py --optimizer adamw --tag adamw     # or --ns-dtype float32
     python benchmarks/step_time.py --compare-muon --batches 512 1024 --steps 400 --threads 2
     python benchmarks/step_time.py --members 2 4 8 --batches 1024 --steps 200   # ensembles
@@ -76,7 +77,8 @@ def _fit(system, bank, steps, batch, a, *, muon_cls=None, validation=None) -> fl
         t0 = time.perf_counter()
         flowsim.fit(fm, "pairs", bank, steps=steps, batch_size=batch, lr=5e-3, progress=False,
                     device=a.device, optimizer=a.optimizer, val_every=10**9, early_fraction=0.25,
-                    jump_margin=0.1, max_jump=system.timescale, validation=validation)
+                    jump_margin=0.1, max_jump=system.timescale, validation=validation,
+                    cuda_graph=a.cuda_graph)
         if a.device.startswith("cuda"):
             torch.cuda.synchronize()
         return time.perf_counter() - t0
@@ -210,6 +212,8 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--smoke", action="store_true", help="seconds: a 16×2 map, 5 steps, batch 64")
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="fit(cuda_graph=True): the step captured in a CUDA graph (GPU only)")
     ap.add_argument("--members", type=int, nargs="+", default=None,
                     help="ensembles of these sizes: stacked (one vmapped network) against the "
                          "process pool (one process per member, CPU) and one map")
@@ -228,7 +232,8 @@ def main(argv=None) -> None:
         a.optimizer = "muon"
     system = flowsim.get_system(a.system)
     settings = {k: getattr(a, k) for k in ("system", "width", "depth", "batches", "steps",
-                                           "n_trajectories", "optimizer", "ns_dtype", "device")}
+                                           "n_trajectories", "optimizer", "ns_dtype", "device",
+                                           "cuda_graph")}
     if a.members:
         results = {"settings": {**settings, "members": a.members}, "members": member_times(system, a)}
         tag = a.tag or "members"
