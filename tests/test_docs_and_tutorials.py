@@ -26,20 +26,24 @@ def _code_sources(path: Path) -> list[str]:
     return [c.source for c in nb.cells if c.cell_type == "code"]
 
 
+def test_there_are_tutorials():
+    assert len(TUTORIALS) >= 6
+
+
 @pytest.mark.slow
-def test_tutorials_execute(tmp_path):
-    # only the notebooks travel: not the generator script, nor stores left by earlier runs
+@pytest.mark.parametrize("name", [p.name for p in TUTORIALS])
+def test_tutorials_execute(tmp_path, name):
+    # one notebook per test (pytest-xdist spreads them over the workers); only the notebook
+    # travels: not the generator script, nor stores left by earlier runs
     work = tmp_path / "tutorials"
     work.mkdir()
-    for nb in TUTORIALS:
-        shutil.copy2(nb, work / nb.name)
+    shutil.copy2(ROOT / "tutorials" / name, work / name)
     env = {**os.environ, "FLOWSIM_TUTORIAL_FAST": "1", "MPLBACKEND": "Agg"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbmake", "-q", "-p", "no:cacheprovider",
-                           *[str(work / nb.name) for nb in TUTORIALS]],
+                           "-p", "no:xdist", str(work / name)],
                           capture_output=True, text=True, env=env, timeout=900, cwd=work)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert f"{len(TUTORIALS)} passed" in proc.stdout, proc.stdout[-2000:]
-    assert len(TUTORIALS) >= 6
+    assert "1 passed" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_generated_tutorials_are_up_to_date():
