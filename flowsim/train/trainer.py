@@ -276,8 +276,9 @@ def _schedule(cfg: FitConfig, step: int, elapsed: float) -> tuple[float, float] 
 def _step(run: _Run, step: int, scale: float, frac: float) -> tuple[Tensor, dict[str, Tensor], Tensor]:
     """One optimisation step (and the EMA update); ``(loss, loss terms, gradient norm)``."""
     cfg, prep, fm = run.config, run.prep, run.fm
-    for group in run.opt.param_groups:
-        group["lr"] = cfg.lr * scale
+    if not run.graphed:  # a captured step reads its learning rate from a device tensor
+        for group in run.opt.param_groups:
+            group["lr"] = cfg.lr * scale
     # physics terms: a curriculum from short to long jumps (their long-jump targets come
     # from the map itself, so they are only meaningful once short jumps are right)
     lo, hi = prep.min_jump, prep.train_max_jump
