@@ -346,3 +346,16 @@ def test_ensemble_progress_counts_the_members_steps(tmp_path, capsys):
                  "--width", "8", "--depth", "1", "--batch-size", "32", "--out", str(tmp_path / "e")]) == 0
     err = capsys.readouterr().err
     assert "60/60" in err and "2/2 members done" in err
+
+
+def test_stacked_ensemble_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "e"
+    assert main(["train", "--system", "harmonic_oscillator", "--members", "2", "--stacked", "--steps", "20",
+                 "--width", "8", "--depth", "1", "--batch-size", "32", "--out", str(out),
+                 "--no-progress"]) == 0
+    ens = flowsim.load(out)
+    assert len(ens) == 2 and ens.training_record["stacked"] is True
+    for argv, msg in ([["--stacked"], "--members 2"], [["--members", "2", "--stacked", "--workers", "2"],
+                                                        "drop --workers"]):
+        assert main(["train", "--system", "harmonic_oscillator", "--out", str(tmp_path / "x"), *argv]) == 2
+        assert msg in capsys.readouterr().err

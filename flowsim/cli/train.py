@@ -83,6 +83,11 @@ def add_parser(subparsers: Any) -> None:
                         "and average them (flowsim.fit_ensemble); 1: one map")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="with --members: processes at once (default: min(members, CPU count))")
+    p.add_argument("--stacked", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --members: train the members as one batched network in this process "
+                        "(default: stacked on a GPU, worker processes on a CPU)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="on a GPU: capture the training step in a CUDA graph (one launch per step)")
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:N or mps (default: CUDA if available, else CPU)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the weights and the batches")
@@ -106,7 +111,8 @@ def _config(args: argparse.Namespace):
     return dataclasses.replace(
         DEFAULTS, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         max_jump=args.max_jump, jump_margin=args.jump_margin, optimizer=args.optimizer,
-        time_budget=None if args.minutes is None else 60 * args.minutes, **extra)
+        time_budget=None if args.minutes is None else 60 * args.minutes,
+        cuda_graph=bool(getattr(args, "cuda_graph", False)), **extra)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,8 +123,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.system and not args.store and not args.sbml:
         raise ConfigError("give --system NAME or --sbml MODEL.xml (physics objectives) and/or --store "
                           "STORE (data)")
-    if args.members == 1 and args.workers is not None:
-        raise ConfigError("--workers is for ensembles; give --members 2 or more with it")
+    if args.members == 1 and (args.workers is not None or args.stacked is not None):
+        raise ConfigError("--workers and --stacked are for ensembles; give --members 2 or more with them")
+    if args.stacked and args.workers is not None:
+        raise ConfigError("--stacked trains every member in this process; drop --workers")
     if args.ddp and args.members > 1:
         raise ConfigError("--ddp trains one map across processes; give --members 1 with it")
     device = check_device(args.device)
@@ -162,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         # workers open the store themselves rather than receive its arrays
         res = fit_ensemble(fm, objective, args.store or data, members=args.members,
-                           workers=args.workers, **kw)
+                           workers=args.workers, stacked=args.stacked, **kw)
     if ranks is None or ranks.is_main:
         print(f"saved {args.out}; validation: "
               + ", ".join(f"{k}={v:.2e}" for k, v in res.metrics.items()))
