@@ -199,6 +199,7 @@ def parser() -> argparse.ArgumentParser:
                     help="train an ensemble of this many maps side by side (fit_ensemble), one "
                          "process each with an equal share of the CPU threads; 1: one map")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cuda-graph", action="store_true", help="fit(cuda_graph=True) (GPU)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--ablate", nargs="+", default=None, metavar=("OPTION", "VALUE"),
                     help="repeat the run for each VALUE of the recipe OPTION (e.g. depth 4 6 8)")
@@ -246,7 +247,7 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
                   log_fraction=args.log_fraction,
                   time_budget=None if args.steps else 60 * args.minutes,
                   early_fraction=args.early_fraction, jump_margin=args.jump_margin,
-                  optimizer=args.optimizer, val_every=10**9)
+                  optimizer=args.optimizer, val_every=10**9, cuda_graph=args.cuda_graph)
     train_data = bank if objective != "physics" else None
     t0 = time.perf_counter()
     with muon_settings(args.muon_layers, args.ns_dtype, args.ns_steps):
