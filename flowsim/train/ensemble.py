@@ -176,7 +176,9 @@ def fit_ensemble(
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ConfigError(f"workers must be a positive integer; got {workers!r}")
     n_workers = min(n_workers, members)
-    if n_workers > 1 and unguarded_script():
+    if stacked is None:
+        stacked = torch.device(fit_kwargs.get("device") or flowmap.device).type == "cuda" and workers is None
+    if n_workers > 1 and not stacked and unguarded_script():
         warn_unguarded("fit_ensemble", "training the members one after another in this process "
                        "(workers=1)")
         n_workers = 1
@@ -195,8 +197,6 @@ def fit_ensemble(
                   progress=False, checkpoint_dir=ckpt.member_dir(ckdir, k) if ckdir is not None else None)
         jobs.append((member, kw))
 
-    if stacked is None:
-        stacked = torch.device(device).type == "cuda" and workers is None
     if stacked:
         return _fit_stacked(jobs, objectives, data, config, validation, val_bank, val_jumps, ckdir,
                             run_kw.get("resume", True), progress, device, t0)
