@@ -107,30 +107,42 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
     # ------------------------------------------------------------------ core
     @property
     def stackable(self) -> bool:
-        """Whether the members share one architecture (same configuration up to the seed) and
-        the same normalisation (equal buffers: state and parameter transforms, velocity scale),
-        so that :meth:`forward` evaluates all of them in one batched call (``torch.func.vmap``
-        over their stacked weights) when no gradient is needed. Otherwise they run one by one."""
+        """Whether the members share one architecture (same configuration up to the seed and
+        the normalisation), device and dtype, so that :meth:`forward` evaluates all of them in
+        one batched call (``torch.func.vmap`` over their stacked weights and their own
+        normalisations, which :func:`~flowsim.fit_ensemble` estimates per member) when no
+        gradient is needed. Otherwise they run one by one."""
         first = self.members[0]
-        cfg = {k: v for k, v in first.config.to_dict().items() if k != "seed"}
+        ignore = ("seed", "state_transform", "velocity_scale", "max_jump")  # per member, stacked too
+
+        def arch(m) -> dict:
+            return {k: v for k, v in m.config.to_dict().items() if k not in ignore}
+
         buffers = dict(first.named_buffers())
         for m in self.members[1:]:
-            if {k: v for k, v in m.config.to_dict().items() if k != "seed"} != cfg:
+            if arch(m) != arch(first) or m.device != first.device or m.dtype != first.dtype:
                 return False
             other = dict(m.named_buffers())
             if other.keys() != buffers.keys() or not all(
-                    other[k].shape == v.shape and torch.equal(other[k], v) for k, v in buffers.items()):
+                    other[k].shape == v.shape and (v.is_floating_point() or torch.equal(other[k], v))
+                    for k, v in buffers.items()):
                 return False
         return True
 
-    def _stacked(self) -> dict[str, Tensor]:
-        """The members' weights stacked along a new first dimension, cached until any of them
-        changes (training, ``load_state_dict``, ``.to``)."""
-        key = tuple((id(t), t._version, t.device) for m in self.members for t in m.parameters())
+    def _stacked(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The members' weights, and the buffers that differ between them, stacked along a new
+        first dimension; cached until any of them changes (training, ``load_state_dict``,
+        ``.to``)."""
+        key = tuple((id(t), t._version, t.device) for m in self.members
+                    for t in (*m.parameters(), *m.buffers()))
         cache = getattr(self, "_stack_cache", None)
         if cache is None or cache[0] != key:
-            params, _ = torch.func.stack_module_state(list(self.members))
-            object.__setattr__(self, "_stack_cache", (key, params))
+            params, buffers = torch.func.stack_module_state(list(self.members))
+            # each member's own normalisation where they differ (fit draws it per seed); the
+            # others (masks, frequencies) shared, unbatched: vmap refuses control flow on them
+            differ = {n: b for n, b in buffers.items()
+                      if not all(torch.equal(b[0], b[k]) for k in range(1, len(b)))}
+            object.__setattr__(self, "_stack_cache", (key, (params, differ)))
             cache = self._stack_cache
         return cache[1]
 
@@ -141,12 +153,13 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
         if torch.is_grad_enabled() or not self.stackable:
             return torch.stack([m(s, t, x, p) for m in self.members])
         base = self.members[0]
-        buffers = dict(base.named_buffers())
+        params, differ = self._stacked()
+        shared = {n: b for n, b in base.named_buffers() if n not in differ}
 
-        def one(params: dict) -> Tensor:
-            return torch.func.functional_call(base, (params, buffers), (s, t, x, p))
+        def one(params: dict, own: dict) -> Tensor:
+            return torch.func.functional_call(base, (params, own, shared), (s, t, x, p))
 
-        return torch.vmap(one)(self._stacked())
+        return torch.vmap(one)(params, differ)
 
     def _displacements(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         """Every member's displacement in normalised coordinates, ``(members, batch, dim)``

@@ -169,8 +169,8 @@ def test_indicator_quality_of_the_spread(lv_ensemble):
 
 
 def test_stacked_members_evaluate_in_one_call_and_equal_the_loop():
-    """Without gradients, members of one architecture and normalisation run as one vmapped call
-    over their stacked weights; the result equals the member-by-member loop to rounding, the
+    """Without gradients, members of one architecture (each with its own normalisation) run as
+    one vmapped call over their stacked weights; the result equals the member-by-member loop to rounding, the
     stacked weights follow an update, and members that differ fall back to the loop."""
     members = [flowsim.FlowMap("lotka_volterra", width=16, depth=2, seed=k) for k in range(3)]
     with torch.no_grad():
@@ -190,5 +190,11 @@ def test_stacked_members_evaluate_in_one_call_and_equal_the_loop():
     assert torch.allclose(again, ens.jump(x, 0.0, 1.0), atol=1e-6, rtol=1e-6)
     other = flowsim.FlowMap("lotka_volterra", width=8, depth=2, seed=5)
     assert not flowsim.FlowMapEnsemble([members[0], other]).stackable
-    members[2].velocity_scale.mul_(2.0)                    # a different normalisation: loop
+    members[2].velocity_scale.mul_(2.0)                    # its own normalisation: still one call
+    members[1].state_transform.std.mul_(1.5)
+    assert ens.stackable
+    looped = ens.jump(x, 0.0, 1.0)
+    with torch.no_grad():
+        assert torch.allclose(ens.jump(x, 0.0, 1.0), looped, atol=1e-6, rtol=1e-6)
+    members[1].state_transform.log_mask.logical_not_()     # a different architecture: loop
     assert not ens.stackable
