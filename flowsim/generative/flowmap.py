@@ -173,6 +173,34 @@ class GenerativeFlowMap:
         self.flowmap.to(device)
         return self
 
+    def save(self, path, *, samples: bool = True):
+        """Save teacher and map to the folder ``path`` (``teacher/``, ``flowmap/`` and a
+        ``config.json`` with both parts' checksums; written whole or not at all). ``samples``:
+        keep the teacher's training samples (to distil again). Returns the folder.
+
+        Examples
+        --------
+        >>> import tempfile, torch
+        >>> from flowsim.generative import GenerativeFlowMap, distill, train_teacher
+        >>> gen = distill(train_teacher(torch.randn(64, 2), steps=5, width=8, depth=1),
+        ...               width=8, depth=1, steps=5, batch_size=32)
+        >>> back = GenerativeFlowMap.load(gen.save(tempfile.mkdtemp() + "/gen"))
+        >>> bool(torch.equal(back.sample(4, generator=0), gen.sample(4, generator=0)))
+        True
+        """
+        from .io import save_generative
+
+        return save_generative(self, path, samples=samples)
+
+    @classmethod
+    def load(cls, path, *, map_location: str | torch.device = "cpu") -> GenerativeFlowMap:
+        """A model saved by :meth:`save` (``fit_result`` is not kept; the map's
+        ``training_record`` is). Raises :class:`~flowsim.CheckpointError` for a missing folder,
+        edited, corrupted or swapped parts, or a folder holding another kind of model."""
+        from .io import load_generative
+
+        return load_generative(path, map_location=map_location)
+
     def _c(self, condition, n: int) -> Tensor:
         te = self.teacher
         return conditions(condition, n, te.n_cond, te.c_low, te.c_high, self.device, self.flowmap.dtype)
@@ -324,6 +352,9 @@ def distill(teacher: Teacher, config: DistillConfig | None = None, fit_config: F
     >>> gen.sample(5, steps=1).shape
     torch.Size([5, 2])
     """
+    if getattr(teacher, "samples", None) is None:
+        raise ConfigError("this teacher has no training samples (saved with samples=False); "
+                          "distil needs them: set teacher.samples = as_samples(data, condition)")
     dfields = set(DistillConfig.__dataclass_fields__)
     config = with_keywords(DistillConfig, config, {k: v for k, v in options.items() if k in dfields},
                            what="distillation", error=ConfigError)

@@ -147,6 +147,36 @@ class Teacher(nn.Module):
     def reset_nfe(self) -> None:
         self.nfe = 0
 
+    def save(self, path, *, samples: bool = True):
+        """Save to the folder ``path`` (``teacher.safetensors`` + ``config.json`` with checksums;
+        written whole or not at all): weights, standardisation, condition range, config,
+        interpolant, base, and with ``samples`` the training samples (for :func:`distill`).
+        Returns the folder. Raises :class:`~flowsim.CheckpointError` where ``path`` is a file or a
+        folder holding something else.
+
+        Examples
+        --------
+        >>> import tempfile, torch
+        >>> from flowsim.generative import Teacher, train_teacher
+        >>> teacher = train_teacher(torch.randn(64, 2), steps=5, width=8, depth=1)
+        >>> back = Teacher.load(teacher.save(tempfile.mkdtemp() + "/teacher"))
+        >>> bool(torch.equal(back.sample(4, "euler", 2, generator=0)[0],
+        ...                  teacher.sample(4, "euler", 2, generator=0)[0]))
+        True
+        """
+        from .io import save_teacher
+
+        return save_teacher(self, path, samples=samples)
+
+    @classmethod
+    def load(cls, path, *, map_location: str | torch.device = "cpu") -> Teacher:
+        """A teacher saved by :meth:`save` (eval mode, frozen). Raises
+        :class:`~flowsim.CheckpointError` for a missing folder, edited or corrupted files, or a
+        folder holding another kind of model (e.g. a plain :func:`flowsim.save` checkpoint)."""
+        from .io import load_teacher
+
+        return load_teacher(path, map_location=map_location)
+
     @torch.no_grad()
     def sample(self, n: int, method: str = "dopri5", steps: int = 32, condition=None, *,
                generator: torch.Generator | int | None = None, rtol: float = 1e-5,
