@@ -17,6 +17,8 @@ from .interpolants import Interpolant as Interpolant
 from .interpolants import LinearInterpolant as LinearInterpolant
 from .interpolants import VPInterpolant as VPInterpolant
 from .interpolants import get_interpolant as get_interpolant
+from .joint import FlowMatching as FlowMatching
+from .joint import train_jointly as train_jointly
 from .posterior import InferenceTask as InferenceTask
 from .posterior import fit_posterior as fit_posterior
 from .samples import SampleSet as SampleSet
@@ -36,4 +38,5 @@ __all__ = [
     "LinearInterpolant", "SampleSet", "TEACHER_METHODS", "Teacher", "TeacherConfig", "VPInterpolant",
     "as_samples", "couple", "distill", "get_interpolant", "samples_from_store", "teacher_system",
     "train_teacher", "guided_sample", "tilt_finetune", "tilt_weights", "InferenceTask", "fit_posterior",
+    "FlowMatching", "train_jointly",
 ]

@@ -147,6 +147,19 @@ class Teacher(nn.Module):
     def reset_nfe(self) -> None:
         self.nfe = 0
 
+    def flow_matching_loss(self, x1: Tensor, c: Tensor | None, generator: torch.Generator) -> Tensor:
+        """The flow-matching loss on a batch of standardised data ``x1`` (conditions ``c``): base
+        samples ``x0`` and times ``t ~ U(0, 1)`` drawn from ``generator`` (on the CPU), paired by
+        the coupling; ``mean ‖b(t, x_t; c) − ∂_t x_t‖²``."""
+        dev = x1.device
+        x0 = torch.randn(x1.shape, generator=generator).to(dev)
+        if self.config.coupling != "independent":
+            x0 = couple(self.config.coupling, x0, x1)
+        t = torch.rand(x1.shape[0], generator=generator).to(dev)
+        xt = self.interpolant.point(t, x0, x1)
+        target = self.interpolant.velocity(t, x0, x1)
+        return (self.velocity(t, xt, c) - target).pow(2).sum(-1).mean()
+
     def save(self, path, *, samples: bool = True):
         """Save to the folder ``path`` (``teacher.safetensors`` + ``config.json`` with checksums;
         written whole or not at all): weights, standardisation, condition range, config,
@@ -311,15 +324,8 @@ def train_teacher(data, condition=None, config: TeacherConfig | None = None, *,
             idx = torch.randint(len(samples), (config.batch_size,), generator=g)
         else:
             idx = torch.multinomial(p, config.batch_size, replacement=True, generator=g)
-        x1 = x1_all[idx.to(device)]
-        x0 = torch.randn(x1.shape, generator=g).to(device)
-        if config.coupling != "independent":
-            x0 = couple(config.coupling, x0, x1)
-        t = torch.rand(config.batch_size, generator=g).to(device)
-        xt = model.interpolant.point(t, x0, x1)
-        target = model.interpolant.velocity(t, x0, x1)
         c = c_all[idx.to(device)] if c_all is not None else None
-        loss = (model.velocity(t, xt, c) - target).pow(2).sum(-1).mean()
+        loss = model.flow_matching_loss(x1_all[idx.to(device)], c, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
