@@ -81,6 +81,11 @@ def stored_kind(path: Path) -> str | None:
     return meta.get("kind") or ("flowsim.FlowMap" if "flowmap" in meta else None)
 
 
+def _found(path: Path) -> str | None:
+    """What ``path`` holds, for error messages (a FlowMapEnsemble has no config.json of its own)."""
+    return "flowsim.FlowMapEnsemble" if (path / ckpt.ENSEMBLE).is_file() else stored_kind(path)
+
+
 def _write_config(path: Path, meta: dict, blob: bytes | None = None) -> dict:
     meta = json.loads(json.dumps(meta))
     meta["integrity"] = {"config_sha256": ckpt.config_hash(meta)}
@@ -96,21 +101,19 @@ def _read_config(path: str | os.PathLike, kind: str, loader: str) -> tuple[Path,
     path = Path(path)
     if path.is_file():
         path = path.parent
-    if not (path / CONFIG).is_file():
+    if not (path / CONFIG).is_file() and _found(path) is None:
         raise CheckpointError(f"{path} is not a saved model: no {CONFIG} inside (missing folder or "
                               "wrong path)")
-    try:
-        meta = json.loads((path / CONFIG).read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path / CONFIG} is corrupted: {err}") from None
-    found = stored_kind(path)
+    found = _found(path)
     if found != kind:
         hints = {"flowsim.FlowMap": "a FlowMap checkpoint: load it with flowsim.load",
+                 "flowsim.FlowMapEnsemble": "a FlowMapEnsemble: load it with flowsim.load",
                  KIND_TEACHER: "a Teacher: load it with Teacher.load",
                  KIND_GENERATIVE: "a GenerativeFlowMap: load it with GenerativeFlowMap.load (its "
                                   "teacher is .teacher)"}
-        raise CheckpointError(f"{path} holds {hints.get(found, 'no flowsim model')}, not a "
-                              f"{kind.split('.')[-1]} ({loader} cannot read it)")
+        what = hints.get(found, f"no flowsim model (or a corrupted {CONFIG})")
+        raise CheckpointError(f"{path} holds {what}, not a {kind.split('.')[-1]} ({loader} cannot read it)")
+    meta = json.loads((path / CONFIG).read_text())  # readable: _found parsed it
     if meta.get("format_version") != GENERATIVE_FORMAT:
         raise CheckpointError(f"{path} has format {meta.get('format_version')!r}; this flowsim reads "
                               f"format {GENERATIVE_FORMAT}: use the flowsim version that wrote it")
@@ -121,7 +124,8 @@ def save_teacher(teacher: Teacher, path: str | os.PathLike, *, samples: bool = T
     """Save ``teacher`` to the folder ``path``: ``teacher.safetensors`` (weights, standardisation
     and condition statistics, and with ``samples`` its training samples, which :func:`distill`
     needs) and ``config.json`` (its :class:`TeacherConfig`, dimensions, interpolant, base, and
-    checksums). Written whole or not at all. See :meth:`Teacher.save`."""
+    checksums). Written whole or not at all; a teacher saved at ``path`` before is replaced (the
+    whole folder). See :meth:`Teacher.save`."""
     if not isinstance(teacher, Teacher):
         raise CheckpointError(f"save_teacher takes a Teacher; got {type(teacher).__name__}")
     with staged_dir(path, KIND_TEACHER) as tmp:
@@ -185,8 +189,8 @@ def load_teacher(path: str | os.PathLike, *, map_location: str | torch.device = 
 def save_generative(gen, path: str | os.PathLike, *, samples: bool = True) -> Path:
     """Save a :class:`GenerativeFlowMap` to the folder ``path``: its teacher (``teacher/``, as
     :func:`save_teacher`), its :class:`~flowsim.FlowMap` (``flowmap/``, :func:`flowsim.save`) and a
-    ``config.json`` holding both parts' checksums. Written whole or not at all. See
-    :meth:`GenerativeFlowMap.save`."""
+    ``config.json`` holding both parts' checksums. Written whole or not at all; a model saved at
+    ``path`` before is replaced (the whole folder). See :meth:`GenerativeFlowMap.save`."""
     from .flowmap import GenerativeFlowMap
 
     if not isinstance(gen, GenerativeFlowMap):

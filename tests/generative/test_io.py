@@ -109,6 +109,13 @@ def test_corrupt_swapped_or_foreign_folders_are_refused(models, tmp_path):
         GenerativeFlowMap.load(tmp_path / "t2")
     with pytest.raises(flowsim.CheckpointError):
         flowsim.load(tmp_path / "t2")
+    ens = flowsim.save(flowsim.FlowMapEnsemble([gen.flowmap, gen.flowmap]), tmp_path / "ens")
+    with pytest.raises(flowsim.CheckpointError, match="FlowMapEnsemble"):
+        GenerativeFlowMap.load(ens)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    with pytest.raises(flowsim.CheckpointError, match="corrupted"):
+        Teacher.load(tmp_path / "bad")
     # a part swapped for another model's
     cpath = cond.save(tmp_path / "cond")
     for sub in ("teacher",):
