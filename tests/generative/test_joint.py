@@ -75,7 +75,7 @@ def test_bad_joint_options_are_refused():
         FlowMatching(teacher=None)
 
 
-def test_fit_trains_an_objectives_own_parameters_and_takes_a_velocity_scale():
+def test_fit_trains_an_objectives_own_parameters_and_takes_a_velocity_scale(tmp_path):
     from dataclasses import dataclass, field
 
     from flowsim.train import FitConfig, Objective
@@ -98,6 +98,14 @@ def test_fit_trains_an_objectives_own_parameters_and_takes_a_velocity_scale():
     assert abs(float(off.a.detach()) - 3.0) < 0.05  # trained by the same optimiser, EMA weights loaded
     assert "loss_offset" in res.history[-1]
     assert fm.velocity_scale.tolist() == [0.5, 2.0]
+    # the trainer state holds them: a finished run resumed from its checkpoint ends where it did
+    for k in range(2):
+        again = Offset()
+        flowsim.fit(flowsim.FlowMap("lotka_volterra", width=8, depth=1), [Lagrangian(), again], steps=20,
+                    batch_size=32, lr=0.05, optimizer="adamw", progress=False, checkpoint_dir=tmp_path / "ck")
+        if k == 0:
+            first = float(again.a.detach())
+    assert float(again.a.detach()) == first != 0.0
     cfg = FitConfig(velocity_scale=[0.5, 2.0])
     assert FitConfig.from_dict(cfg.to_dict()) == cfg and cfg.velocity_scale == (0.5, 2.0)
     with pytest.raises(flowsim.ConfigError, match="velocity_scale"):
