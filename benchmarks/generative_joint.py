@@ -1,6 +1,7 @@
 """Teacher and flow map trained jointly (one fit loop) against one after the other, at equal steps.
 
     python benchmarks/generative_joint.py            # ~6 min on the shared 2-core CPU
+    python benchmarks/generative_joint.py --steps 2000 --seeds 0 1 2 --tag seeds   # ~8 min
     python benchmarks/generative_joint.py --smoke --results-dir /tmp/bench
 
 Both use the same networks (teacher MLP 64×3, map ResNet 64×4), batch 256, AdamW at lr 2e-3.
@@ -45,14 +46,15 @@ def gm8(n: int, g: torch.Generator) -> torch.Tensor:
     return 4 * torch.stack([torch.cos(ang), torch.sin(ang)], 1) + 0.3 * torch.randn(n, 2, generator=g)
 
 
-def train(mode: str, data: torch.Tensor, steps: int, width: int):
+def train(mode: str, data: torch.Tensor, steps: int, width: int, seed: int):
     t0 = time.perf_counter()
     if mode == "joint":
-        gen = train_jointly(data, teacher_config=TeacherConfig(width=width, depth=3, batch_size=256),
-                            width=width, depth=4, steps=steps, batch_size=256)
+        tcfg = TeacherConfig(width=width, depth=3, batch_size=256, seed=seed)
+        gen = train_jointly(data, teacher_config=tcfg, width=width, depth=4, steps=steps, batch_size=256,
+                            seed=seed)
     else:
-        teacher = train_teacher(data, steps=steps, width=width, depth=3, batch_size=256)
-        gen = distill(teacher, width=width, depth=4, steps=steps, batch_size=256)
+        teacher = train_teacher(data, steps=steps, width=width, depth=3, batch_size=256, seed=seed)
+        gen = distill(teacher, width=width, depth=4, steps=steps, batch_size=256, seed=seed)
     return gen, time.perf_counter() - t0
 
 
@@ -84,11 +86,12 @@ def figure(results: dict):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(5 + 1.2 * len(results["cases"]["gauss"]["runs"]), 3.6))
     for ax, (case, label) in zip(axes, (("gauss", "error to the exact flow map"),
                                         ("gm8", "energy distance to held-out data"))):
         rows = results["cases"][case]["runs"]
-        names = [f"{r['mode']}\n{r['steps']} steps" for r in rows]
+        names = [f"{r['mode']}\n{r['steps']} steps" + (f", seed {r['seed']}" if r["seed"] else "")
+                 for r in rows]
         pos = torch.arange(len(rows)).float()
         for key, off in (("map_1", -0.2), ("map_4", 0.0), ("teacher_dopri5", 0.2)):
             ax.bar(pos + off, [max(r[key], 1e-5) for r in rows], 0.2, label=key.replace("_", " "))
@@ -107,6 +110,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, nargs="+", default=[500, 2000])
     ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the models (the data stay)")
     ap.add_argument("--smoke", action="store_true", help="50 steps, width 16 (checks the script runs)")
     _record.add_arguments(ap)
     a = ap.parse_args()
@@ -121,17 +125,19 @@ def main() -> None:
         if case == "gm8":
             out["floor"] = float(energy_distance(other, test))
         for n in steps:
-            for mode in ("joint", "sequential"):
-                gen, wall = train(mode, data, n, width)
-                row = {"mode": mode, "steps": n, "train_s": wall,
-                       **(gauss_errors(gen, data) if case == "gauss" else gm8_errors(gen, test))}
-                out["runs"].append(row)
-                print(case, row, flush=True)
+            for seed in a.seeds:
+                for mode in ("joint", "sequential"):
+                    gen, wall = train(mode, data, n, width, seed)
+                    row = {"mode": mode, "steps": n, "seed": seed, "train_s": wall,
+                           **(gauss_errors(gen, data) if case == "gauss" else gm8_errors(gen, test))}
+                    out["runs"].append(row)
+                    print(case, row, flush=True)
         results["cases"][case] = out
     results["machine_load_after"] = machine_load().to_dict()
     fig = figure(results)
     if not a.smoke and a.results_dir is None:
-        fig.savefig(ROOT / "docs" / "img" / "benchmarks" / "generative_joint.png", dpi=110)
+        name = f"generative_joint{'-' + a.tag if a.tag else ''}.png"
+        fig.savefig(ROOT / "docs" / "img" / "benchmarks" / name, dpi=110)
     _record.record("generative_joint", results, tag=a.tag, figure=fig, results_dir=a.results_dir)
 
 
