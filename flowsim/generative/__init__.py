@@ -4,7 +4,9 @@ A flow-matching teacher velocity ``b(t, x; c)`` (:func:`train_teacher`) defines 
 probability-flow ODE from noise (``t = 0``) to data (``t = 1``); :func:`teacher_system` makes it
 an :class:`~flowsim.ODESystem`, and :func:`distill` learns its flow map with the package's own
 :class:`~flowsim.FlowMap` and :func:`~flowsim.fit` (Lagrangian, Eulerian/MeanFlow or semigroup
-objectives with the teacher as ``b``). See ``docs/generative.md``.
+objectives with the teacher as ``b``); :func:`train_jointly` trains teacher and map in one loop.
+``Teacher.save``/``.load`` and ``GenerativeFlowMap.save``/``.load`` keep them on disk. See
+``docs/generative.md``.
 """
 
 from .couplings import COUPLINGS as COUPLINGS
