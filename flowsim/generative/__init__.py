@@ -4,7 +4,9 @@ A flow-matching teacher velocity ``b(t, x; c)`` (:func:`train_teacher`) defines 
 probability-flow ODE from noise (``t = 0``) to data (``t = 1``); :func:`teacher_system` makes it
 an :class:`~flowsim.ODESystem`, and :func:`distill` learns its flow map with the package's own
 :class:`~flowsim.FlowMap` and :func:`~flowsim.fit` (Lagrangian, Eulerian/MeanFlow or semigroup
-objectives with the teacher as ``b``). See ``docs/generative.md``.
+objectives with the teacher as ``b``); :func:`train_jointly` trains teacher and map in one loop.
+``Teacher.save``/``.load`` and ``GenerativeFlowMap.save``/``.load`` keep them on disk. See
+``docs/generative.md``.
 """
 
 from .couplings import COUPLINGS as COUPLINGS
@@ -17,6 +19,8 @@ from .interpolants import Interpolant as Interpolant
 from .interpolants import LinearInterpolant as LinearInterpolant
 from .interpolants import VPInterpolant as VPInterpolant
 from .interpolants import get_interpolant as get_interpolant
+from .joint import FlowMatching as FlowMatching
+from .joint import train_jointly as train_jointly
 from .posterior import InferenceTask as InferenceTask
 from .posterior import fit_posterior as fit_posterior
 from .samples import SampleSet as SampleSet
@@ -36,4 +40,5 @@ __all__ = [
     "LinearInterpolant", "SampleSet", "TEACHER_METHODS", "Teacher", "TeacherConfig", "VPInterpolant",
     "as_samples", "couple", "distill", "get_interpolant", "samples_from_store", "teacher_system",
     "train_teacher", "guided_sample", "tilt_finetune", "tilt_weights", "InferenceTask", "fit_posterior",
+    "FlowMatching", "train_jointly",
 ]

@@ -173,6 +173,34 @@ class GenerativeFlowMap:
         self.flowmap.to(device)
         return self
 
+    def save(self, path, *, samples: bool = True):
+        """Save teacher and map to the folder ``path`` (``teacher/``, ``flowmap/`` and a
+        ``config.json`` with both parts' checksums; written whole or not at all). ``samples``:
+        keep the teacher's training samples (to distil again). Returns the folder.
+
+        Examples
+        --------
+        >>> import tempfile, torch
+        >>> from flowsim.generative import GenerativeFlowMap, distill, train_teacher
+        >>> gen = distill(train_teacher(torch.randn(64, 2), steps=5, width=8, depth=1),
+        ...               width=8, depth=1, steps=5, batch_size=32)
+        >>> back = GenerativeFlowMap.load(gen.save(tempfile.mkdtemp() + "/gen"))
+        >>> bool(torch.equal(back.sample(4, generator=0), gen.sample(4, generator=0)))
+        True
+        """
+        from .io import save_generative
+
+        return save_generative(self, path, samples=samples)
+
+    @classmethod
+    def load(cls, path, *, map_location: str | torch.device = "cpu") -> GenerativeFlowMap:
+        """A model saved by :meth:`save` (``fit_result`` is not kept; the map's
+        ``training_record`` is). Raises :class:`~flowsim.CheckpointError` for a missing folder,
+        edited, corrupted or swapped parts, or a folder holding another kind of model."""
+        from .io import load_generative
+
+        return load_generative(path, map_location=map_location)
+
     def _c(self, condition, n: int) -> Tensor:
         te = self.teacher
         return conditions(condition, n, te.n_cond, te.c_low, te.c_high, self.device, self.flowmap.dtype)
@@ -324,16 +352,52 @@ def distill(teacher: Teacher, config: DistillConfig | None = None, fit_config: F
     >>> gen.sample(5, steps=1).shape
     torch.Size([5, 2])
     """
+    if getattr(teacher, "samples", None) is None:
+        raise ConfigError("this teacher has no training samples (saved with samples=False); "
+                          "distil needs them: set teacher.samples = as_samples(data, condition)")
+    config, base = distill_configs(config, fit_config, options)
+    return run_distill(teacher, config, base, device=device, progress=progress, init=init)
+
+
+def distill_configs(config: DistillConfig | None, fit_config: FitConfig | None,
+                    options: dict[str, Any]) -> tuple[DistillConfig, FitConfig]:
+    """:func:`distill`'s two configs from the given ones and keywords (fields of either)."""
     dfields = set(DistillConfig.__dataclass_fields__)
     config = with_keywords(DistillConfig, config, {k: v for k, v in options.items() if k in dfields},
                            what="distillation", error=ConfigError)
     fopts = {k: v for k, v in options.items() if k not in dfields}
     base = FitConfig.from_options(fit_config or FitConfig(steps=2000, batch_size=512, lr=2e-3,
                                                           ema_decay=0.995, optimizer="adamw"), **fopts)
-    system = teacher_system(teacher)
-    fm = FlowMap(system, width=config.width, depth=config.depth, backbone=config.backbone,
-                 backward=config.backward,
-                 max_jump=1.0, seed=base.seed)
+    if base.max_jump not in (None, 1.0):
+        raise ConfigError("a probability-flow map jumps over [0, 1]: leave max_jump unset")
+    return config, dataclasses.replace(base, max_jump=1.0)
+
+
+@torch.no_grad()
+def teacher_trajectories(teacher: Teacher, states: InterpolantStates, k: int, seed: int) -> TrajectoryBank:
+    """``k`` solutions of the teacher's ODE by dopri5 from noise (conditions drawn from its data)
+    at 17 times in ``[0, 1]``: the validation data of a distilled map."""
+    from torchdiffeq import odeint
+
+    g = torch.Generator().manual_seed(seed + 17)
+    z0 = torch.randn(k, teacher.dim, generator=g).to(teacher.device)
+    c = states.c[torch.randint(len(states.z), (k,), generator=g)] if states.c is not None \
+        else torch.zeros(k, 0, dtype=torch.float64)
+    grid = torch.linspace(0, 1, 17)
+    cf = c.float().to(teacher.device)
+    traj = odeint(lambda tt, zz: teacher.velocity(tt, zz, cf), z0, grid.to(teacher.device),
+                  rtol=1e-6, atol=1e-6).transpose(0, 1)
+    return TrajectoryBank(traj.double().cpu(), grid.double(), c)
+
+
+def run_distill(teacher: Teacher, config: DistillConfig, base: FitConfig, *, device=None,
+                progress: bool = False, init: FlowMap | None = None,
+                extra: list | None = None) -> GenerativeFlowMap:
+    """The body of :func:`distill`: a :class:`~flowsim.FlowMap` of :func:`teacher_system` trained
+    by :func:`~flowsim.fit` with the interpolant as state source; ``extra`` objectives (e.g. the
+    teacher's own flow matching, :func:`train_jointly`) are trained in the same loop."""
+    fm = FlowMap(teacher_system(teacher), width=config.width, depth=config.depth,
+                 backbone=config.backbone, backward=config.backward, max_jump=1.0, seed=base.seed)
     if init is not None:
         try:
             fm.load_state_dict(init.state_dict())
@@ -341,22 +405,7 @@ def distill(teacher: Teacher, config: DistillConfig | None = None, fit_config: F
             raise ConfigError(f"init map does not fit this one (width, depth, conditions): {err}") from None
     fm.to(teacher.device)
     states = InterpolantStates(teacher, config)
-    with torch.no_grad():  # validation: the teacher's ODE by dopri5 from noise
-        g = torch.Generator().manual_seed(base.seed + 17)
-        k = config.validation_samples
-        z0 = torch.randn(k, teacher.dim, generator=g).to(teacher.device)
-        c = states.c[torch.randint(len(states.z), (k,), generator=g)] if states.c is not None \
-            else torch.zeros(k, 0, dtype=torch.float64)
-        grid = torch.linspace(0, 1, 17)
-        from torchdiffeq import odeint
-
-        cf = c.float().to(teacher.device)
-        traj = odeint(lambda tt, zz: teacher.velocity(tt, zz, cf), z0, grid.to(teacher.device),
-                      rtol=1e-6, atol=1e-6).transpose(0, 1)
-    val = TrajectoryBank(traj.double().cpu(), grid.double(), c)
-    if base.max_jump not in (None, 1.0):
-        raise ConfigError("a probability-flow map jumps over [0, 1]: leave max_jump unset")
-    base = dataclasses.replace(base, max_jump=1.0)
-    res = fit(fm, config.make_objectives(), None, base, validation=val, device=device, progress=progress,
-              states=states)
+    val = teacher_trajectories(teacher, states, config.validation_samples, base.seed)
+    res = fit(fm, config.make_objectives() + list(extra or []), None, base, validation=val, device=device,
+              progress=progress, states=states)
     return GenerativeFlowMap(teacher, res.flowmap, res)

@@ -147,6 +147,49 @@ class Teacher(nn.Module):
     def reset_nfe(self) -> None:
         self.nfe = 0
 
+    def flow_matching_loss(self, x1: Tensor, c: Tensor | None, generator: torch.Generator) -> Tensor:
+        """The flow-matching loss on a batch of standardised data ``x1`` (conditions ``c``): base
+        samples ``x0`` and times ``t ~ U(0, 1)`` drawn from ``generator`` (on the CPU), paired by
+        the coupling; ``mean ‖b(t, x_t; c) − ∂_t x_t‖²``."""
+        dev = x1.device
+        x0 = torch.randn(x1.shape, generator=generator).to(dev)
+        if self.config.coupling != "independent":
+            x0 = couple(self.config.coupling, x0, x1)
+        t = torch.rand(x1.shape[0], generator=generator).to(dev)
+        xt = self.interpolant.point(t, x0, x1)
+        target = self.interpolant.velocity(t, x0, x1)
+        return (self.velocity(t, xt, c) - target).pow(2).sum(-1).mean()
+
+    def save(self, path, *, samples: bool = True):
+        """Save to the folder ``path`` (``teacher.safetensors`` + ``config.json`` with checksums;
+        written whole or not at all): weights, standardisation, condition range, config,
+        interpolant, base, and with ``samples`` the training samples (for :func:`distill`).
+        Returns the folder. Raises :class:`~flowsim.CheckpointError` where ``path`` is a file or a
+        folder holding something else.
+
+        Examples
+        --------
+        >>> import tempfile, torch
+        >>> from flowsim.generative import Teacher, train_teacher
+        >>> teacher = train_teacher(torch.randn(64, 2), steps=5, width=8, depth=1)
+        >>> back = Teacher.load(teacher.save(tempfile.mkdtemp() + "/teacher"))
+        >>> bool(torch.equal(back.sample(4, "euler", 2, generator=0)[0],
+        ...                  teacher.sample(4, "euler", 2, generator=0)[0]))
+        True
+        """
+        from .io import save_teacher
+
+        return save_teacher(self, path, samples=samples)
+
+    @classmethod
+    def load(cls, path, *, map_location: str | torch.device = "cpu") -> Teacher:
+        """A teacher saved by :meth:`save` (eval mode, frozen). Raises
+        :class:`~flowsim.CheckpointError` for a missing folder, edited or corrupted files, or a
+        folder holding another kind of model (e.g. a plain :func:`flowsim.save` checkpoint)."""
+        from .io import load_teacher
+
+        return load_teacher(path, map_location=map_location)
+
     @torch.no_grad()
     def sample(self, n: int, method: str = "dopri5", steps: int = 32, condition=None, *,
                generator: torch.Generator | int | None = None, rtol: float = 1e-5,
@@ -281,15 +324,8 @@ def train_teacher(data, condition=None, config: TeacherConfig | None = None, *,
             idx = torch.randint(len(samples), (config.batch_size,), generator=g)
         else:
             idx = torch.multinomial(p, config.batch_size, replacement=True, generator=g)
-        x1 = x1_all[idx.to(device)]
-        x0 = torch.randn(x1.shape, generator=g).to(device)
-        if config.coupling != "independent":
-            x0 = couple(config.coupling, x0, x1)
-        t = torch.rand(config.batch_size, generator=g).to(device)
-        xt = model.interpolant.point(t, x0, x1)
-        target = model.interpolant.velocity(t, x0, x1)
         c = c_all[idx.to(device)] if c_all is not None else None
-        loss = (model.velocity(t, xt, c) - target).pow(2).sum(-1).mean()
+        loss = model.flow_matching_loss(x1_all[idx.to(device)], c, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)

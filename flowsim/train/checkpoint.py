@@ -84,7 +84,7 @@ def save(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
     }
     blob = dump_safetensors(tensors)
     meta = json.loads(json.dumps(meta, default=_json_default))
-    meta["integrity"] = {"config_sha256": _config_hash(meta),
+    meta["integrity"] = {"config_sha256": config_hash(meta),
                          "weights_sha256": hashlib.sha256(blob).hexdigest()}
     # both files are written in full before either replaces its predecessor: a full disk or a
     # crash while writing leaves the previous checkpoint whole (the checksums catch the rest)
@@ -153,7 +153,7 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
             f"(format {FORMAT_VERSION}); retrain or use the flowsim version that wrote it"
         )
     blob = w_file.read_bytes()
-    _check_integrity(meta, blob, cfg_file, w_file)
+    check_integrity(meta, blob, cfg_file, w_file)
     if system is None:
         try:
             system = rebuild_system(cfg.system, cfg.system_kwargs, meta.get("system", {}).get("import_path"),
@@ -243,15 +243,17 @@ def _load_ensemble(path: Path, system: ODESystem | None,
     return ens.eval()
 
 
-def _config_hash(meta: dict[str, Any]) -> str:
-    """SHA-256 of a checkpoint's config (everything in ``config.json`` but ``integrity``)."""
+def config_hash(meta: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's config (everything in ``config.json`` but ``integrity``); the
+    ``config_sha256`` that :func:`check_integrity` verifies."""
     body = {k: v for k, v in meta.items() if k != "integrity"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _check_integrity(meta: dict[str, Any], blob: bytes, cfg_file: Path, w_file: Path) -> None:
+def check_integrity(meta: dict[str, Any], blob: bytes, cfg_file: Path, w_file: Path) -> None:
     """Refuse a ``config.json`` or weights file changed since :func:`save` wrote them
-    (checkpoints written before the hashes were recorded load unchecked)."""
+    (checkpoints written before the hashes were recorded load unchecked); also used by the
+    checkpoints of :mod:`flowsim.generative`, whose ``integrity`` entry has the same form."""
     sums = meta.get("integrity")
     if sums is None:
         return
@@ -260,7 +262,7 @@ def _check_integrity(meta: dict[str, Any], blob: bytes, cfg_file: Path, w_file: 
                               "edited: retrain, or restore the files from a backup")
     how = ("if the edit was meant, save the map again with flowsim.save (load the original "
            "files first); otherwise restore the checkpoint from a backup or retrain")
-    if sums.get("config_sha256") != _config_hash(meta):
+    if sums.get("config_sha256") != config_hash(meta):
         raise CheckpointError(f"{cfg_file} was modified after it was saved (its checksum does not "
                               f"match; e.g. an edited system, dtype or layout): {how}")
     if sums.get("weights_sha256") != hashlib.sha256(blob).hexdigest():

@@ -89,6 +89,12 @@ class FitConfig:
         the store; default (``None``): stream when its states exceed 2 GiB. Statistics, physics
         states and validation then use a bounded sample of the store. (Resuming a streamed run
         restarts the stream, so it is not bit-identical to an uninterrupted one.)
+    velocity_scale:
+        The map's rate scale per state (normalised units per timescale; a positive number or one
+        per state): its network's output is multiplied by it. Default (``None``): measured, the
+        RMS rate of the data's shortest steps, or of the vector field on prior states. Set it
+        where neither is representative, e.g. a vector field trained in the same loop
+        (:func:`flowsim.generative.train_jointly`).
     time_budget:
         Wall-clock seconds: stop when spent (the learning-rate schedule then follows the
         elapsed fraction of the budget, so it still decays to zero). Runs are then not
@@ -140,6 +146,7 @@ class FitConfig:
     stream: bool | None = None
     time_budget: float | None = None
     cuda_graph: bool = False
+    velocity_scale: float | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
@@ -181,6 +188,12 @@ class FitConfig:
                                   f"sizes; got {vj!r}")
             self._set("val_jumps", tuple(_number("val_jumps", v, "a list of positive jump sizes",
                                                  lambda v: v > 0) for v in vj))
+        vs = self.velocity_scale
+        if vs is not None:
+            what = "None, a positive number or a list of them (one per state)"
+            self._set("velocity_scale", tuple(_number("velocity_scale", v, what, lambda v: v > 0) for v in vs)
+                      if isinstance(vs, (list, tuple)) and vs else _number("velocity_scale", vs, what,
+                                                                          lambda v: v > 0))
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -195,8 +208,9 @@ class FitConfig:
         [0.1, 1.0]
         """
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if out["val_jumps"] is not None:
-            out["val_jumps"] = list(out["val_jumps"])
+        for name in ("val_jumps", "velocity_scale"):
+            if isinstance(out[name], tuple):
+                out[name] = list(out[name])
         return out
 
     @classmethod

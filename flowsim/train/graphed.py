@@ -94,9 +94,11 @@ class GraphedStep:
         loss = sum(o.weight * terms[o.name] for o in run.objs)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(fm.parameters(), cfg.clip)
+        if run.extra:  # an objective's own parameters, clipped on their own as in the eager step
+            torch.nn.utils.clip_grad_norm_(run.extra, cfg.clip)
         run.opt.step()
         with torch.no_grad():
-            for e, p in zip(run.ema, fm.parameters()):
+            for e, p in zip(run.ema, run.params):
                 e.lerp_(p.detach(), self.ema_weight)
         return loss, terms, gnorm
 
@@ -139,7 +141,7 @@ def _clone_batch(batch: Any) -> Any:
 
 
 def _snapshot(run: Any) -> dict[str, Any]:
-    return {"params": [p.detach().clone() for p in run.fm.parameters()],
+    return {"params": [p.detach().clone() for p in run.params],
             "ema": [e.clone() for e in run.ema],
             "opt": _clone_state(run.opt.state_dict()),
             "rng": torch.cuda.get_rng_state(run.fm.device)}
@@ -147,7 +149,7 @@ def _snapshot(run: Any) -> dict[str, Any]:
 
 def _restore(run: Any, saved: dict[str, Any]) -> None:
     with torch.no_grad():
-        for p, v in zip(run.fm.parameters(), saved["params"]):
+        for p, v in zip(run.params, saved["params"]):
             p.copy_(v)
         for e, v in zip(run.ema, saved["ema"]):
             e.copy_(v)

@@ -109,6 +109,12 @@ class Objective:
     def __call__(self, fm: FlowMap, batch) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def parameters(self) -> list[Tensor]:
+        """Trainable tensors the objective owns besides the map's (none here): :func:`flowsim.fit`
+        optimises, clips, averages (EMA) and checkpoints them with the map, e.g. a teacher velocity
+        trained jointly with the map (:func:`flowsim.generative.train_jointly`)."""
+        return []
+
 
 @dataclass
 class Diagonal(Objective):
@@ -137,7 +143,9 @@ class Diagonal(Objective):
     def __call__(self, fm: FlowMap, batch) -> Tensor:
         if self.source == "system":
             v = fm.velocity(batch.s, batch.x, batch.p)
-            target = _b(fm, batch.s, batch.x, batch.p)
+            # sg (detach, not no_grad: a user's b may use autograd inside): a trainable b learns
+            # from its own objective only (a teacher trained jointly, flowsim.generative)
+            target = _b(fm, batch.s, batch.x, batch.p).detach()
             return _robust(_rate(fm, v - target, batch.x)).mean()
         mid = 0.5 * (batch.s + batch.t)
         xm = 0.5 * (batch.x_s + batch.x_t)
@@ -235,7 +243,7 @@ class Lagrangian(Objective):
         out, dxdt = torch.func.jvp(lambda tt: fm(s, tt, x, p), (t,), (torch.ones_like(t),))
         xo = out.detach()
         if self.teacher == "system":
-            target = _b(fm, t, xo, p)
+            target = _b(fm, t, xo, p).detach()  # sg, as in Diagonal
         else:
             with torch.no_grad():
                 target = fm.velocity(t, xo, p)

@@ -141,7 +141,7 @@ class MuonAdamW:
         self.adamw.load_state_dict(state["adamw"])
 
 
-def make_optimizer(fm: FlowMap, name: str, lr: float, weight_decay: float = 0.0):
+def make_optimizer(fm: FlowMap, name: str, lr: float, weight_decay: float = 0.0, extra=()):
     """The optimiser ``fit(optimizer=name)`` uses for ``fm``.
 
     Arguments
@@ -153,6 +153,9 @@ def make_optimizer(fm: FlowMap, name: str, lr: float, weight_decay: float = 0.0)
         backbone's weight matrices but the head's, AdamW on the rest).
     lr, weight_decay:
         Learning rate and decoupled weight decay.
+    extra:
+        Further tensors to train with the map (objectives' own, :meth:`Objective.parameters`);
+        AdamW steps them.
 
     Returns
     -------
@@ -170,7 +173,7 @@ def make_optimizer(fm: FlowMap, name: str, lr: float, weight_decay: float = 0.0)
     >>> type(make_optimizer(fm, "adamw", lr=1e-3)).__name__
     'AdamW'
     """
-    params = list(fm.parameters())
+    params = list(fm.parameters()) + list(extra)
     if resolve_optimizer(name) == "adamw":
         return _adamw(params, lr, weight_decay)
     matrices = muon_matrices(fm)

@@ -178,8 +178,13 @@ def prepare(flowmap: FlowMap, data: Any, config: FitConfig | None = None,
                              min_gap=lo, max_gap=train_hi, gaps="log-uniform", seed=config.seed,
                              log_fraction=config.log_fraction,
                              early_fraction=config.early_fraction, drop_last=True)
-    vs = velocity_scale(fm, transform if transform is not None else fm.state_transform, bank,
-                        config.seed)
+    if config.velocity_scale is not None:  # given: broadcast to the states (the map checks the count)
+        vs = torch.as_tensor(config.velocity_scale, dtype=torch.float64).expand(fm.config.dim).clone() \
+            if isinstance(config.velocity_scale, float) else torch.tensor(config.velocity_scale,
+                                                                         dtype=torch.float64)
+    else:
+        vs = velocity_scale(fm, transform if transform is not None else fm.state_transform, bank,
+                            config.seed)
     return PreparedData(train=bank, validation=val_bank, stream=stream, max_jump=hi, min_jump=lo,
                         train_max_jump=train_hi, val_jumps=vj, state_transform=transform,
                         velocity_scale=vs, generator=g, split_by_store=split_by_store,

@@ -146,6 +146,9 @@ def fit_stacked(members: list[FlowMap], objectives: str | list[Objective], data:
         raise ConfigError("stacked ensembles train on one device; data-parallel (torchrun) runs "
                           "train one map: drop stacked=True or --ddp")
     objs = make_objectives(objectives)
+    if any(list(getattr(o, "parameters", list)()) for o in objs):
+        raise ConfigError("objectives with parameters of their own (a teacher trained jointly) train "
+                          "with flowsim.fit, not as a stacked ensemble: pass stacked=False")
     kinds = check_needs(objs, has_data=data is not None)
     optimizer = resolve_optimizer(config.optimizer)
     configs = [dataclasses.replace(config, seed=config.seed + k) for k in range(len(members))]

@@ -165,9 +165,11 @@ def fit(
     prep = prepare(fm, data, config, validation)
     fm.configure_for_data(max_jump=prep.max_jump, state_transform=prep.state_transform,
                           velocity_scale=prep.velocity_scale)
-    run = _Run(fm, objs, kinds, config, prep, make_optimizer(fm, optimizer, config.lr, config.weight_decay),
+    extra = list({id(q): q for o in objs for q in getattr(o, "parameters", list)()}.values())
+    run = _Run(fm, objs, kinds, config, prep,
+               make_optimizer(fm, optimizer, config.lr, config.weight_decay, extra),
                record=_record(config, objs, prep, optimizer),
-               ckdir=Path(checkpoint_dir) if checkpoint_dir is not None else None, states=states)
+               ckdir=Path(checkpoint_dir) if checkpoint_dir is not None else None, states=states, extra=extra)
     if run.ckdir is not None and resume and (run.ckdir / ckpt.TRAINER_STATE).exists():
         _restore(run)
     steps_done = _loop(run, progress)
@@ -196,13 +198,15 @@ class _Run:
     record: dict[str, Any]
     ckdir: Path | None = None
     states: Any = None
+    extra: list[Tensor] = field(default_factory=list)  # objectives' own parameters, trained alongside
     start: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     ema: list[Tensor] = field(default_factory=list)
     graphed: Any = None  # the captured step (config.cuda_graph), False where it cannot be
 
     def __post_init__(self) -> None:
-        self.ema = [p.detach().clone() for p in self.fm.parameters()]
+        self.params = list(self.fm.parameters()) + self.extra  # the map's first: _swapped relies on it
+        self.ema = [p.detach().clone() for p in self.params]
         cfg, prep = self.config, self.prep
         self.sampler = BatchSampler(self.fm, prep.train, cfg.batch_size, prep.min_jump,
                                     prep.train_max_jump, diagonal_fraction=cfg.diagonal_fraction,
@@ -298,11 +302,13 @@ def _step(run: _Run, step: int, scale: float, frac: float) -> tuple[Tensor, dict
         loss = sum(o.weight * terms[o.name] for o in run.objs)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
-        distributed.average_gradients(list(fm.parameters()), ranks)
+        distributed.average_gradients(run.params, ranks)
         gnorm = torch.nn.utils.clip_grad_norm_(fm.parameters(), cfg.clip)
+        if run.extra:  # clipped on their own: their gradients' scale is not the map's
+            torch.nn.utils.clip_grad_norm_(run.extra, cfg.clip)
         run.opt.step()
         with torch.no_grad():
-            torch._foreach_lerp_(run.ema, [p.detach() for p in fm.parameters()], 1 - d)
+            torch._foreach_lerp_(run.ema, [p.detach() for p in run.params], 1 - d)
     if not torch.isfinite(loss):
         raise ConfigError(f"loss became non-finite at step {step + 1}; lower lr or check the data")
     return loss, terms, gnorm
@@ -328,7 +334,7 @@ def _finish(run: _Run, steps_done: int, t_start: float) -> FitResult:
     """Load the EMA weights, validate, record and save; the :class:`FitResult`."""
     fm = run.fm
     with torch.no_grad():
-        for e, p in zip(run.ema, fm.parameters()):
+        for e, p in zip(run.ema, run.params):
             p.copy_(e)
     fm.eval()
     metrics = jump_errors(fm, run.prep.validation, run.prep.val_jumps)
@@ -370,6 +376,7 @@ def _save(run: _Run, step: int) -> None:
         "model": {k: v.detach().cpu() for k, v in fm.state_dict().items()},
         "optimizer": run.opt.state_dict(),
         "ema": [e.detach().cpu() for e in run.ema],
+        "extra": [q.detach().cpu() for q in run.extra],
         "generator": run.prep.generator.get_state(),
         "torch_rng": torch.get_rng_state(),
         "history": json.dumps(history),
@@ -417,6 +424,8 @@ def _restore(run: _Run) -> None:
     with torch.no_grad():
         for e, s in zip(run.ema, state["ema"]):
             e.copy_(s)
+        for q, s in zip(run.extra, state.get("extra", [])):
+            q.copy_(s)
     run.prep.generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     run.start, run.history = int(state["step"]), json.loads(state["history"])
