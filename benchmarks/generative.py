@@ -257,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sbi", nargs="*", default=None, metavar="BUDGET",
                     help="run the posterior benchmark instead (Lotka–Volterra, SIR) at these "
                          "simulation budgets (default 1000 10000); recorded with tag 'sbi'")
+    ap.add_argument("--sbi-tasks", nargs="+", default=None, choices=list(SBI_TASKS),
+                    help="only these SBI tasks (default: all)")
     ap.add_argument("--sbi-teacher-steps", type=int, default=3000)
     ap.add_argument("--sbi-map-steps", type=int, default=2000)
     ap.add_argument("--sbi-epochs", type=int, default=200, help="cap on sbi's training epochs")
@@ -290,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         res = {"settings": {"budgets": budgets, **{k: getattr(a, k) for k in (
             "sbi_teacher_steps", "sbi_map_steps", "sbi_epochs", "sbi_samples", "c2st_classifier", "width")}},
             "machine_load_before": load.to_dict(),
-            "tasks": {name: sbi_task(name, budgets, a) for name in SBI_TASKS}}
+            "tasks": {name: sbi_task(name, budgets, a) for name in (a.sbi_tasks or SBI_TASKS)}}
         res["machine_load_after"] = machine_load().to_dict()
         _record.record("generative", res, tag=a.tag or "sbi", results_dir=a.results_dir)
         return
