@@ -10,6 +10,7 @@ chunking (``flowsim.maps.auto_chunk_size``), as a user's call would.
 
     python benchmarks/throughput.py                        # CPU, up to 10^6 states (~2 min, idle)
     python benchmarks/throughput.py --device cuda --max-batch 100000000
+    python benchmarks/throughput.py --ensemble 2 4         # K members: vmapped call vs loop
     python benchmarks/throughput.py --smoke --results-dir /tmp/bench-smoke
 
 Writes ``benchmarks/results/throughput/<date>-<commit>[-<tag>].json`` and ``.png``
@@ -103,16 +104,64 @@ def plot(results: dict):
     return fig
 
 
+def ensemble_rows(args) -> dict:
+    """``--ensemble K …``: one jump of K stacked 128×6 members (each with its own weights and
+    normalisation, as ``fit_ensemble`` trains them) as one vmapped call against the member loop,
+    both under ``torch.no_grad``, minimum of ``--repeats`` runs, side by side in this process."""
+    device = torch.device(args.device)
+    sysm = flowsim.get_system("fitzhugh_nagumo")
+    torch.manual_seed(0)
+    members = [flowsim.FlowMap(sysm, width=128, depth=6, seed=k).to(device)
+               for k in range(max(args.ensemble))]
+    with torch.no_grad():
+        for k, m in enumerate(members):
+            for w in m.parameters():
+                w.add_(0.05 * torch.randn_like(w))
+            m.velocity_scale.mul_(1 + 0.01 * k)
+    rows = []
+    for k in args.ensemble:
+        ens = flowsim.FlowMapEnsemble(members[:k]).eval()
+        for n in (10**3, min(10**5, args.max_batch)):
+            x = sysm.sample_initial(n, 1).float().to(device)
+            p = sysm.sample_params(n, 2).float().to(device)
+            times: dict[str, float] = {}
+            for mode in (True, False, True, False):
+                ens.vectorise = mode
+                with torch.no_grad():
+                    ens.jump(x, 0.0, 5.0, p)  # warm-up
+                    best = float("inf")
+                    for _ in range(args.repeats):
+                        _sync(device)
+                        t0 = time.perf_counter()
+                        ens.jump(x, 0.0, 5.0, p)
+                        _sync(device)
+                        best = min(best, time.perf_counter() - t0)
+                key = "vmapped_s" if mode else "loop_s"
+                times[key] = min(times.get(key, best), best)
+            ratio = times["loop_s"] / times["vmapped_s"]
+            rows.append({"members": k, "n": n, **times, "loop_over_vmapped": ratio})
+            print(f"{k} members, {n:7d} states: vmapped {1e3 * times['vmapped_s']:.1f} ms, loop "
+                  f"{1e3 * times['loop_s']:.1f} ms (loop / vmapped {ratio:.2f})", flush=True)
+    return {"device": str(device), "rows": rows, "machine_load_before": machine_load().to_dict()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-batch", type=int, default=10**6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="10^3-10^4 states, one repeat")
+    parser.add_argument("--ensemble", type=int, nargs="+", default=None, metavar="K",
+                        help="ensembles of K members: one vmapped call against the member loop")
     _record.add_arguments(parser)
     args = parser.parse_args()
     if args.smoke:
         args.max_batch, args.repeats = 10**4, 1
+    if args.ensemble:
+        path = _record.record("throughput", ensemble_rows(args), tag=args.tag or "ensemble",
+                              results_dir=args.results_dir)
+        print(f"wrote {path}")
+        return
     results = run(args)
     path = _record.record("throughput", results, tag=args.tag, figure=plot(results),
                           results_dir=args.results_dir)

@@ -30,9 +30,10 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
     The average is taken in the first member's normalised coordinates (per-state
     standardisation; log-standardised states are averaged geometrically, so positive states
     stay positive). ``X(s, s, x) = x`` holds exactly, as it does for every member. A jump costs
-    ``K`` network evaluations; without gradients, members of one architecture and normalisation
-    (:attr:`stackable`) run as one ``torch.func.vmap`` call over their stacked weights (one
-    launch per layer on a GPU instead of ``K``; about the same time as the loop on a CPU).
+    ``K`` network evaluations; on a GPU, without gradients, members of one architecture
+    (:attr:`stackable`) run as one ``torch.func.vmap`` call over their stacked weights and
+    normalisations (one launch per layer instead of ``K``); on a CPU, where that call was
+    1.04–1.32× slower than the loop, they run one by one (:attr:`vectorise` overrides).
 
     Arguments
     ---------
@@ -65,6 +66,11 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
         _check_members(members)
         self.members = nn.ModuleList(members)
         self.system = members[0].system
+        #: evaluate :attr:`stackable` members as one vmapped call: ``None`` (default) on a GPU
+        #: only — on the 2-core CPU the vmapped call of 2 and 4 128×6 members took 1.04–1.32× the
+        #: loop's time (10³ and 10⁵ states, ``benchmarks/throughput.py --ensemble 2 4``);
+        #: ``True``/``False`` force it
+        self.vectorise: bool | None = None
         self.training_record: dict[str, Any] = {
             "members": [getattr(m, "training_record", {}) for m in members]}
 
@@ -148,9 +154,12 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
 
     def _outputs(self, s: Tensor, t: Tensor, x: Tensor, p: Tensor) -> Tensor:
         """Every member's jump ``(members, batch, dim)``: one vmapped call over the stacked
-        members under ``torch.no_grad`` (one launch per layer on a GPU instead of ``K``), a loop
-        where gradients are needed or the members differ in architecture."""
-        if torch.is_grad_enabled() or not self.stackable:
+        members under ``torch.no_grad`` where :attr:`vectorise` says so (one launch per layer on
+        a GPU instead of ``K``), a loop where gradients are needed or the members differ in
+        architecture."""
+        vectorise = getattr(self, "vectorise", None)
+        vectorise = vectorise if vectorise is not None else self.device.type != "cpu"
+        if torch.is_grad_enabled() or not vectorise or not self.stackable:
             return torch.stack([m(s, t, x, p) for m in self.members])
         base = self.members[0]
         params, differ = self._stacked()

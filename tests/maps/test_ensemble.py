@@ -178,7 +178,8 @@ def test_stacked_members_evaluate_in_one_call_and_equal_the_loop():
             for w in m.parameters():
                 w.add_(0.1 * torch.randn_like(w))
     ens = flowsim.FlowMapEnsemble(members)
-    assert ens.stackable
+    assert ens.stackable and ens.vectorise is None     # by default vectorised on a GPU only
+    ens.vectorise = True                               # on this CPU too, to compare
     x = torch.rand(64, 2) + 0.5
     looped = ens.jump(x, 0.0, 1.0)                         # gradients on: member by member
     with torch.no_grad():
