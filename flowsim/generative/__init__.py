@@ -11,10 +11,10 @@ objectives with the teacher as ``b``); :func:`train_jointly` trains teacher and 
 
 from .couplings import COUPLINGS as COUPLINGS
 from .couplings import couple as couple
-from .flowmap import DISTILL_OBJECTIVES as DISTILL_OBJECTIVES
-from .flowmap import DistillConfig as DistillConfig
+from .distillation import DISTILL_OBJECTIVES as DISTILL_OBJECTIVES
+from .distillation import DistillConfig as DistillConfig
+from .distillation import distill as distill
 from .flowmap import GenerativeFlowMap as GenerativeFlowMap
-from .flowmap import distill as distill
 from .interpolants import Interpolant as Interpolant
 from .interpolants import LinearInterpolant as LinearInterpolant
 from .interpolants import VPInterpolant as VPInterpolant

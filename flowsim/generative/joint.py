@@ -17,14 +17,14 @@ from ..errors import ConfigError
 from ..maps.flowmap import FlowMap
 from ..train import BatchKind, FitConfig, Objective
 from ..train.validation import jump_errors
-from .flowmap import (
+from .distillation import (
     DistillConfig,
-    GenerativeFlowMap,
     InterpolantStates,
     distill_configs,
     run_distill,
     teacher_trajectories,
 )
+from .flowmap import GenerativeFlowMap
 from .samples import as_samples
 from .teacher import Teacher, TeacherConfig
 

@@ -13,7 +13,8 @@ from .._utils import as_generator
 from ..errors import ConfigError, ShapeError
 from ..solve import SolverOptions, reference_solve
 from ..systems import ODESystem, get_system
-from .flowmap import GenerativeFlowMap, distill
+from .distillation import distill
+from .flowmap import GenerativeFlowMap
 from .teacher import train_teacher
 
 __all__ = ["InferenceTask", "fit_posterior"]

@@ -14,7 +14,8 @@ from torch import Tensor
 from .._utils import as_generator
 from ..errors import ConfigError
 from ._checks import check_count, check_steps
-from .flowmap import GenerativeFlowMap, distill
+from .distillation import distill
+from .flowmap import GenerativeFlowMap
 from .teacher import train_teacher
 
 __all__ = ["tilt_weights", "guided_sample", "tilt_finetune"]

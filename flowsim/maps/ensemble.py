@@ -13,7 +13,7 @@ from .compose import compose_jumps
 from .flowmap import FlowMap, FlowMapConfig
 from .jump_api import JumpAPI
 
-__all__ = ["FlowMapEnsemble"]
+__all__ = ["FlowMapEnsemble", "stackable", "stack_members"]
 
 
 class FlowMapEnsemble(JumpAPI, nn.Module):
@@ -118,22 +118,7 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
         one batched call (``torch.func.vmap`` over their stacked weights and their own
         normalisations, which :func:`~flowsim.fit_ensemble` estimates per member) when no
         gradient is needed. Otherwise they run one by one."""
-        first = self.members[0]
-        ignore = ("seed", "state_transform", "velocity_scale", "max_jump")  # per member, stacked too
-
-        def arch(m) -> dict:
-            return {k: v for k, v in m.config.to_dict().items() if k not in ignore}
-
-        buffers = dict(first.named_buffers())
-        for m in self.members[1:]:
-            if arch(m) != arch(first) or m.device != first.device or m.dtype != first.dtype:
-                return False
-            other = dict(m.named_buffers())
-            if other.keys() != buffers.keys() or not all(
-                    other[k].shape == v.shape and (v.is_floating_point() or torch.equal(other[k], v))
-                    for k, v in buffers.items()):
-                return False
-        return True
+        return stackable(list(self.members))
 
     def _stacked(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """The members' weights, and the buffers that differ between them, stacked along a new
@@ -143,12 +128,7 @@ class FlowMapEnsemble(JumpAPI, nn.Module):
                     for t in (*m.parameters(), *m.buffers()))
         cache = getattr(self, "_stack_cache", None)
         if cache is None or cache[0] != key:
-            params, buffers = torch.func.stack_module_state(list(self.members))
-            # each member's own normalisation where they differ (fit draws it per seed); the
-            # others (masks, frequencies) shared, unbatched: vmap refuses control flow on them
-            differ = {n: b for n, b in buffers.items()
-                      if not all(torch.equal(b[0], b[k]) for k in range(1, len(b)))}
-            object.__setattr__(self, "_stack_cache", (key, (params, differ)))
+            object.__setattr__(self, "_stack_cache", (key, stack_members(list(self.members))))
             cache = self._stack_cache
         return cache[1]
 
@@ -263,3 +243,55 @@ def _check_members(members: list) -> None:
         if problems:
             raise ConfigError(f"ensemble member {i} does not match member 0: "
                               + "; ".join(problems))
+
+
+def stackable(members: Sequence[FlowMap]) -> bool:
+    """Whether ``members`` can run as one ``torch.vmap`` over their stacked weights: one
+    architecture (the same configuration up to the seed and the normalisation), device and
+    dtype, buffers of the same shapes, and equal non-float buffers (log masks: ``vmap`` refuses
+    control flow on them). Each may keep its own normalisation (:func:`stack_members` stacks it).
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> from flowsim.maps.ensemble import stackable
+    >>> stackable([flowsim.FlowMap("lotka_volterra", width=8, depth=1, seed=k) for k in range(2)])
+    True
+    """
+    first = members[0]
+    ignore = ("seed", "state_transform", "velocity_scale", "max_jump")  # per member, stacked too
+
+    def arch(m: FlowMap) -> dict:
+        return {k: v for k, v in m.config.to_dict().items() if k not in ignore}
+
+    buffers = dict(first.named_buffers())
+    shapes = [p.shape for p in first.parameters()]
+    for m in members[1:]:
+        if (arch(m) != arch(first) or m.device != first.device or m.dtype != first.dtype
+                or [p.shape for p in m.parameters()] != shapes):
+            return False
+        other = dict(m.named_buffers())
+        if other.keys() != buffers.keys() or not all(
+                other[k].shape == v.shape and (v.is_floating_point() or torch.equal(other[k], v))
+                for k, v in buffers.items()):
+            return False
+    return True
+
+
+def stack_members(members: Sequence[FlowMap]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """``(weights, own buffers)`` of :func:`stackable` members, each stacked along a new first
+    dimension (``torch.func.stack_module_state``); ``own buffers`` are those that differ between
+    the members (their normalisations), the others are the same for all and left out.
+
+    Examples
+    --------
+    >>> import flowsim
+    >>> from flowsim.maps.ensemble import stack_members
+    >>> params, own = stack_members([flowsim.FlowMap("lotka_volterra", width=8, depth=1, seed=k)
+    ...                              for k in range(3)])
+    >>> params["net.head.weight"].shape[0], own
+    (3, {})
+    """
+    params, buffers = torch.func.stack_module_state(list(members))
+    differ = {n: b for n, b in buffers.items() if not all(torch.equal(b[0], b[k]) for k in range(1, len(b)))}
+    return params, differ

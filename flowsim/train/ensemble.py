@@ -176,6 +176,8 @@ def fit_ensemble(
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ConfigError(f"workers must be a positive integer; got {workers!r}")
     n_workers = min(n_workers, members)
+    if stacked is not None and not isinstance(stacked, bool):
+        raise ConfigError(f"stacked must be None (by device), True or False; got {stacked!r}")
     if stacked is None:
         stacked = torch.device(fit_kwargs.get("device") or flowmap.device).type == "cuda" and workers is None
     if n_workers > 1 and not stacked and unguarded_script():

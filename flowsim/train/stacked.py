@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, ConfigError
+from ..maps.ensemble import stack_members, stackable
 from ..maps.flowmap import FlowMap
 from . import checkpoint as ckpt
 from . import distributed
@@ -62,16 +63,15 @@ class _Stacked:
         self.members = members
         self.base = members[0]
         names = [n for n, _ in self.base.named_parameters()]
-        stacked, buffers = torch.func.stack_module_state(members)
+        stacked, own = stack_members(members)
         self.params = {n: stacked[n].detach().clone().requires_grad_() for n in names}
         for k, m in enumerate(members):
             for n, p in m.named_parameters():
                 p.data = self.params[n].data[k]
-        # each member's own normalisation (estimated from its own draws, as fit does alone):
-        # the buffers that differ between members are stacked, the others (masks, frequencies) shared
-        differ = {n for n, b in buffers.items() if not all(torch.equal(b[0], b[k]) for k in range(len(b)))}
-        self.buffers = {"fm." + n: b for n, b in buffers.items() if n in differ}
-        self.shared = {"fm." + n: b for n, b in self.base.named_buffers() if n not in differ}
+        # each member's own normalisation (estimated from its own draws, as fit does alone)
+        # stacked, the buffers equal for all (masks, frequencies) shared
+        self.buffers = {"fm." + n: b for n, b in own.items()}
+        self.shared = {"fm." + n: b for n, b in self.base.named_buffers() if n not in own}
         self.ema = [p.detach().clone() for p in self.params.values()]
         if resolve_optimizer(optimizer) == "adamw":
             self.opt = _adamw(list(self.params.values()), config.lr, config.weight_decay)
@@ -188,20 +188,9 @@ def fit_stacked(members: list[FlowMap], objectives: str | list[Objective], data:
 
 
 def _check_stackable(members: list[FlowMap]) -> None:
-    """Refuse members that differ in architecture, device or dtype (each may have its own
-    normalisation: its buffers are stacked too)."""
-    first = members[0]
-    ignore = ("seed", "state_transform", "velocity_scale", "max_jump")
-
-    def arch(m: FlowMap) -> dict:
-        return {k: v for k, v in m.config.to_dict().items() if k not in ignore}
-
-    shapes = {n: b.shape for n, b in first.named_buffers()}
-    for k, m in enumerate(members[1:], 1):
-        same = (arch(m) == arch(first) and m.device == first.device and m.dtype == first.dtype
-                and {n: b.shape for n, b in m.named_buffers()} == shapes
-                and [p.shape for p in m.parameters()] == [p.shape for p in first.parameters()])
-        if not same:
+    """Refuse members that cannot train as one vmapped network (:func:`stackable`)."""
+    for k in range(1, len(members)):
+        if not stackable([members[0], members[k]]):
             raise ConfigError(f"member {k} differs from member 0 in architecture, device or dtype; "
                               "stacked training needs copies of one map (use stacked=False)")
 

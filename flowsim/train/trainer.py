@@ -3,7 +3,6 @@ warm-up + cosine schedule, clipping, EMA, checkpoints, resume."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -21,13 +20,13 @@ from ..errors import CheckpointError, ConfigError
 from ..maps.flowmap import FlowMap
 from . import checkpoint as ckpt
 from . import distributed
-from ._provenance import fingerprint_diff
 from .batches import BatchKind, BatchSampler, check_needs
-from .config import RESUME_MAY_DIFFER, FitConfig, warn_if_tf32
+from .config import FitConfig, warn_if_tf32
 from .graphed import make_graphed
 from .objectives import Objective, make_objectives
 from .optim import make_optimizer, resolve_optimizer
 from .prepare import PreparedData, prepare
+from .run_state import restore_run, save_run, swapped_ema
 from .validation import jump_errors
 
 __all__ = ["fit", "FitResult"]
@@ -171,7 +170,7 @@ def fit(
                record=_record(config, objs, prep, optimizer),
                ckdir=Path(checkpoint_dir) if checkpoint_dir is not None else None, states=states, extra=extra)
     if run.ckdir is not None and resume and (run.ckdir / ckpt.TRAINER_STATE).exists():
-        _restore(run)
+        restore_run(run)
     steps_done = _loop(run, progress)
     return _finish(run, steps_done, t_start)
 
@@ -205,7 +204,7 @@ class _Run:
     graphed: Any = None  # the captured step (config.cuda_graph), False where it cannot be
 
     def __post_init__(self) -> None:
-        self.params = list(self.fm.parameters()) + self.extra  # the map's first: _swapped relies on it
+        self.params = list(self.fm.parameters()) + self.extra  # the map's first: swapped_ema relies on it
         self.ema = [p.detach().clone() for p in self.params]
         cfg, prep = self.config, self.prep
         self.sampler = BatchSampler(self.fm, prep.train, cfg.batch_size, prep.min_jump,
@@ -249,11 +248,11 @@ def _loop(run: _Run, progress: bool | Callable[[int], None]) -> int:
         if report is not None:
             report(done)
         if save and (done % every == 0 or done == cfg.steps):
-            _save(run, done)
+            save_run(run, done)
     if bar is not None:
         bar.close()
     if done < cfg.steps and save:  # stopped by the time budget
-        _save(run, done)
+        save_run(run, done)
     return done
 
 
@@ -323,7 +322,7 @@ def _log(run: _Run, done: int, loss: Tensor, terms: dict[str, Tensor], gnorm: Te
         row: dict[str, Any] = {"step": done, "loss": loss.item(), "lr": lr, "grad_norm": float(gnorm)}
         row.update({f"loss_{k}": v.item() for k, v in terms.items()})
         if done % val_every == 0 or done == cfg.steps:
-            with _swapped(run.fm, run.ema):
+            with swapped_ema(run.fm, run.ema):
                 row.update(jump_errors(run.fm, run.prep.validation, run.prep.val_jumps))
         run.history.append(row)
         return True
@@ -348,84 +347,3 @@ def _finish(run: _Run, steps_done: int, t_start: float) -> FitResult:
             tmp.write_text(json.dumps({"config": run.record, "metrics": metrics}, indent=2))
     return FitResult(flowmap=fm, history=run.history, metrics=metrics, checkpoint_dir=run.ckdir,
                      steps=steps_done, wall_time=time.perf_counter() - t_start)
-
-
-class _swapped:
-    """Temporarily load EMA weights into the model."""
-
-    def __init__(self, fm: FlowMap, ema: list[Tensor]) -> None:
-        self.fm, self.ema = fm, ema
-
-    def __enter__(self) -> None:
-        self.saved = [p.detach().clone() for p in self.fm.parameters()]
-        with torch.no_grad():
-            for e, p in zip(self.ema, self.fm.parameters()):
-                p.copy_(e)
-
-    def __exit__(self, *exc) -> None:
-        with torch.no_grad():
-            for s, p in zip(self.saved, self.fm.parameters()):
-                p.copy_(s)
-
-
-def _save(run: _Run, step: int) -> None:
-    """Checkpoint: the trainer state (to resume), the EMA map, and the log."""
-    fm, ckdir, history = run.fm, run.ckdir, run.history
-    ckpt.save_trainer_state(ckdir, {
-        "step": step,
-        "model": {k: v.detach().cpu() for k, v in fm.state_dict().items()},
-        "optimizer": run.opt.state_dict(),
-        "ema": [e.detach().cpu() for e in run.ema],
-        "extra": [q.detach().cpu() for q in run.extra],
-        "generator": run.prep.generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "history": json.dumps(history),
-        "run": json.dumps(run.record),
-        "config": json.dumps(run.config.to_dict()),
-        "system": fm.config.system,
-        "data": json.dumps(run.prep.fingerprint),
-    })
-    with _swapped(fm, run.ema):
-        ckpt.save(fm, ckdir, training={**run.record, "step": step})
-    with atomic_path(ckdir / "log.csv", error=CheckpointError) as tmp:
-        keys = sorted({k for row in history for k in row}, key=lambda k: (k != "step", k))
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(history)
-
-
-def _restore(run: _Run) -> None:
-    """Continue from the trainer state in ``run.ckdir`` (refused unless it is of the same
-    system, config and objectives)."""
-    fm, ckdir = run.fm, run.ckdir
-    state = ckpt.load_trainer_state(ckdir, fm.config.system, run.config.to_dict(), run.record,
-                                    may_differ=RESUME_MAY_DIFFER)
-    if "data" in state:  # states written before data were fingerprinted resume unchecked
-        saved = json.loads(state["data"]) or {}
-        diff = [f"{part} {d}" for part in ("data", "validation")
-                for d in fingerprint_diff(saved.get(part), (run.prep.fingerprint or {}).get(part))]
-        if diff:
-            raise CheckpointError(
-                f"{ckdir} holds a run trained on other data than given now ("
-                + "; ".join(diff[:4]) + "); resuming would mix two data sets. Give the same data "
-                "to resume, or pass resume=False (start over) or another checkpoint_dir")
-    try:
-        fm.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"trainer state does not fit this model: {err}") from None
-    try:
-        run.opt.load_state_dict(state["optimizer"])
-    except (ValueError, KeyError, RuntimeError) as err:
-        raise CheckpointError(
-            f"{ckdir} holds optimiser state that does not fit this run's optimiser ({err}); it was "
-            "probably written by another flowsim version: pass resume=False or another "
-            "checkpoint_dir") from None
-    with torch.no_grad():
-        for e, s in zip(run.ema, state["ema"]):
-            e.copy_(s)
-        for q, s in zip(run.extra, state.get("extra", [])):
-            q.copy_(s)
-    run.prep.generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    run.start, run.history = int(state["step"]), json.loads(state["history"])

@@ -102,3 +102,5 @@ def test_stacked_refuses_members_that_differ(fhn):
     b = flowsim.FlowMap(sysm, width=8, depth=2)
     with pytest.raises(flowsim.ConfigError, match="member 1 differs"):
         fit_stacked([a, b], "pairs", sol, FitConfig(steps=2, batch_size=8), progress=False)
+    with pytest.raises(flowsim.ConfigError, match="stacked must be"):
+        fit_ensemble(a, "pairs", sol, members=2, stacked="yes", steps=2, progress=False)
