@@ -102,7 +102,8 @@ class FitConfig:
     cuda_graph:
         On a GPU, capture the optimisation step (forward, backward, clipping, the update and
         the EMA) in a CUDA graph and replay it: one launch per step instead of hundreds
-        (:mod:`flowsim.train.graphed`). The same run to rounding; batches are drawn as before.
+        (:mod:`flowsim.train.graphed`). Meant to be the same run to rounding (checked by
+        ``tests/cuda``, not yet run on a GPU); batches are drawn as before.
         On a CPU it warns and trains eagerly. Default ``False``.
 
     Raises

@@ -7,7 +7,8 @@ forward, backward, gradient clipping, the AdamW or Muon update and the EMA — a
 the eager step (the same random streams, so the same run) and copied into the graph's static
 input tensors; the learning rate and the EMA's weight are device tensors the replay reads.
 Capture needs warm-up steps on a side stream (torch's rule); their effect on the weights,
-optimiser state and EMA is undone, so the captured run is the eager run to rounding.
+optimiser state and EMA is undone, so the captured run should be the eager run to rounding
+(``tests/cuda`` checks it over 100 steps; not yet run on a GPU).
 
 What stays outside the graph: drawing the batches (the trajectory bank and the generators live
 on the CPU; the physics states' own jumps run eagerly), the learning-rate schedule, logging,
