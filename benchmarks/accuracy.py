@@ -67,21 +67,32 @@ DEFAULT_OBJECTIVES = ["pairs", "physics", "both", "lsd"]
 MUON_LAYERS = ["input+hidden", "hidden", "all"]
 NS_DTYPES = ["auto", "float32", "bfloat16"]
 NOT_ABLATABLE = {"systems", "objectives", "ablate", "part", "merge", "tag", "results_dir",
+                 "system_params", "data_store",
                  "save_models", "smoke", "device", "threads", "tangent", "members", "minutes",
                  "steps"}
 
 
-def make_bank(system, n, horizon, n_times, seed, prior_scale=1.0):
+def make_bank(system, n, horizon, n_times, seed, prior_scale=1.0, store=None):
     """``n`` reference trajectories over ``[0, horizon]`` (dopri5 at 1e-10 / 1e-12; stiff systems:
     scipy Radau at 1e-10 / 1e-14, stacked in chunks of 128), parameters
     drawn from the prior shrunk by ``prior_scale`` around the defaults; returns the bank and the
-    solve's wall time."""
+    solve's wall time. With ``store`` (a zarr path) the trajectories are solved one by one by
+    scipy LSODA (rtol 1e-8) over a Dask cluster of one worker per core into that store, and a
+    store already complete is reused: for stiff systems whose fast events come at different
+    times in different trajectories (a stacked solve would step through all of them)."""
     g = torch.Generator().manual_seed(seed)
     x0 = system.sample_initial(n, g)
     p = system.sample_params(n, g)
     d = system.default_params(n)
     p = d + prior_scale * (p - d)
     t = torch.linspace(0, horizon, n_times, dtype=torch.float64)
+    if store is not None:
+        opts = flowsim.SolverOptions(backend="scipy", method="LSODA", rtol=1e-8, atol=1e-12,
+                                     max_steps=10**6)
+        stats = {}
+        ds = flowsim.data.simulate_ensemble(system, n, t, params=p, x0=x0, store=store, solver=opts,
+                                            chunk_size=16, progress=False, stats=stats)
+        return TrajectoryBank.from_dataset(ds), stats.get("wall_s", 0.0)
     if system.stiff:  # scipy Radau over stacked chunks of the batch (sparse block Jacobian)
         opts = flowsim.SolverOptions(backend="scipy", method="Radau", rtol=1e-10, atol=1e-14, stacked=True)
         sol = flowsim.reference_solve(system, x0, t, p, opts, chunk_size=128)
@@ -195,6 +206,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--prior-scale", type=float, default=1.0,
                     help="shrink the parameter prior around the defaults (1 = full prior)")
     ap.add_argument("--max-jump-T", type=float, default=1.0)
+    ap.add_argument("--system-params", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="parameter overrides of the systems (e.g. mu=1000: a stiff Van der Pol)")
+    ap.add_argument("--data-store", default=None, metavar="DIR",
+                    help="solve the data per trajectory (scipy LSODA, Dask workers) into zarr "
+                         "stores in DIR, reused when complete")
     ap.add_argument("--members", type=int, default=1,
                     help="train an ensemble of this many maps side by side (fit_ensemble), one "
                          "process each with an equal share of the CPU threads; 1: one map")
@@ -231,7 +247,7 @@ def ablation_values(ap, args) -> tuple[str | None, list]:
 
 
 def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
-    system = flowsim.get_system(name)
+    system = get_system(name, args)
     T = system.timescale
     bank, test, gen_time = data
     fm = flowsim.FlowMap(system, width=args.width, depth=args.depth, backbone=args.backbone,
@@ -265,7 +281,8 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
                      training={"train_seconds": train_time, "steps": steps})
     errs = error_vs_jump(fm, test, jumps)
     errs0 = error_vs_jump(fm, test, jumps, from_start=True)
-    row = dict(system=name, objective=objective, steps=steps, train_seconds=train_time,
+    row = dict(system=name, objective=objective, steps=steps, system_params=args.system_params,
+               train_seconds=train_time,
                members=args.members, seconds_per_step=train_time / steps, data_seconds=gen_time,
                errors=errs, worst_median_error=worst(errs), target_met=worst(errs) <= 1e-3,
                errors_from_start=errs0, worst_median_error_from_start=worst(errs0))
@@ -300,13 +317,31 @@ def make_data(system, args):
     # training trajectories reach past the longest jump by the margin; both grids step T/200
     horizon = (args.max_jump_T * (1 + args.jump_margin) + 1.0) * T
     per_T = 20 if args.smoke else 200
+    stores = [None, None]
+    if args.data_store:
+        key = f"{system.name}-{system_params_label(args)}-p{args.prior_scale:g}-m{args.jump_margin:g}"
+        stores = [str(Path(args.data_store) / f"{key}-{part}{n}.zarr")
+                  for part, n in (("train", args.n_train), ("test", args.n_test))]
     bank, gen_time = make_bank(system, args.n_train, horizon, round(horizon / T * per_T) + 1, 1,
-                               args.prior_scale)
+                               args.prior_scale, store=stores[0])
     test_horizon = (args.max_jump_T + 1.0) * T
     test, _ = make_bank(system, args.n_test, test_horizon, round(test_horizon / T * per_T) + 1, 2,
-                        args.prior_scale)
+                        args.prior_scale, store=stores[1])
     jumps = [T * v for v in torch.logspace(-2, math.log10(args.max_jump_T), 7).tolist()]
     return bank, test, gen_time, jumps
+
+
+def system_params_label(args) -> str:
+    return "_".join(args.system_params) or "defaults"
+
+
+def get_system(name, args):
+    """The catalogue system ``name`` with ``--system-params`` applied."""
+    overrides = {}
+    for item in args.system_params:
+        key, _, value = item.partition("=")
+        overrides[key] = float(value)
+    return flowsim.get_system(name, **overrides)
 
 
 def run(ap, args) -> list[dict]:
@@ -315,7 +350,7 @@ def run(ap, args) -> list[dict]:
         torch.set_num_threads(args.threads)
     results = []
     for name in args.systems:
-        system = flowsim.get_system(name)
+        system = get_system(name, args)
         data = None
         for value in values:
             run_args = argparse.Namespace(**vars(args))
@@ -376,8 +411,8 @@ def plot(results):
     systems = sorted({r["system"] for r in results}, key=[r["system"] for r in results].index)
     fig, axes = plt.subplots(1, len(systems), figsize=(4.2 * len(systems), 3.6), squeeze=False)
     for ax, name in zip(axes[0], systems):
-        T = flowsim.get_system(name).timescale
         for r in [r for r in results if r["system"] == name]:
+            T = get_system(name, argparse.Namespace(system_params=r.get("system_params") or [])).timescale
             label = r["objective"] + "".join(f" {k}={v}" for k, v in (r.get("ablation") or {}).items())
             h = [e["jump"] / T for e in r["errors"]]
             ax.loglog(h, [e["rel"] for e in r["errors"]], "o-", label=f"{label} (rel)")

@@ -16,6 +16,11 @@ its break-even number of trajectories.
     python benchmarks/work_precision.py ... --models MODELS_ENSEMBLE --tag members2
     python benchmarks/work_precision.py --train-minutes 5         # train what is missing
     python benchmarks/work_precision.py --smoke --results-dir /tmp/bench-smoke   # seconds
+    # a stiff relaxation oscillator (Van der Pol at mu = 1000; map from accuracy.py
+    # --system-params mu=1000): scipy one trajectory at a time on 200 states, scaled to the 10^4,
+    # and a reference by LSODA (rtol 1e-10) over Dask workers
+    python benchmarks/work_precision.py --systems van_der_pol --system-params mu=1000 \
+        --models MODELS --scipy-per-trajectory 200 --reference-store /tmp/wp-ref --tag vdp1000
 
 Writes ``benchmarks/results/work_precision/<date>-<commit>[-<tag>].json`` and ``.png`` and
 replaces ``latest[-<tag>].json`` / ``.png`` there (``benchmarks/_record.py``).
@@ -40,12 +45,28 @@ import _record  # noqa: E402
 SYSTEMS = ["fitzhugh_nagumo", "lotka_volterra", "sir", "robertson"]
 
 
+def get_system(name, args):
+    """The catalogue system ``name`` with ``--system-params`` applied."""
+    return flowsim.get_system(name, **{k: float(v) for k, _, v in
+                                       (item.partition("=") for item in args.system_params)})
+
+
+def reference_states(sys_, x0, p, horizon, store):
+    """Final states after ``horizon`` by scipy LSODA (rtol 1e-10, atol 1e-12), one trajectory at a
+    time over a Dask cluster of one worker per core, kept in the zarr ``store`` for reruns."""
+    opts = flowsim.SolverOptions(backend="scipy", method="LSODA", rtol=1e-10, atol=1e-12, max_steps=10**6)
+    t = torch.tensor([0.0, horizon], dtype=torch.float64)
+    ds = flowsim.data.simulate_ensemble(sys_, x0.shape[0], t, params=p, x0=x0, store=store, solver=opts,
+                                        chunk_size=8, progress=False)
+    return torch.tensor(ds["x"].values)[:, -1]
+
+
 def get_model(name, args):
     path = Path(args.models) / f"{name}-pairs" if args.models else None
     if path is not None and any((path / f).exists() for f in ("config.json", "ensemble.json")):
         fm = flowsim.load(path)
         return fm, float(fm.training_record.get("train_seconds", float("nan")))
-    sys_ = flowsim.get_system(name)
+    sys_ = get_system(name, args)
     T = sys_.timescale
     t = torch.linspace(0, 2 * T, 401, dtype=torch.float64)
     if sys_.stiff:  # dense early output: Robertson's fast transient
@@ -81,6 +102,11 @@ def main(argv=None):
     ap.add_argument("--n-train-stiff", type=int, default=4000)
     ap.add_argument("--n", type=int, default=10_000, help="evaluation states")
     ap.add_argument("--n-reference", type=int, default=2000)
+    ap.add_argument("--max-steps", type=int, default=20_000, help="step limit of the adaptive solvers")
+    ap.add_argument("--solvers", nargs="+", default=None, choices=an.SOLVERS,
+                    help="the solvers to race (default: by stiffness, see the code)")
+    ap.add_argument("--max-failed-solves", type=int, default=64,
+                    help="failed sub-solves a torch solver may spend isolating failing states")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--max-seconds", type=float, default=60.0,
                     help="effort cap: a solver's sweep stops after a run longer than this")
@@ -92,6 +118,13 @@ def main(argv=None):
     ap.add_argument("--train-steps", type=int, default=None,
                     help="train missing maps for this many steps instead of --train-minutes")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--system-params", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="parameter overrides of the systems (mu=1000: a stiff Van der Pol)")
+    ap.add_argument("--scipy-per-trajectory", type=int, default=None, metavar="K",
+                    help="scipy one trajectory at a time on the first K states, time scaled up "
+                         "(Sweep(scipy_stacked=False, n_scipy=K)); default: stacked over the batch")
+    ap.add_argument("--reference-store", default=None, metavar="DIR",
+                    help="reference final states by LSODA over Dask workers, kept in zarr stores here")
     ap.add_argument("--smoke", action="store_true",
                     help="seconds: Lotka-Volterra, a tiny map trained 30 steps, 200 states, dopri5 and rk4")
     _record.add_arguments(ap)
@@ -120,13 +153,23 @@ def main(argv=None):
         elif sys_.stiff:
             solvers = ("dopri5", "rk4", "implicit_adams", "scipy_lsoda", "scipy_radau", "scipy_bdf",
                        "torchode")
+        solvers = tuple(args.solvers or solvers)
+        n_ref = min(args.n_reference, 200 if sys_.stiff else args.n)
+        reference = None
+        if args.reference_store:
+            key = f"{name}-{'_'.join(args.system_params) or 'defaults'}-{args.n}-{n_ref}.zarr"
+            reference = reference_states(sys_, x0[:n_ref], p[:n_ref], sys_.timescale,
+                                         str(Path(args.reference_store) / key))
+        per_traj = {} if args.scipy_per_trajectory is None else dict(
+            scipy_stacked=False, n_scipy=args.scipy_per_trajectory)
         t0 = time.perf_counter()
         ds = an.work_precision(fm, sys_, x0, p, horizon=sys_.timescale, solvers=solvers,
-                               n_reference=min(args.n_reference, 200 if sys_.stiff else args.n),
-                               training_time=train_s,
-                               device=args.device, max_steps=20_000, max_seconds=args.max_seconds)
+                               n_reference=n_ref, reference=reference, training_time=train_s,
+                               device=args.device, max_steps=args.max_steps, max_seconds=args.max_seconds,
+                               max_failed_solves=args.max_failed_solves, **per_traj)
         datasets[name] = ds
-        row = dict(system=name, stiff=sys_.stiff, n_states=args.n, horizon=sys_.timescale,
+        row = dict(system=name, system_params=args.system_params, stiff=sys_.stiff, n_states=args.n,
+                   horizon=sys_.timescale, scipy_note=ds.attrs.get("scipy_note"),
                    training_seconds=train_s, seconds=time.perf_counter() - t0,
                    skipped=ds.attrs.get("skipped_solvers"))
         have = [str(m) for m in ds["method"].values]

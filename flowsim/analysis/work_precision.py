@@ -37,10 +37,11 @@ __all__ = ["SOLVERS", "Sweep", "work_precision"]
 #: Solvers :func:`work_precision` knows; ``"torchode"`` runs only where it is installed.
 SOLVERS = ("dopri5", "bosh3", "rk4", "implicit_adams", "scipy_lsoda", "scipy_radau", "scipy_bdf",
            "torchode")
-#: scipy's implicit methods solve the whole batch as one stacked system with a block-diagonal
-#: Jacobian (sparse for Radau/BDF, banded for LSODA): their fastest fair form on a batch
-#: (SolverOptions.stacked); one solve_ivp per trajectory was 30-45x slower on 64 states
-_SCIPY_STACKED = {"scipy_lsoda": "LSODA", "scipy_radau": "Radau", "scipy_bdf": "BDF"}
+#: scipy's implicit methods. By default each solves the whole batch as one stacked system with a
+#: block-diagonal Jacobian (sparse for Radau/BDF, banded for LSODA), their fastest fair form where
+#: the batch shares its fast scales (one solve_ivp per trajectory was 30-45x slower on 64 states);
+#: Sweep(scipy_stacked=False) solves one trajectory at a time (relaxation oscillators)
+_SCIPY = {"scipy_lsoda": "LSODA", "scipy_radau": "Radau", "scipy_bdf": "BDF"}
 REFERENCE_TOL = 1e-10
 
 
@@ -61,9 +62,20 @@ class Sweep:
         option, a fixed-step Adams–Moulton corrector solved by fixed-point iteration, for stiff
         comparisons). ``"torchode"`` (dopri5) is skipped, and listed in
         ``attrs["skipped_solvers"]``, where ``import torchode`` fails.
+    scipy_stacked:
+        How scipy's methods (LSODA, Radau, BDF) solve the batch. ``True`` (default): as one
+        stacked system with a block-diagonal Jacobian (banded for LSODA, sparse for Radau/BDF),
+        their fastest form where the batch shares its fast scales (Robertson: 30-45x faster
+        than one solve per trajectory). ``False``: one ``solve_ivp`` per trajectory, the fair
+        form where every trajectory has fast events of its own at its own times (a relaxation
+        oscillator such as Van der Pol at μ = 1000: a stacked solve shares one step size, so it
+        would step through every trajectory's jumps).
     n_scipy:
-        Deprecated and ignored: every scipy method now solves the whole batch as one stacked
-        system (LSODA with a banded Jacobian), so none is timed on a subset and scaled up.
+        With ``scipy_stacked=False``: solve and time the first ``n_scipy`` states one by one and
+        scale the wall time up to the batch (the solves are independent, so the time is linear
+        in the number of states); their errors are those of these states (``n_timed``,
+        ``scaled`` in the result). Default (``None``): every state. Ignored, with a warning,
+        for the stacked form, which always solves the whole batch.
     n_reference:
         Measure errors on the first ``n_reference`` states only (default all); timing always
         uses the whole batch. Useful where the tight reference is expensive (stiff systems).
@@ -98,6 +110,7 @@ class Sweep:
     tolerances: Sequence[float] = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
     rk4_steps: Sequence[int] = (4, 8, 16, 32, 64, 128, 256)
     solvers: Sequence[str] = tuple(s for s in SOLVERS if s != "implicit_adams")
+    scipy_stacked: bool = True
     n_scipy: int | None = None
     n_reference: int | None = None
     repeats: int = 3
@@ -117,9 +130,16 @@ class Sweep:
         if unknown:
             raise SolverError(f"unknown solver(s) {unknown}; choose from {SOLVERS}")
         set_(self, "solvers", tuple(self.solvers))
+        if not isinstance(self.scipy_stacked, bool):
+            raise ConfigError(f"scipy_stacked must be True or False; got {self.scipy_stacked!r}")
         if self.n_scipy is not None:
-            warnings.warn("Sweep(n_scipy=…) is ignored: every scipy method now solves the whole batch "
-                          "as one stacked system", DeprecationWarning, stacklevel=3)
+            k = self.n_scipy
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ConfigError(f"n_scipy must be a positive number of states or None; got {k!r}")
+            if self.scipy_stacked:
+                warnings.warn("Sweep(n_scipy=…) is ignored where scipy solves the batch stacked "
+                              "(scipy_stacked=True, the default): pass scipy_stacked=False to solve one "
+                              "trajectory at a time on n_scipy states", DeprecationWarning, stacklevel=3)
         for name in ("repeats", "max_steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -272,9 +292,12 @@ def work_precision(
         return lambda tol: SolverOptions(backend=backend, method=method, rtol=tol, atol=tol,
                                          max_steps=max_steps)
 
-    def stacked(method: str) -> Any:
+    def scipy(method: str) -> Any:
         return lambda tol: SolverOptions(backend="scipy", method=method, rtol=tol, atol=tol,
-                                         max_steps=max_steps, stacked=True)
+                                         max_steps=max_steps, stacked=sw.scipy_stacked)
+
+    k_scipy = n if sw.scipy_stacked or sw.n_scipy is None else min(sw.n_scipy, n)
+    xs, ps = x0[:k_scipy], pp[:k_scipy]  # the states scipy solves one by one (all, when stacked)
 
     def fixed(method: str) -> Any:
         return lambda k: SolverOptions(method=method, n_steps=k, max_steps=max_steps)
@@ -283,9 +306,14 @@ def work_precision(
         if solver == "torchode" and not torchode_available():
             skipped.append("torchode (not installed: pip install torchode)")
             continue
-        if solver in _SCIPY_STACKED:
+        if solver in _SCIPY:
             setting, values = "tolerance", loose_first
-            make = stacked(_SCIPY_STACKED[solver])
+            make = scipy(_SCIPY[solver])
+            if k_scipy < n:  # one solve per trajectory, on the first k_scipy states, scaled up
+                S.run_solver(system, xs, ps, t0, t1, make(values[0]), repeats=1, **common)  # warm-up
+                sweep(solver, setting, values, lambda v, make=make: S.run_solver(
+                    system, xs, ps, t0, t1, make(v), repeats=repeats, batch=n, **common), scaled=True)
+                continue
         elif solver in ("rk4", "implicit_adams"):  # torchdiffeq's fixed-step methods
             setting, values, make = "n_steps", steps, fixed(solver)
         else:  # dopri5, bosh3 (torchdiffeq) or torchode's dopri5
@@ -300,7 +328,9 @@ def work_precision(
         reference=ref_desc, sigma=sigma.tolist(),
         scipy_note=("scipy LSODA, Radau and BDF solve the whole batch as one stacked system with a "
                     "block-diagonal Jacobian (banded for LSODA, sparse for Radau/BDF; shared steps, "
-                    "error in the batch's RMS norm)"),
+                    "error in the batch's RMS norm)" if sw.scipy_stacked else
+                    f"scipy LSODA, Radau and BDF solve one trajectory at a time (exact Jacobian) on the "
+                    f"first {k_scipy} states, their time scaled to all {n}"),
         tolerance_convention="rtol = atol = tolerance", solver_dtype=str(solver_dtype).replace("torch.", ""),
         timing=f"minimum of {repeats} run(s) after one warm-up per method; torch.no_grad; one process",
         failure_isolation=(f"torch solvers bisect a failing batch (at most {sw.max_failed_solves} failed "

@@ -263,12 +263,32 @@ def test_one_failing_state_fails_alone_not_the_whole_batch():
     assert "bisect" in ds.attrs["failure_isolation"]
 
 
-def test_n_scipy_is_deprecated_now_that_scipy_is_stacked():
+def test_n_scipy_is_ignored_where_scipy_is_stacked():
     from flowsim.analysis import Sweep
 
-    with pytest.warns(DeprecationWarning, match="stacked"):
+    with pytest.warns(DeprecationWarning, match="scipy_stacked=False"):
         Sweep(n_scipy=8)
-    assert Sweep().n_scipy is None
+    assert Sweep().n_scipy is None and Sweep().scipy_stacked is True
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="n_scipy"):
+            Sweep(n_scipy=bad, scipy_stacked=False)
+    with pytest.raises(ConfigError, match="scipy_stacked"):
+        Sweep(scipy_stacked="no")
+
+
+def test_scipy_one_trajectory_at_a_time_on_a_subset_scaled_up(exact, sho):
+    """``scipy_stacked=False, n_scipy=k``: the first k states solved one by one, the time
+    scaled to the batch, their errors those of an independent (dopri5) reference."""
+    x0 = sho.sample_initial(6, generator=3)
+    ds = work_precision(exact, sho, x0, horizon=2.0, n_jumps=(1,), tolerances=(1e-8,), repeats=1,
+                        solvers=("scipy_lsoda", "scipy_radau"), scipy_stacked=False, n_scipy=2)
+    for m in ("scipy_lsoda", "scipy_radau"):
+        row = ds.where(ds.method == m, drop=True)
+        assert int(row.n_timed[0]) == 2 and bool(row.scaled[0])
+        assert int(row.n_failed[0]) == 0 and float(row.median_relative_error[0]) < 1e-6
+    assert "one trajectory at a time" in ds.attrs["scipy_note"] and "first 2 states" in ds.attrs["scipy_note"]
+    fm_row = ds.where(ds.method == "flowmap", drop=True)
+    assert int(fm_row.n_timed[0]) == 6 and not bool(fm_row.scaled[0])
 
 
 def test_stiff_sweep_with_the_implicit_solvers():
