@@ -18,9 +18,11 @@ its break-even number of trajectories.
     python benchmarks/work_precision.py --smoke --results-dir /tmp/bench-smoke   # seconds
     # a stiff relaxation oscillator (Van der Pol at mu = 1000; map from accuracy.py
     # --system-params mu=1000): scipy one trajectory at a time on 200 states, scaled to the 10^4,
-    # and a reference by LSODA (rtol 1e-10) over Dask workers
+    # and a reference by LSODA (rtol 1e-10) over Dask workers; explicit torch solvers capped at
+    # 2,000 steps (they need ~10^6 here) and not bisected
     python benchmarks/work_precision.py --systems van_der_pol --system-params mu=1000 \
-        --models MODELS --scipy-per-trajectory 200 --reference-store /tmp/wp-ref --tag vdp1000
+        --models MODELS --scipy-per-trajectory 50 --reference-store /tmp/wp-ref --repeats 1 \
+        --max-steps 2000 --max-failed-solves 0 --threads 2 --tag vdp1000
 
 Writes ``benchmarks/results/work_precision/<date>-<commit>[-<tag>].json`` and ``.png`` and
 replaces ``latest[-<tag>].json`` / ``.png`` there (``benchmarks/_record.py``).
@@ -105,6 +107,7 @@ def main(argv=None):
     ap.add_argument("--max-steps", type=int, default=20_000, help="step limit of the adaptive solvers")
     ap.add_argument("--solvers", nargs="+", default=None, choices=an.SOLVERS,
                     help="the solvers to race (default: by stiffness, see the code)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per setting (the minimum counts)")
     ap.add_argument("--max-failed-solves", type=int, default=64,
                     help="failed sub-solves a torch solver may spend isolating failing states")
     ap.add_argument("--device", default="cpu")
@@ -166,7 +169,7 @@ def main(argv=None):
         ds = an.work_precision(fm, sys_, x0, p, horizon=sys_.timescale, solvers=solvers,
                                n_reference=n_ref, reference=reference, training_time=train_s,
                                device=args.device, max_steps=args.max_steps, max_seconds=args.max_seconds,
-                               max_failed_solves=args.max_failed_solves, **per_traj)
+                               max_failed_solves=args.max_failed_solves, repeats=args.repeats, **per_traj)
         datasets[name] = ds
         row = dict(system=name, system_params=args.system_params, stiff=sys_.stiff, n_states=args.n,
                    horizon=sys_.timescale, scipy_note=ds.attrs.get("scipy_note"),
