@@ -8,7 +8,7 @@ jumps started from the held-out initial states themselves, where transients are,
 beside them (``errors_from_start``).
 
 ``--ablate OPTION VALUE [VALUE ...]`` repeats the run once per value of one recipe option (any
-option below: ``depth``, ``width``, ``early-fraction``, ``ns-dtype``, ``ns-steps``,
+option below: ``depth``, ``width``, ``early-fraction``, ``initial-fraction``, ``ns-dtype``, ``ns-steps``,
 ``muon-layers``, ``optimizer``, ``lr``, ``batch``, ``loss``, ``jump-margin``, ``log-fraction``,
 ``jump-weight``, ``activation``, ``backbone``, ``lbfgs`` …), usually at a fixed ``--steps``, and
 adds to each row the same errors on the *training* trajectories (equal values: the map is limited
@@ -185,6 +185,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--log-fraction", type=float, default=0.2, help="fit(log_fraction=…)")
     ap.add_argument("--early-fraction", type=float, default=FitConfig().early_fraction,
                     help="fit(early_fraction=…)")
+    ap.add_argument("--initial-fraction", type=float, default=FitConfig().initial_fraction,
+                    help="fit(initial_fraction=…): starts exactly at the initial states")
     ap.add_argument("--loss", default="norm", choices=["norm", "squared"],
                     help="PairRegression(loss=…) for the data term")
     ap.add_argument("--jump-margin", type=float, default=0.1, help="fit(jump_margin=…)")
@@ -262,7 +264,8 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
                   device=torch.device(args.device), validation=test, max_jump=args.max_jump_T * T,
                   log_fraction=args.log_fraction,
                   time_budget=None if args.steps else 60 * args.minutes,
-                  early_fraction=args.early_fraction, jump_margin=args.jump_margin,
+                  early_fraction=args.early_fraction, initial_fraction=args.initial_fraction,
+                  jump_margin=args.jump_margin,
                   optimizer=args.optimizer, val_every=10**9, cuda_graph=args.cuda_graph)
     train_data = bank if objective != "physics" else None
     t0 = time.perf_counter()

@@ -49,13 +49,14 @@ class PairSampler(StoreStream):
         time (so a gap may exceed ``max_gap`` by less than one stored step). Without ``min_gap``
         the gaps start at the smallest stored step — of the whole grid when it is shared, of the
         chunks in memory for per-trajectory grids (the in-memory bank: of all its trajectories).
-    log_fraction, early_fraction:
+    log_fraction, early_fraction, initial_fraction:
         With ``gaps="log-uniform"``: the fraction of gaps drawn log-uniformly (the rest
         uniformly), and the fraction of starts drawn log-uniformly in the stored index — as
         many near each trajectory's initial state as over the rest — instead of uniformly, so
         that jumps from initial states (and the transients after them) are trained as often as
-        the long-time behaviour. Defaults and validation: :class:`~flowsim.data.PairOptions`
-        (1.0 and 0.0; :func:`flowsim.fit` passes its own).
+        the long-time behaviour; and the fraction of starts exactly at the initial state.
+        Defaults and validation: :class:`~flowsim.data.PairOptions` (1.0, 0.0 and 0.0;
+        :func:`flowsim.fit` passes its own).
     system:
         If given, refuse a store of another system.
     stream:
@@ -110,6 +111,7 @@ class PairSampler(StoreStream):
         gaps: str = "uniform",
         log_fraction: float = PairOptions.log_fraction,
         early_fraction: float = PairOptions.early_fraction,
+        initial_fraction: float = PairOptions.initial_fraction,
         system: ODESystem | str | None = None,
         stream: StreamOptions | None = None,
         **stream_keywords: Any,
@@ -117,11 +119,11 @@ class PairSampler(StoreStream):
         if gaps not in ("uniform", "log-uniform"):
             raise ConfigError(f"gaps must be 'uniform' or 'log-uniform', got {gaps!r}")
         self.options = PairOptions(min_gap=min_gap, max_gap=max_gap, log_fraction=log_fraction,
-                                   early_fraction=early_fraction)
-        if gaps == "uniform" and (self.options.early_fraction > 0
+                                   early_fraction=early_fraction, initial_fraction=initial_fraction)
+        if gaps == "uniform" and (self.options.early_fraction > 0 or self.options.initial_fraction > 0
                                   or self.options.log_fraction != PairOptions.log_fraction):
-            raise ConfigError("log_fraction and early_fraction need gaps='log-uniform' (uniform gaps draw "
-                              "whole pairs uniformly, start and end together)")
+            raise ConfigError("log_fraction, early_fraction and initial_fraction need gaps='log-uniform' "
+                              "(uniform gaps draw whole pairs uniformly, start and end together)")
         self.min_gap, self.max_gap, self.gaps = self.options.min_gap, self.options.max_gap, gaps
         self.log_fraction, self.early_fraction = self.options.log_fraction, self.options.early_fraction
         super().__init__(store, batch_size=batch_size, per_trajectory=pairs_per_trajectory, system=system,

@@ -21,7 +21,8 @@ How a pair is drawn (:func:`draw_pairs`)
     3. The start: uniform over the stored times ``s`` that leave room for the gap
        (``s + gap <= last time``); a fraction ``early_fraction`` instead log-uniform in the
        stored index (as many starts near the first stored state as over the rest), so that
-       jumps from the initial states, and the transients after them, are trained too.
+       jumps from the initial states, and the transients after them, are trained too; and a
+       fraction ``initial_fraction`` exactly at the first stored state (the initial state).
     4. The end: the first stored time at or after ``s + gap`` (the gap is *snapped up* to the
        stored grid; never past the last stored time, at least one step). A pair's gap is therefore
        at least ``min_gap`` and may exceed ``max_gap`` by less than one stored step; a ``max_gap``
@@ -65,7 +66,10 @@ class PairOptions:
         Fraction of starts drawn log-uniformly in the stored index (as many near each
         trajectory's first stored state as over the rest) instead of uniformly. Default 0.0: a
         plain uniform start — what validation and diagnostics need; training recipes such as
-        :func:`flowsim.fit` pass their own value (0.25 there).
+        :func:`flowsim.fit` pass their own value.
+    initial_fraction:
+        Fraction of starts exactly at each trajectory's first stored state, whatever the other
+        draws gave: the jumps a user of an initial-value problem makes. Default 0.0.
 
     Raises
     ------
@@ -77,7 +81,7 @@ class PairOptions:
     --------
     >>> from flowsim.data import PairOptions
     >>> PairOptions(max_gap=2.0, early_fraction=0.25)
-    PairOptions(min_gap=None, max_gap=2.0, log_fraction=1.0, early_fraction=0.25)
+    PairOptions(min_gap=None, max_gap=2.0, log_fraction=1.0, early_fraction=0.25, initial_fraction=0.0)
     >>> PairOptions(log_fraction=1.5)
     Traceback (most recent call last):
     ...
@@ -88,6 +92,7 @@ class PairOptions:
     max_gap: float | None = None
     log_fraction: float = 1.0
     early_fraction: float = 0.0
+    initial_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("min_gap", "max_gap"):
@@ -103,6 +108,7 @@ class PairOptions:
             raise ConfigError(f"min_gap={self.min_gap} exceeds max_gap={self.max_gap}")
         object.__setattr__(self, "log_fraction", _fraction(self.log_fraction, "log_fraction"))
         object.__setattr__(self, "early_fraction", _fraction(self.early_fraction, "early_fraction"))
+        object.__setattr__(self, "initial_fraction", _fraction(self.initial_fraction, "initial_fraction"))
 
 
 class TimeGrid:
@@ -234,6 +240,8 @@ def draw_pairs(grid: TimeGrid, n: int, generator: torch.Generator,
         early = torch.exp(_rand(n, generator) * torch.log(last_start + 2.0)).long() - 1
         pick = _rand(n, generator) < options.early_fraction
         i = torch.where(pick, early, i)
+    if options.initial_fraction > 0:  # exactly at the first stored state
+        i = torch.where(_rand(n, generator) < options.initial_fraction, torch.zeros_like(i), i)
     i = torch.minimum(i, last_start)
     if grid.shared:
         j = torch.searchsorted(tau, tau[i] + gap)

@@ -141,20 +141,22 @@ class TrajectoryBank:
 
     def sample_pairs(self, n: int, generator: torch.Generator, *, min_gap: float | None = None,
                      max_gap: float | None = None, log_fraction: float = PairOptions.log_fraction,
-                     early_fraction: float = PairOptions.early_fraction) -> PairBatch:
+                     early_fraction: float = PairOptions.early_fraction,
+                     initial_fraction: float = PairOptions.initial_fraction) -> PairBatch:
         """Draw ``n`` pairs with gaps in ``[min_gap, max_gap]``: a fraction ``log_fraction``
         spread log-uniformly (all scales), the rest uniformly (more long jumps). Starts are
         uniform over the times that leave room for the gap, except for a fraction
         ``early_fraction`` drawn log-uniformly in the index (as dense near the first stored state
         as over the rest), so that jumps from initial states, and the transients after them,
-        are trained as well as the long-time behaviour. Gaps are snapped up to the stored grid.
+        are trained as well as the long-time behaviour; a fraction ``initial_fraction`` starts
+        exactly at the first stored state. Gaps are snapped up to the stored grid.
 
         The draw is :func:`flowsim.data.sampling.draw_pairs` with
         :class:`~flowsim.data.PairOptions` (its defaults and validation), the same as the
         streamed :class:`~flowsim.data.PairSampler` ``(gaps="log-uniform")``.
         """
         options = PairOptions(min_gap=min_gap, max_gap=max_gap, log_fraction=log_fraction,
-                              early_fraction=early_fraction)
+                              early_fraction=early_fraction, initial_fraction=initial_fraction)
         i, a, b = draw_pairs(self._grid, n, generator, options)
         return PairBatch(s=self.t[i, a], t=self.t[i, b], x_s=self.x[i, a], x_t=self.x[i, b], p=self.p[i])
 

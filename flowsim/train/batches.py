@@ -141,7 +141,7 @@ class BatchSampler:
         States per batch.
     min_jump, max_jump:
         Range of gaps drawn (``max_jump``: the longest trained gap).
-    diagonal_fraction, log_fraction, early_fraction:
+    diagonal_fraction, log_fraction, early_fraction, initial_fraction:
         As in :class:`~flowsim.train.FitConfig`.
     generator:
         The random stream every draw takes from.
@@ -166,12 +166,13 @@ class BatchSampler:
 
     def __init__(self, flowmap: FlowMap, bank: TrajectoryBank | None, batch_size: int,
                  min_jump: float, max_jump: float, *, diagonal_fraction: float = 0.25,
-                 log_fraction: float = 0.2, early_fraction: float = 0.0,
+                 log_fraction: float = 0.2, early_fraction: float = 0.0, initial_fraction: float = 0.0,
                  generator: torch.Generator, stream: Any = None,
                  states: Callable[[int, torch.Generator], Any] | None = None) -> None:
         self.fm, self.bank, self.n = flowmap, bank, batch_size
         self.lo, self.hi = min_jump, max_jump
         self.diag, self.log_fraction, self.early_fraction = diagonal_fraction, log_fraction, early_fraction
+        self.initial_fraction = initial_fraction
         self.g = generator
         self.stream, self._it = stream, None
         self.source = states
@@ -218,7 +219,8 @@ class BatchSampler:
         if self.stream is not None:
             return self._next_streamed()
         b = self.bank.sample_pairs(self.n, self.g, min_gap=self.lo, max_gap=self.hi,
-                                   log_fraction=self.log_fraction, early_fraction=self.early_fraction)
+                                   log_fraction=self.log_fraction, early_fraction=self.early_fraction,
+                                   initial_fraction=self.initial_fraction)
         return PairBatch(*self._cast(b.s, b.t, b.x_s, b.x_t, b.p))
 
     def short_pairs(self) -> PairBatch:

@@ -296,9 +296,11 @@ def save_trainer_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_trainer_state(path: Path, system: str, config: dict[str, Any], run: dict[str, Any],
-                       may_differ: tuple[str, ...] = ()) -> dict[str, Any]:
+                       may_differ: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+                       ) -> dict[str, Any]:
     """Read ``path/trainer_state.pt`` and refuse it unless it is a run of ``system`` with the
-    same ``config`` (every field but ``may_differ``) and the same objectives.
+    same ``config`` (every field but ``may_differ``) and the same objectives. A field the saved
+    config lacks (written before the field existed) counts as its value in ``defaults``.
 
     A state written before configs were recorded whole holds only the ``run`` record: each
     key it holds must then agree with ``run``."""
@@ -314,7 +316,7 @@ def load_trainer_state(path: Path, system: str, config: dict[str, Any], run: dic
     saved_run.setdefault("optimizer", "adamw")  # checkpoints from before the option
     run = json.loads(json.dumps(run, default=_json_default))
     if "config" in state:
-        saved_cfg = json.loads(state["config"])
+        saved_cfg = {**(defaults or {}), **json.loads(state["config"])}
         keys = [k for k in sorted(set(saved_cfg) | set(config)) if k not in may_differ]
         diff = {k: (saved_cfg.get(k), config.get(k)) for k in keys if saved_cfg.get(k) != config.get(k)}
         keys = ("objectives", "weights", "optimizer")

@@ -177,7 +177,8 @@ def prepare(flowmap: FlowMap, data: Any, config: FitConfig | None = None,
         stream = PairSampler(store_path, batch_size=config.batch_size, split="train",
                              min_gap=lo, max_gap=train_hi, gaps="log-uniform", seed=config.seed,
                              log_fraction=config.log_fraction,
-                             early_fraction=config.early_fraction, drop_last=True)
+                             early_fraction=config.early_fraction,
+                             initial_fraction=config.initial_fraction, drop_last=True)
     if config.velocity_scale is not None:  # given: broadcast to the states (the map checks the count)
         vs = torch.as_tensor(config.velocity_scale, dtype=torch.float64).expand(fm.config.dim).clone() \
             if isinstance(config.velocity_scale, float) else torch.tensor(config.velocity_scale,

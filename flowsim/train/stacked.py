@@ -163,7 +163,8 @@ def fit_stacked(members: list[FlowMap], objectives: str | list[Objective], data:
     run = _Stacked(members, config, optimizer)
     samplers = [BatchSampler(m, p.train, config.batch_size, p.min_jump, p.train_max_jump,
                              diagonal_fraction=config.diagonal_fraction, log_fraction=config.log_fraction,
-                             early_fraction=config.early_fraction, generator=p.generator, stream=p.stream)
+                             early_fraction=config.early_fraction, initial_fraction=config.initial_fraction,
+                             generator=p.generator, stream=p.stream)
                 for m, p in zip(members, preps)]
     records = [_record(cfg, objs, p, optimizer) for cfg, p in zip(configs, preps)]
     losses = _Losses(run.base, objs, kinds)
@@ -308,7 +309,7 @@ def _restore(run: _Stacked, preps: list, histories: list, ckdir: Path, cfg: FitC
              n_members: int) -> int:
     """Continue a stacked run from ``ckdir``; the step it had reached."""
     state = ckpt.load_trainer_state(ckdir, run.base.config.system, cfg.to_dict(), record,
-                                    may_differ=RESUME_MAY_DIFFER)
+                                    may_differ=RESUME_MAY_DIFFER, defaults=FitConfig().to_dict())
     if state.get("kind") != _STATE or state.get("members") != n_members:
         raise CheckpointError(f"{ckdir} holds another kind of training run (not a stacked ensemble of "
                               f"{n_members} members); pass resume=False or another checkpoint_dir")

@@ -210,6 +210,7 @@ class _Run:
         self.sampler = BatchSampler(self.fm, prep.train, cfg.batch_size, prep.min_jump,
                                     prep.train_max_jump, diagonal_fraction=cfg.diagonal_fraction,
                                     log_fraction=cfg.log_fraction, early_fraction=cfg.early_fraction,
+                                    initial_fraction=cfg.initial_fraction,
                                     generator=prep.generator, stream=prep.stream, states=self.states)
 
 

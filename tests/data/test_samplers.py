@@ -241,3 +241,5 @@ def test_early_fraction_starts_near_the_initial_states(fhn_store, tmp_path, grid
         PairSampler(path, early_fraction=0.5)
     with pytest.raises(ConfigError, match="early_fraction"):
         PairSampler(path, gaps="log-uniform", early_fraction=1.5)
+    with pytest.raises(ConfigError, match="log-uniform"):
+        PairSampler(path, initial_fraction=0.5)

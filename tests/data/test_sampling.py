@@ -59,6 +59,7 @@ OPTIONS = [
     dict(min_gap=0.5, max_gap=5.0, log_fraction=0.2, early_fraction=0.25),  # fit's recipe
     dict(min_gap=1.0, max_gap=4.2, log_fraction=0.0, early_fraction=1.0),
     dict(max_gap=8.0, log_fraction=0.5, early_fraction=0.5),
+    dict(min_gap=0.5, max_gap=5.0, log_fraction=0.2, early_fraction=1.0, initial_fraction=0.3),
 ]
 
 
@@ -104,7 +105,9 @@ def test_one_validation_for_both_paths(fhn_store):
     g = torch.Generator().manual_seed(0)
     bad = [({"log_fraction": 1.5}, "log_fraction"), ({"early_fraction": -0.1}, "early_fraction"),
            ({"min_gap": 3.0, "max_gap": 2.0}, "exceeds"), ({"max_gap": 0.0}, "positive"),
-           ({"min_gap": float("nan")}, "min_gap"), ({"early_fraction": True}, "early_fraction")]
+           ({"min_gap": float("nan")}, "min_gap"), ({"early_fraction": True}, "early_fraction"),
+           ({"initial_fraction": 1.01}, "initial_fraction"),
+           ({"initial_fraction": "0.3"}, "initial_fraction")]
     for kwargs, match in bad:
         for make in (PairOptions, lambda **kw: bank.sample_pairs(4, g, **kw),
                      lambda **kw: PairSampler(fhn_store, gaps="log-uniform", **kw)):
@@ -122,3 +125,26 @@ def test_one_validation_for_both_paths(fhn_store):
     with pytest.raises(ConfigError, match="log-uniform"):  # uniform pairs take neither fraction
         PairSampler(fhn_store, log_fraction=0.2)
     assert PairSampler(fhn_store, gaps="log-uniform").options == PairOptions()
+
+
+@pytest.mark.parametrize("grid", ["shared", "per-trajectory"])
+def test_initial_fraction_starts_exactly_at_the_first_stored_state(stores, grid):
+    """``initial_fraction`` puts that share of the starts at index 0 on top of the other draws;
+    0 leaves the draw unchanged (the same pairs from the same seed)."""
+    bank = TrajectoryBank.from_dataset(open_store(stores[grid]))
+    n = 20_000
+
+    def share(**options):
+        b = bank.sample_pairs(n, torch.Generator().manual_seed(5), min_gap=0.5, max_gap=5.0, **options)
+        return b, _describe(stores[grid], b.s, b.t, b.p)
+
+    b0, base = share(early_fraction=1.0)
+    b1, same = share(early_fraction=1.0, initial_fraction=0.0)
+    assert torch.equal(b0.s, b1.s) and torch.equal(b0.x_t, b1.x_t)
+    _, all_first = share(initial_fraction=1.0)
+    assert (all_first["index"] == 0).all()
+    _, some = share(early_fraction=1.0, initial_fraction=0.5)
+    f0, f1 = (base["index"] == 0).mean(), (some["index"] == 0).mean()
+    # expected f0 + 0.5 (1 - f0); binomial σ < 0.004 at n = 20,000
+    assert abs(f1 - (f0 + 0.5 * (1 - f0))) < 0.02, (f0, f1)
+    assert (some["gap"] >= 0.5 - 1e-9).all()

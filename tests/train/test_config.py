@@ -50,7 +50,7 @@ def test_defaults_are_fits_defaults_and_round_trip():
     ("steps", 0), ("steps", 1.5), ("steps", True), ("batch_size", -1), ("lr", 0.0),
     ("lr", float("nan")), ("lr", "fast"), ("weight_decay", -1e-3), ("warmup", 1.5), ("clip", 0),
     ("ema_decay", 1.0), ("max_jump", -1.0), ("min_jump", 0.0), ("jump_margin", 11),
-    ("diagonal_fraction", -0.1), ("log_fraction", 2), ("early_fraction", 1.01),
+    ("diagonal_fraction", -0.1), ("log_fraction", 2), ("early_fraction", 1.01), ("initial_fraction", -0.5),
     ("val_jumps", []), ("val_jumps", [1.0, -1.0]), ("val_every", 0), ("log_every", 0),
     ("checkpoint_every", 0), ("seed", 1.5), ("optimizer", "sgd"), ("stream", "yes"),
     ("time_budget", 0),
@@ -128,6 +128,24 @@ def test_checkpoint_of_an_older_version_resumes_if_its_keys_agree(lv, tmp_path):
         flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", sol, **kw,
                     checkpoint_dir=tmp_path, early_fraction=0.5)
     assert flowsim.load(tmp_path).config.system == "lotka_volterra"
+
+
+def test_checkpoint_written_before_a_field_existed_resumes_at_its_default(lv, tmp_path):
+    """A trainer state whose recorded config lacks a newer field (``initial_fraction``) resumes
+    when the run uses that field's default, and is refused with another value."""
+    sysm, sol = lv
+    kw = dict(steps=6, batch_size=32, checkpoint_every=3, progress=False)
+    ref = flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", sol, **kw, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / "trainer_state.pt", weights_only=True)
+    cfg = json.loads(state["config"])
+    del cfg["initial_fraction"]
+    state["config"], state["step"] = json.dumps(cfg), 3
+    torch.save(state, tmp_path / "trainer_state.pt")
+    with pytest.raises(flowsim.CheckpointError, match="initial_fraction"):
+        flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", sol, **kw,
+                    checkpoint_dir=tmp_path, initial_fraction=0.5)
+    back = flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", sol, **kw, checkpoint_dir=tmp_path)
+    assert back.steps == 6 and ref.steps == 6
 
 
 def test_prepare_is_a_public_step_that_leaves_the_map_alone(lv):
