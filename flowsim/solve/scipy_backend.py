@@ -11,6 +11,7 @@ from torch import Tensor
 from ..errors import FlowsimError
 from ..systems.base import ODESystem
 from ..systems.checks import vector_field_failed
+from ..systems.numpy_rhs import NumpyVectorField
 from .options import SolverOptions
 from .status import Status
 
@@ -28,6 +29,8 @@ def _one(
 ) -> tuple[np.ndarray, Status, int]:
     p1 = p[None]
     count = [0]
+    # the system's own numpy forms where it has them (no torch call per evaluation)
+    numpy_form, pn = isinstance(system, NumpyVectorField), p1.detach().cpu().numpy()
 
     def guarded(call, tt: float, y: np.ndarray) -> np.ndarray:
         try:
@@ -42,12 +45,16 @@ def _one(
         count[0] += 1
         if count[0] > max_nfe:
             raise _TooManySteps
+        if numpy_form:
+            return guarded(lambda: system.vector_field_numpy(tt, y[None], pn)[0], tt, y)
         with torch.no_grad():
             yt = torch.from_numpy(y)[None]
             tt_ = torch.tensor(tt, dtype=torch.float64)
             return guarded(lambda: system.vector_field(tt_, yt, p1)[0].numpy(), tt, y)
 
     def jac(tt: float, y: np.ndarray) -> np.ndarray:
+        if numpy_form:
+            return guarded(lambda: system.jacobian_numpy(tt, y[None], pn)[0], tt, y)
         tt_ = torch.tensor(tt, dtype=torch.float64)
         return guarded(lambda: torch.func.jacrev(lambda yy: system.vector_field(tt_, yy[None], p1)[0])(
             torch.from_numpy(y)).numpy(), tt, y)

@@ -6,6 +6,7 @@ autonomous; ``t`` is accepted and ignored.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -405,6 +406,19 @@ class Robertson(ODESystem):
         y1, y2, y3 = x.unbind(-1)
         r1, r2, r3 = k1 * y1, k2 * y2 * y2, k3 * y2 * y3
         return torch.stack([-r1 + r3, r1 - r2 - r3, r2], dim=-1)
+
+    # numpy forms for scipy's per-trajectory solves (flowsim.systems.numpy_rhs)
+    def vector_field_numpy(self, t: float, x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        (k1, k2, k3), (y1, y2, y3) = p.T, x.T
+        r1, r2, r3 = k1 * y1, k2 * y2 * y2, k3 * y2 * y3
+        return np.stack([-r1 + r3, r1 - r2 - r3, r2], axis=-1)
+
+    def jacobian_numpy(self, t: float, x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        (k1, k2, k3), (_, y2, y3) = p.T, x.T
+        zero = np.zeros_like(y2)
+        return np.stack([np.stack([-k1, k3 * y3, k3 * y2], -1),
+                         np.stack([k1, -2 * k2 * y2 - k3 * y3, -k3 * y2], -1),
+                         np.stack([zero, 2 * k2 * y2, zero], -1)], axis=-2)
 
     def _invariants(self, x: Tensor, p: Tensor) -> dict[str, Tensor]:
         return {"mass": x.sum(-1)}

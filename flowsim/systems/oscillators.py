@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -227,6 +228,19 @@ class VanDerPol(ODESystem):
         mu = p[:, 0]
         u, v = x.unbind(-1)
         return torch.stack([v, mu * (1.0 - u**2) * v - u], dim=-1)
+
+    # numpy forms for scipy's per-trajectory solves (flowsim.systems.numpy_rhs)
+    def vector_field_numpy(self, t: float, x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        u, v, mu = x[:, 0], x[:, 1], p[:, 0]
+        return np.stack([v, mu * (1.0 - u * u) * v - u], axis=-1)
+
+    def jacobian_numpy(self, t: float, x: np.ndarray, p: np.ndarray) -> np.ndarray:
+        u, v, mu = x[:, 0], x[:, 1], p[:, 0]
+        jac = np.zeros((x.shape[0], 2, 2))
+        jac[:, 0, 1] = 1.0
+        jac[:, 1, 0] = -2.0 * mu * u * v - 1.0
+        jac[:, 1, 1] = mu * (1.0 - u * u)
+        return jac
 
 
 # ---------------------------------------------------------------------------- Lorenz-63
