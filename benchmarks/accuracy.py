@@ -416,7 +416,8 @@ def plot(results):
     for ax, name in zip(axes[0], systems):
         for r in [r for r in results if r["system"] == name]:
             T = get_system(name, argparse.Namespace(system_params=r.get("system_params") or [])).timescale
-            label = r["objective"] + "".join(f" {k}={v}" for k, v in (r.get("ablation") or {}).items())
+            label = r["objective"] + "".join(f" {k}={v}" for k, v in (r.get("ablation") or {}).items()) \
+                + "".join(f" {v}" for v in r.get("system_params") or [])
             h = [e["jump"] / T for e in r["errors"]]
             ax.loglog(h, [e["rel"] for e in r["errors"]], "o-", label=f"{label} (rel)")
             ax.loglog(h, [e["norm"] for e in r["errors"]], "x--", alpha=0.6, label=f"{label} (norm)")

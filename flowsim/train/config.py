@@ -79,10 +79,11 @@ class FitConfig:
         ``early_fraction`` drew), in ``[0, 1]``; default 0.0. The log-uniform early draw starts
         about one pair in nine there; where the first stored step already lies past a fast
         transient (a stiff system), only those starts see the states off the slow manifold.
-        Measured at 12,000 steps (``benchmarks/accuracy.py --ablate initial-fraction``,
+        Measured at 12,000 steps (``benchmarks/accuracy.py --ablate initial-fraction 0 0.3 0.5``,
         docs/benchmarks.md "Levers"): 0.3 lowered the worst median error from the initial states
-        on FitzHugh–Nagumo and Van der Pol 1.1–1.3× for up to 1.1× more along the trajectories;
-        0.5 lowered it 2.7× on Van der Pol at μ = 1000.
+        on FitzHugh–Nagumo and Van der Pol 1.2× for up to 1.1× more along the trajectories (0.5
+        was worse than 0.3 on both); on the stiff Van der Pol at μ = 1000, 0.3 and 0.5 lowered it
+        2.4× and 3.9×.
     val_jumps:
         Jump sizes (time units) to validate at; default: ``max(min_jump, 0.01 T)``, ``0.1 T``
         and ``max_jump`` (``T`` the system's timescale).
