@@ -3,8 +3,8 @@
 scipy's ``solve_ivp`` calls the right-hand side from Python once per evaluation. Through torch
 each call costs tens of microseconds of overhead, and an exact Jacobian through
 ``torch.func.jacrev`` far more; on a stiff system solved one trajectory at a time that overhead
-is most of the solve (Van der Pol at μ = 1000, LSODA at rtol 1e-4: 70 ms per trajectory
-through torch, 2.8 ms with a numpy right-hand side and Jacobian). A system that also
+is most of the solve (Van der Pol at μ = 1000, LSODA at rtol 1e-4: 67 ms per trajectory
+through torch, 7.3 ms through these numpy forms; ``benchmarks/work_precision.py``). A system that also
 implements :class:`NumpyVectorField` is solved by :func:`flowsim.solve.reference_solve`'s scipy
 backend through these numpy methods when it solves one trajectory at a time (``stacked=False``,
 the default), the fastest fair form of scipy for such a system. The torch
