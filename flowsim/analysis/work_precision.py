@@ -139,7 +139,7 @@ class Sweep:
             if self.scipy_stacked:
                 warnings.warn("Sweep(n_scipy=…) is ignored where scipy solves the batch stacked "
                               "(scipy_stacked=True, the default): pass scipy_stacked=False to solve one "
-                              "trajectory at a time on n_scipy states", DeprecationWarning, stacklevel=3)
+                              "trajectory at a time on n_scipy states", UserWarning, stacklevel=3)
         for name in ("repeats", "max_steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

@@ -266,7 +266,7 @@ def test_one_failing_state_fails_alone_not_the_whole_batch():
 def test_n_scipy_is_ignored_where_scipy_is_stacked():
     from flowsim.analysis import Sweep
 
-    with pytest.warns(DeprecationWarning, match="scipy_stacked=False"):
+    with pytest.warns(UserWarning, match="scipy_stacked=False"):
         Sweep(n_scipy=8)
     assert Sweep().n_scipy is None and Sweep().scipy_stacked is True
     for bad in (0, -1, 2.5, True):
