@@ -54,9 +54,9 @@ class PairSampler(StoreStream):
         uniformly), and the fraction of starts drawn log-uniformly in the stored index — as
         many near each trajectory's initial state as over the rest — instead of uniformly, so
         that jumps from initial states (and the transients after them) are trained as often as
-        the long-time behaviour; and the fraction of starts exactly at the initial state.
-        Defaults and validation: :class:`~flowsim.data.PairOptions` (1.0, 0.0 and 0.0;
-        :func:`flowsim.fit` passes its own).
+        the long-time behaviour; and the fraction of starts exactly at the initial state
+        (``initial_fraction=…``, given as a keyword). Defaults and validation:
+        :class:`~flowsim.data.PairOptions` (1.0, 0.0 and 0.0; :func:`flowsim.fit` passes its own).
     system:
         If given, refuse a store of another system.
     stream:
@@ -65,7 +65,8 @@ class PairSampler(StoreStream):
         ``drop_last``, ``return_index`` (add ``"trajectory"``, each sample's trajectory index),
         ``storage_options``, ``rank``, ``world_size``.
     **stream_keywords:
-        The keyword form of ``stream`` (``split="all", seed=3, …``).
+        The keyword form of ``stream`` (``split="all", seed=3, …``), and ``initial_fraction``
+        (see ``log_fraction, early_fraction, initial_fraction`` above).
 
     Yields
     ------
@@ -97,7 +98,7 @@ class PairSampler(StoreStream):
     >>> like_fit = flowsim.data.PairSampler(path, batch_size=16, split="all", gaps="log-uniform",
     ...                                     log_fraction=0.2, early_fraction=0.25)
     >>> like_fit.options
-    PairOptions(min_gap=None, max_gap=None, log_fraction=0.2, early_fraction=0.25)
+    PairOptions(min_gap=None, max_gap=None, log_fraction=0.2, early_fraction=0.25, initial_fraction=0.0)
     """
 
     def __init__(
@@ -111,11 +112,12 @@ class PairSampler(StoreStream):
         gaps: str = "uniform",
         log_fraction: float = PairOptions.log_fraction,
         early_fraction: float = PairOptions.early_fraction,
-        initial_fraction: float = PairOptions.initial_fraction,
         system: ODESystem | str | None = None,
         stream: StreamOptions | None = None,
         **stream_keywords: Any,
     ) -> None:
+        # a keyword of the draw (PairOptions), not of the stream: the signature stays at ten names
+        initial_fraction = stream_keywords.pop("initial_fraction", PairOptions.initial_fraction)
         if gaps not in ("uniform", "log-uniform"):
             raise ConfigError(f"gaps must be 'uniform' or 'log-uniform', got {gaps!r}")
         self.options = PairOptions(min_gap=min_gap, max_gap=max_gap, log_fraction=log_fraction,
