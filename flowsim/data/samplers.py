@@ -49,7 +49,7 @@ class PairSampler(StoreStream):
         time (so a gap may exceed ``max_gap`` by less than one stored step). Without ``min_gap``
         the gaps start at the smallest stored step — of the whole grid when it is shared, of the
         chunks in memory for per-trajectory grids (the in-memory bank: of all its trajectories).
-    log_fraction, early_fraction, initial_fraction:
+    log_fraction, early_fraction:
         With ``gaps="log-uniform"``: the fraction of gaps drawn log-uniformly (the rest
         uniformly), and the fraction of starts drawn log-uniformly in the stored index — as
         many near each trajectory's initial state as over the rest — instead of uniformly, so
@@ -65,8 +65,9 @@ class PairSampler(StoreStream):
         ``drop_last``, ``return_index`` (add ``"trajectory"``, each sample's trajectory index),
         ``storage_options``, ``rank``, ``world_size``.
     **stream_keywords:
-        The keyword form of ``stream`` (``split="all", seed=3, …``), and ``initial_fraction``
-        (see ``log_fraction, early_fraction, initial_fraction`` above).
+        The keyword form of ``stream`` (``split="all", seed=3, …``); and ``initial_fraction=…``,
+        with ``gaps="log-uniform"`` the fraction of starts exactly at the initial state
+        (:class:`~flowsim.data.PairOptions`, default 0.0).
 
     Yields
     ------
