@@ -70,7 +70,7 @@ def restore_run(run: Any) -> None:
     system, config and objectives)."""
     fm, ckdir = run.fm, run.ckdir
     state = ckpt.load_trainer_state(ckdir, fm.config.system, run.config.to_dict(), run.record,
-                                    may_differ=RESUME_MAY_DIFFER, defaults=FitConfig().to_dict())
+                                    may_differ=RESUME_MAY_DIFFER, defaults=FitConfig.resume_defaults())
     if "data" in state:  # states written before data were fingerprinted resume unchecked
         saved = json.loads(state["data"]) or {}
         diff = [f"{part} {d}" for part in ("data", "validation")

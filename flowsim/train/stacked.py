@@ -309,7 +309,7 @@ def _restore(run: _Stacked, preps: list, histories: list, ckdir: Path, cfg: FitC
              n_members: int) -> int:
     """Continue a stacked run from ``ckdir``; the step it had reached."""
     state = ckpt.load_trainer_state(ckdir, run.base.config.system, cfg.to_dict(), record,
-                                    may_differ=RESUME_MAY_DIFFER, defaults=FitConfig().to_dict())
+                                    may_differ=RESUME_MAY_DIFFER, defaults=FitConfig.resume_defaults())
     if state.get("kind") != _STATE or state.get("members") != n_members:
         raise CheckpointError(f"{ckdir} holds another kind of training run (not a stacked ensemble of "
                               f"{n_members} members); pass resume=False or another checkpoint_dir")

@@ -130,21 +130,24 @@ def test_checkpoint_of_an_older_version_resumes_if_its_keys_agree(lv, tmp_path):
     assert flowsim.load(tmp_path).config.system == "lotka_volterra"
 
 
-def test_checkpoint_written_before_a_field_existed_resumes_at_its_default(lv, tmp_path):
-    """A trainer state whose recorded config lacks a newer field (``initial_fraction``) resumes
-    when the run uses that field's default, and is refused with another value."""
+def test_checkpoint_written_before_a_field_existed_resumes_at_its_old_value(lv, tmp_path):
+    """A trainer state whose recorded config lacks a newer field (``initial_fraction``) counts
+    as the value that field had before it existed (0, though today's default is 0.3): it resumes
+    with that value and is refused, naming the field, with today's default."""
     sysm, sol = lv
+    assert flowsim.FitConfig().initial_fraction == 0.3
     kw = dict(steps=6, batch_size=32, checkpoint_every=3, progress=False)
-    ref = flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", sol, **kw, checkpoint_dir=tmp_path)
+    ref = flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", sol, **kw, checkpoint_dir=tmp_path,
+                      initial_fraction=0.0)
     state = torch.load(tmp_path / "trainer_state.pt", weights_only=True)
     cfg = json.loads(state["config"])
     del cfg["initial_fraction"]
     state["config"], state["step"] = json.dumps(cfg), 3
     torch.save(state, tmp_path / "trainer_state.pt")
-    with pytest.raises(flowsim.CheckpointError, match="initial_fraction"):
-        flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", sol, **kw,
-                    checkpoint_dir=tmp_path, initial_fraction=0.5)
-    back = flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", sol, **kw, checkpoint_dir=tmp_path)
+    with pytest.raises(flowsim.CheckpointError, match=r"initial_fraction: checkpoint 0\.0, now 0\.3"):
+        flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", sol, **kw, checkpoint_dir=tmp_path)
+    back = flowsim.fit(flowsim.FlowMap(sysm, width=8, depth=1), "pairs", sol, **kw, checkpoint_dir=tmp_path,
+                       initial_fraction=0.0)
     assert back.steps == 6 and ref.steps == 6
 
 
