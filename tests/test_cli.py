@@ -39,3 +39,17 @@ def test_train_and_quickstart_take_their_defaults_from_one_config():
         RECIPE_128x6.steps, RECIPE_128x6.batch_size, RECIPE_128x6.lr, RECIPE_128x6.seed,
         RECIPE_128x6.jump_margin, RECIPE_128x6.optimizer)
     assert SIZES["default"]["fit"] == RECIPE_128x6
+    assert (args.early_fraction, args.initial_fraction) == (1.0, 0.3) == (
+        RECIPE_128x6.early_fraction, RECIPE_128x6.initial_fraction)
+
+
+def test_train_passes_the_start_draw_to_the_config():
+    """``--initial-fraction`` / ``--early-fraction`` reach the FitConfig that ``flowsim train`` fits
+    with (a stiff system's users raise the first to 0.5)."""
+    from flowsim.cli import build_parser
+    from flowsim.cli.train import _config
+
+    args = build_parser().parse_args(["train", "--system", "lotka_volterra", "--out", "x",
+                                      "--initial-fraction", "0.5", "--early-fraction", "0.25"])
+    cfg = _config(args)
+    assert (cfg.initial_fraction, cfg.early_fraction) == (0.5, 0.25)

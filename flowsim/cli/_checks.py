@@ -52,6 +52,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number in ``[0, 1]``."""
+    value = finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1]; got {text}")
+    return value
+
+
 def check_device(text: str | None, option: str = "--device") -> str | None:
     """``text`` if torch can run on that device here; else a :class:`ConfigError` saying why."""
     if text is None:

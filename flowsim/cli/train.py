@@ -14,7 +14,15 @@ from typing import Any
 from ..errors import ConfigError
 from ..train.config import RECIPE_128x6
 from ..train.optim import OPTIMIZERS
-from ._checks import check_device, check_output, check_url, get_cli_system, positive_float, positive_int
+from ._checks import (
+    check_device,
+    check_output,
+    check_url,
+    fraction,
+    get_cli_system,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["DEFAULTS", "BUDGET_STEPS", "add_parser", "run"]
 
@@ -72,6 +80,11 @@ def add_parser(subparsers: Any) -> None:
                    help="longest jump to train (default: the system's timescale)")
     p.add_argument("--jump-margin", type=float, default=DEFAULTS.jump_margin,
                    help="train gaps up to max-jump × (1 + this) where the data reach")
+    p.add_argument("--early-fraction", type=fraction, default=DEFAULTS.early_fraction,
+                   help="share of pair starts drawn log-uniformly in time from the initial states")
+    p.add_argument("--initial-fraction", type=fraction, default=DEFAULTS.initial_fraction,
+                   help="further share of pair starts exactly at the initial states (0.5 for a stiff "
+                        "system whose first stored step lies past its fast transient; 0: none)")
     p.add_argument("--minutes", type=positive_float, default=None,
                    help="wall-clock training budget (per member with --members); the learning-rate "
                         "schedule follows it; --steps, if given, becomes an upper bound")
@@ -111,6 +124,7 @@ def _config(args: argparse.Namespace):
     return dataclasses.replace(
         DEFAULTS, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         max_jump=args.max_jump, jump_margin=args.jump_margin, optimizer=args.optimizer,
+        early_fraction=args.early_fraction, initial_fraction=args.initial_fraction,
         time_budget=None if args.minutes is None else 60 * args.minutes,
         cuda_graph=bool(getattr(args, "cuda_graph", False)), **extra)
 
