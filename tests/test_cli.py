@@ -47,9 +47,9 @@ def test_train_passes_the_start_draw_to_the_config():
     """``--initial-fraction`` / ``--early-fraction`` reach the FitConfig that ``flowsim train`` fits
     with (a stiff system's users raise the first to 0.5)."""
     from flowsim.cli import build_parser
-    from flowsim.cli.train import _config
+    from flowsim.cli.train import fit_config
 
     args = build_parser().parse_args(["train", "--system", "lotka_volterra", "--out", "x",
                                       "--initial-fraction", "0.5", "--early-fraction", "0.25"])
-    cfg = _config(args)
+    cfg = fit_config(args)
     assert (cfg.initial_fraction, cfg.early_fraction) == (0.5, 0.25)

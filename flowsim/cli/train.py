@@ -24,7 +24,7 @@ from ._checks import (
     positive_int,
 )
 
-__all__ = ["DEFAULTS", "BUDGET_STEPS", "add_parser", "run"]
+__all__ = ["DEFAULTS", "BUDGET_STEPS", "add_parser", "fit_config", "run"]
 
 #: The training defaults of `flowsim train`: the measured recipe for the 128×6 network it builds
 #: (FitConfig's single source of defaults, shared with `flowsim quickstart`).
@@ -113,9 +113,20 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run, steps_given=False)
 
 
-def _config(args: argparse.Namespace):
-    """The FitConfig of the command line: the recipe, with ``--minutes`` and no ``--steps`` a
-    budget that the step count does not cut short."""
+def fit_config(args: argparse.Namespace):
+    """The FitConfig of ``flowsim train``'s parsed arguments: the recipe (``DEFAULTS``) with the
+    options given, and with ``--minutes`` and no ``--steps`` a budget that the step count does
+    not cut short.
+
+    Examples
+    --------
+    >>> from flowsim.cli import build_parser
+    >>> from flowsim.cli.train import fit_config
+    >>> args = build_parser().parse_args(["train", "--system", "sir", "--out", "m",
+    ...                                   "--initial-fraction", "0.5"])
+    >>> fit_config(args).initial_fraction
+    0.5
+    """
     steps = args.steps
     extra: dict[str, Any] = {}
     if args.minutes is not None and not getattr(args, "steps_given", True):
@@ -156,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         if ranks.is_main:
             print(f"data-parallel over {ranks.world_size} processes: "
                   f"{args.batch_size // ranks.world_size} samples each per step")
-    config = _config(args)
+    config = fit_config(args)
     data = None
     if args.store:
         from ..data import open_store, store_param_range, store_system
