@@ -412,25 +412,43 @@ def plot(results):
     import matplotlib.pyplot as plt
 
     systems = sorted({r["system"] for r in results}, key=[r["system"] for r in results].index)
-    fig, axes = plt.subplots(1, len(systems), figsize=(4.2 * len(systems), 3.6), squeeze=False)
+
+    def label(r):
+        return r["objective"] + "".join(f" {k}={v}" for k, v in (r.get("ablation") or {}).items()) \
+            + "".join(f" {v}" for v in r.get("system_params") or [])
+
+    # one colour per run (the same label in every panel), one line style per error
+    runs = list(dict.fromkeys(label(r) for r in results))
+    width = max(5.0, 4.2 * len(systems))
+    ncol = max(1, int(width // 4.0))  # legend columns of about 4 inches
+    entries = len(runs) + 4
+    legend_h = 0.2 + 0.16 * -(-entries // ncol)  # inches for the legend below the plots
+    fig, axes = plt.subplots(1, len(systems), figsize=(width, 3.6 + legend_h), squeeze=False)
     for ax, name in zip(axes[0], systems):
         for r in [r for r in results if r["system"] == name]:
             T = get_system(name, argparse.Namespace(system_params=r.get("system_params") or [])).timescale
-            label = r["objective"] + "".join(f" {k}={v}" for k, v in (r.get("ablation") or {}).items()) \
-                + "".join(f" {v}" for v in r.get("system_params") or [])
+            c = f"C{runs.index(label(r)) % 10}"
             h = [e["jump"] / T for e in r["errors"]]
-            ax.loglog(h, [e["rel"] for e in r["errors"]], "o-", label=f"{label} (rel)")
-            ax.loglog(h, [e["norm"] for e in r["errors"]], "x--", alpha=0.6, label=f"{label} (norm)")
+            ax.loglog(h, [e["rel"] for e in r["errors"]], "o-", color=c)
+            ax.loglog(h, [e["norm"] for e in r["errors"]], "x--", color=c, alpha=0.6)
             if "errors_from_start" in r:
                 ax.loglog(h, [max(e["rel"], e["norm"]) for e in r["errors_from_start"]], "s:",
-                          alpha=0.6, label=f"{label} (from the initial states)")
-        ax.axhline(1e-3, color="k", lw=0.8, ls=":", label="target 1e-3")
+                          color=c, alpha=0.6)
+        ax.axhline(1e-3, color="k", lw=0.8, ls=":")
         ax.set_title(name)
         ax.set_xlabel("jump size / timescale")
         ax.set_ylabel("median error of one jump")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    # below the plots: with several runs per system a legend inside would hide the curves
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=f"C{i % 10}", lw=4) for i in range(len(runs))] + [
+        Line2D([], [], color="0.3", marker="o", ls="-"), Line2D([], [], color="0.3", marker="x", ls="--"),
+        Line2D([], [], color="0.3", marker="s", ls=":"), Line2D([], [], color="k", lw=0.8, ls=":")]
+    names = runs + ["relative error, along the trajectories", "normalised error, along the trajectories",
+                    "from the initial states (worse of the two)", "target 1e-3"]
+    fig.legend(handles, names, loc="lower center", ncol=ncol, fontsize=7)
+    fig.tight_layout(rect=(0, legend_h / (3.6 + legend_h), 1, 1))
     return fig
 
 
