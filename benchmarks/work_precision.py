@@ -193,7 +193,9 @@ def main(argv=None):
         torch_solvers = [k for k in ("dopri5", "torchode") if k in have]
         for key, suffix in (("headline", ""), ("headline_best_jump_count", "_best_jump_count")):
             cands = [row[f"vs_{k}{suffix}"] for k in torch_solvers if row[f"vs_{k}{suffix}"]["matched"]]
-            if len(cands) == len(torch_solvers):
+            if not torch_solvers:  # --solvers left them out
+                row[key] = {"speedup_over_faster_torch_solver": None, "note": "no torch solver raced"}
+            elif len(cands) == len(torch_solvers):
                 worst = min(cands, key=lambda r: r["speedup"])
                 row[key] = {"speedup_over_faster_torch_solver": worst["speedup"],
                             "solver": worst["solver"], "flowmap_error": worst["flowmap_error"],
