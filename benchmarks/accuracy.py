@@ -389,6 +389,22 @@ def main(argv=None):
                    results_dir=args.results_dir)
 
 
+def prototype_args(argv, tag: str) -> tuple[list[str], list[str]]:
+    """Split a prototype's command line at ``--``: its own options, and the arguments for
+    :func:`main`, recorded under ``tag`` unless they name a ``--tag`` or ``--part``
+    (``hard_starts.py``, ``curriculum.py``).
+
+    >>> prototype_args(["--fraction", "0.5", "--", "--steps", "10"], "ablate-x")
+    (['--fraction', '0.5'], ['--steps', '10', '--tag', 'ablate-x'])
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    rest = argv[split + 1:]
+    if "--tag" not in rest and "--part" not in rest:
+        rest += ["--tag", tag]
+    return argv[:split], rest
+
+
 def merge(args):
     """Record the results of several ``--part`` runs (e.g. run side by side) as one."""
     parts = [json.loads(Path(f).read_text()) for f in args.merge]

@@ -62,20 +62,18 @@ def install(total: int, start: float, ramp: float, shape: str) -> None:
 
 
 def main(argv=None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    split = argv.index("--") if "--" in argv else len(argv)
+    own, rest = accuracy.prototype_args(argv, "ablate-curriculum")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--start", type=float, default=0.05, help="first longest gap, as a fraction of max_jump")
     ap.add_argument("--ramp", type=float, default=0.5,
                     help="share of the steps over which it grows to max_jump")
     ap.add_argument("--shape", choices=["linear", "geometric"], default="linear")
-    args = ap.parse_args(argv[:split])
-    rest = argv[split + 1:]
+    args = ap.parse_args(own)
+    if not (0 < args.start <= 1 and 0 < args.ramp <= 1):
+        ap.error(f"--start and --ramp must lie in (0, 1]; got {args.start} and {args.ramp}")
     if "--steps" not in rest:
-        raise SystemExit("give accuracy.py a fixed --steps: the curriculum is laid over them")
+        ap.error("give accuracy.py a fixed --steps after '--': the curriculum is laid over them")
     install(int(rest[rest.index("--steps") + 1]), args.start, args.ramp, args.shape)
-    if "--tag" not in rest and "--part" not in rest:
-        rest += ["--tag", "ablate-curriculum"]
     accuracy.main(rest)
 
 

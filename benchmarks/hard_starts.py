@@ -75,16 +75,12 @@ def install(fraction: float, every: int) -> None:
 
 
 def main(argv=None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    split = argv.index("--") if "--" in argv else len(argv)
+    own, rest = accuracy.prototype_args(argv, "ablate-hard-starts")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fraction", type=float, default=0.5)
     ap.add_argument("--every", type=int, default=500)
-    args = ap.parse_args(argv[:split])
+    args = ap.parse_args(own)
     install(args.fraction, args.every)
-    rest = argv[split + 1:]
-    if "--tag" not in rest and "--part" not in rest:
-        rest += ["--tag", "ablate-hard-starts"]
     accuracy.main(rest)
 
 
