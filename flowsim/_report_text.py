@@ -23,7 +23,8 @@ def clean(obj: Any) -> Any:
 
 
 def table(s: dict[str, Any]) -> str:
-    lines = [f"flow map for {s['system']} (timescale {s['timescale']:.4g} {s['time_units']})",
+    units = f" {s['time_units']}" if s.get("time_units") else ""
+    lines = [f"flow map for {s['system']} (timescale {s['timescale']:.4g}{units})",
              f"{'jump':>10} {'jump/T':>8} {'median rel. err':>16} {'median norm. err':>17} "
              f"{'from x0: rel.':>14} {'norm.':>9}"]
     for r in s["error_vs_jump"]:

@@ -8,8 +8,10 @@ figures, ``report.json`` (all numbers) and ``report.md`` (a short summary).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -282,10 +284,15 @@ def _evaluate(fm: FlowMap, out: Path, *, n_eval: int, params: str, seed: int,
               training_time: float | None, verbose: bool, progress: bool = False,
               reference: Any = None) -> dict[str, Any]:
     stages = _Stages(4, progress)
+    created = not out.exists()
     try:
         return _evaluate_stages(fm, out, n_eval=n_eval, params=params, seed=seed,
                                 training_time=training_time, verbose=verbose, reference=reference,
                                 stages=stages)
+    except BaseException:
+        if created:  # a failed evaluation leaves no half-written report behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         stages.close()
 
@@ -313,8 +320,14 @@ def _evaluate_stages(fm: FlowMap, out: Path, *, n_eval: int, params: str, seed: 
     hmax = min(hmax, span / 2)
     jumps = [v for v in (0.01 * T, 0.03 * T, 0.1 * T, 0.3 * T, T)
              if dt * (1 - 1e-9) <= v <= hmax * (1 + 1e-9)] or [hmax]
-    if reference is not None:  # a stored grid: snap to multiples of its step
-        jumps = sorted({max(1, round(v / dt)) * dt for v in jumps})
+    if reference is not None:  # a stored grid: snap to multiples of its step, none past hmax
+        most = math.floor(hmax / dt * (1 + 1e-9))
+        if most < 1:
+            raise ConfigError(
+                f"the store's time step {dt:.4g} is longer than the longest jump the map was "
+                f"trained for ({hmax:.4g}); evaluate on a store with a finer time grid, or "
+                f"without a store (fresh reference solves)")
+        jumps = sorted({min(max(1, round(v / dt)), most) * dt for v in jumps})
     ej = an.error_vs_jump(fm, ref, jumps=jumps)
     an.save_figure(an.plot_error_vs_jump(ej), out / "error_vs_jump.png")
     try:  # the same jumps from the initial states themselves, where transients are
