@@ -197,7 +197,8 @@ def save_generative(gen, path: str | os.PathLike, *, samples: bool = True) -> Pa
         raise CheckpointError(f"save_generative takes a GenerativeFlowMap; got {type(gen).__name__}")
     with staged_dir(path, KIND_GENERATIVE) as tmp:
         parts = {TEACHER_DIR: write_teacher(gen.teacher, _mkdir(tmp / TEACHER_DIR), samples)}
-        ckpt.save(gen.flowmap, tmp / FLOWMAP_DIR, training=getattr(gen.flowmap, "training_record", None))
+        ckpt.write_checkpoint(gen.flowmap, tmp / FLOWMAP_DIR,
+                              training=getattr(gen.flowmap, "training_record", None))
         parts[FLOWMAP_DIR] = json.loads((tmp / FLOWMAP_DIR / CONFIG).read_text())["integrity"]
         metrics = getattr(gen.fit_result, "metrics", None) or {}
         _write_config(tmp, {"format_version": GENERATIVE_FORMAT, "kind": KIND_GENERATIVE,

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,13 @@ def member_dir(path: str | os.PathLike, k: int) -> Path:
     return Path(path) / f"member-{k}"
 
 
+#: What a training run writes beside its map (:func:`flowsim.fit` with ``checkpoint_dir``, and
+#: ``flowsim evaluate``'s report): stale once another map is saved in the folder.
+RUN_FILES = (TRAINER_STATE, "log.csv", "metrics.json")
+
+
 def save(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
-         training: dict[str, Any] | None = None) -> Path:
+         training: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Save a flow map to the directory ``path`` (``model.safetensors`` + ``config.json``).
 
     Each file is written to a temporary name and renamed, so an interrupted save leaves the
@@ -53,11 +59,23 @@ def save(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
         Target directory (created if needed).
     training:
         JSON-serialisable training record (config, final metrics) stored beside the config.
+    overwrite:
+        Replace a checkpoint of another map in ``path``, or a training run's checkpoint, and
+        remove that run's files (trainer state, log, metrics, report, ensemble members).
+        Without it such a folder is refused: ``fit(checkpoint_dir=path)`` or ``flowsim train
+        --out path`` would otherwise resume the old run, not this map. The same map saved
+        again over a plain saved checkpoint needs no ``overwrite``.
 
     Returns
     -------
     Path
         The checkpoint directory.
+
+    Raises
+    ------
+    CheckpointError
+        ``path`` is a file, or holds another map's or a training run's checkpoint (without
+        ``overwrite``).
 
     Examples
     --------
@@ -67,11 +85,18 @@ def save(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
     >>> flowsim.load(d).config.system
     'lotka_volterra'
     """
+    _check_type(flowmap)
+    _check_target(Path(path), flowmap, overwrite)
+    return write_checkpoint(flowmap, path, training=training)
+
+
+def write_checkpoint(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
+                     training: dict[str, Any] | None = None) -> Path:
+    """:func:`save` without its checks of what ``path`` holds: how a training run writes its
+    map beside its own trainer state."""
+    _check_type(flowmap)
     if isinstance(flowmap, FlowMapEnsemble):
         return _save_ensemble(flowmap, path, training)
-    if not isinstance(flowmap, FlowMap):
-        raise CheckpointError(f"save() takes a flowsim.FlowMap or FlowMapEnsemble; got "
-                              f"{type(flowmap).__name__}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in flowmap.state_dict().items()}
@@ -197,8 +222,63 @@ def _save_ensemble(ens: FlowMapEnsemble, path: str | os.PathLike,
     records = ens.training_record.get("members", [])
     for k, member in enumerate(ens.members):
         record = records[k] if k < len(records) else getattr(member, "training_record", {})
-        save(member, member_dir(path, k), training=record)
+        write_checkpoint(member, member_dir(path, k), training=record)
     return write_ensemble_index(path, len(ens), ens.config.system, training)
+
+
+def _check_type(flowmap: Any) -> None:
+    if not isinstance(flowmap, (FlowMap, FlowMapEnsemble)):
+        raise CheckpointError(f"save() takes a flowsim.FlowMap or FlowMapEnsemble; got "
+                              f"{type(flowmap).__name__}")
+
+
+def _describe(flowmap: FlowMap | FlowMapEnsemble) -> str:
+    if isinstance(flowmap, FlowMapEnsemble):
+        return f"an ensemble of {len(flowmap)} {flowmap.config.system} maps"
+    c = flowmap.config
+    return f"a {c.system} map, {c.backbone} {c.width}x{c.depth}"
+
+
+def _held(path: Path) -> str | None:
+    """What the checkpoint in ``path`` is, in :func:`_describe`'s words (``None``: none)."""
+    try:
+        if (path / ENSEMBLE).exists():
+            meta = json.loads((path / ENSEMBLE).read_text())
+            return f"an ensemble of {len(meta['members'])} {meta['system']} maps"
+        if (path / CONFIG).exists():
+            c = json.loads((path / CONFIG).read_text())["flowmap"]
+            return f"a {c['system']} map, {c['backbone']} {c['width']}x{c['depth']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "an unreadable checkpoint"
+    return None
+
+
+def _check_target(path: Path, flowmap: FlowMap | FlowMapEnsemble, overwrite: bool) -> None:
+    """Refuse (or, with ``overwrite``, clear) a target holding another map or a training run."""
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path} is a file; save a flow map to a directory (a new one, or "
+                              f"a folder holding an earlier checkpoint of this map)")
+    if not path.is_dir():
+        return
+    held, ours = _held(path), _describe(flowmap)
+    run = (path / TRAINER_STATE).exists()
+    if overwrite:
+        for name in RUN_FILES + (ENSEMBLE,):
+            (path / name).unlink(missing_ok=True)
+        for sub in [path / "report", *path.glob("member-*")]:
+            if sub.is_dir():
+                shutil.rmtree(sub)
+        return
+    if run:
+        raise CheckpointError(
+            f"{path} is a training run's checkpoint ({held or 'no map yet'}, with its "
+            f"{TRAINER_STATE}): training with it as checkpoint_dir would resume that run, not this "
+            f"map. Save to a new folder, or pass overwrite=True to replace it (its trainer state, "
+            f"log, metrics and report are removed)")
+    if held is not None and held != ours:
+        raise CheckpointError(
+            f"{path} holds {held}; this is {ours}. Save to a new folder, or pass overwrite=True "
+            f"to replace it")
 
 
 def write_ensemble_index(path: str | os.PathLike, n_members: int, system: str,

@@ -258,7 +258,7 @@ def _fit_stacked(jobs: list, objectives: Any, data: Any, config: FitConfig, vali
                            "final_metrics": metrics, "stacked": True, "seed": config.seed}
     if ckdir is not None:
         for k, r in enumerate(results):
-            ckpt.save(r.flowmap, ckpt.member_dir(ckdir, k), training=r.flowmap.training_record)
+            ckpt.write_checkpoint(r.flowmap, ckpt.member_dir(ckdir, k), training=r.flowmap.training_record)
             r.checkpoint_dir = ckpt.member_dir(ckdir, k)
         ckpt.write_ensemble_index(ckdir, len(results), ens.config.system,
                                   {"final_metrics": metrics, "stacked": True, "seed": config.seed})

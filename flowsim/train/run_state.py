@@ -56,7 +56,7 @@ def save_run(run: Any, step: int) -> None:
         "data": json.dumps(run.prep.fingerprint),
     })
     with swapped_ema(fm, run.ema):
-        ckpt.save(fm, ckdir, training={**run.record, "step": step})
+        ckpt.write_checkpoint(fm, ckdir, training={**run.record, "step": step})
     with atomic_path(ckdir / "log.csv", error=CheckpointError) as tmp:
         keys = sorted({k for row in history for k in row}, key=lambda k: (k != "step", k))
         with open(tmp, "w", newline="") as f:

@@ -343,7 +343,7 @@ def _finish(run: _Run, steps_done: int, t_start: float) -> FitResult:
     if muon is not None:  # hardware-dependent: bfloat16 where it is native, else float32
         fm.training_record["muon_ns_dtype"] = str(muon.ns_dtype_for(fm.device)).replace("torch.", "")
     if run.ckdir is not None:
-        ckpt.save(fm, run.ckdir, training=fm.training_record)
+        ckpt.write_checkpoint(fm, run.ckdir, training=fm.training_record)
         with atomic_path(run.ckdir / "metrics.json", error=CheckpointError) as tmp:
             tmp.write_text(json.dumps({"config": run.record, "metrics": metrics}, indent=2))
     return FitResult(flowmap=fm, history=run.history, metrics=metrics, checkpoint_dir=run.ckdir,

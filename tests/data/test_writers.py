@@ -168,7 +168,7 @@ FULL = textwrap.dedent("""
         except OSError:
             pass
     try:
-        flowsim.save(flowsim.FlowMap("lotka_volterra", width=256, depth=4), d + "/ck")
+        flowsim.save(flowsim.FlowMap("lotka_volterra", width=256, depth=4), d + "/ck", overwrite=True)
         out["checkpoint"] = "no error"
     except FlowsimError as err:
         out["checkpoint"] = type(err).__name__ + ": " + str(err)

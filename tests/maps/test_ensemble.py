@@ -120,12 +120,15 @@ def test_save_and_load_round_trip(lv_ensemble, tmp_path):
 def test_a_single_map_saved_over_an_ensemble_replaces_it(lv_ensemble, tmp_path):
     path = flowsim.save(lv_ensemble, tmp_path / "ck")
     single = lv_ensemble.members[1]
-    flowsim.save(single, path)
+    with pytest.raises(flowsim.CheckpointError, match="holds an ensemble of 3"):
+        flowsim.save(single, path)  # another map: only with overwrite=True
+    flowsim.save(single, path, overwrite=True)
+    assert not list(path.glob("member-*"))
     back = flowsim.load(path)
     assert isinstance(back, FlowMap) and not isinstance(back, FlowMapEnsemble)
     x = torch.ones(4, 2)
     assert torch.equal(back.jump(x, 0.0, 2.0), single.jump(x, 0.0, 2.0))
-    flowsim.save(lv_ensemble, path)  # and back again
+    flowsim.save(lv_ensemble, path, overwrite=True)  # and back again
     assert isinstance(flowsim.load(path), FlowMapEnsemble)
 
 
