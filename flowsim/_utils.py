@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
+import numbers
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -133,3 +135,27 @@ def with_keywords(cls: type, given: Any, keywords: Mapping[str, Any], *, what: s
     if given is None:  # built from the keywords (fields resolved from others see them all)
         return cls(**keywords)
     return dataclasses.replace(given, **keywords) if keywords else given
+
+
+def check_int(value: Any, name: str, error: type[Exception], *, low: int = 1,
+              integral_floats: bool = False) -> int:
+    """``value`` as an ``int``, or ``error`` unless it is an integer ``>= low`` — the one check
+    behind every count flowsim takes (steps, batch sizes, sample counts, chunk sizes). A bool is
+    never a count; numpy integers are; integral floats (``1e4``) only with ``integral_floats``.
+
+    Examples
+    --------
+    >>> check_int(3, "n", ValueError)
+    3
+    >>> check_int(-3, "n", ValueError)
+    Traceback (most recent call last):
+    ...
+    ValueError: n must be a positive integer; got -3
+    """
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if integral_floats and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        ok = math.isfinite(value) and int(value) == value
+    if not ok or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise error(f"{name} must be {what}; got {value!r}")
+    return int(value)

@@ -22,6 +22,7 @@ import torch
 
 from . import analysis as an
 from ._report_text import table, write
+from ._utils import check_int
 from .errors import ConfigError, TimeGridError
 from .maps.flowmap import FlowMap
 from .solve import SolverOptions, reference_solve
@@ -54,14 +55,6 @@ MATCHED_MEANS = (
 def _say(msg: str, verbose: bool) -> None:
     if verbose:
         print(msg, flush=True)
-
-
-def _count(name: str, value: Any, *, optional: bool = True) -> None:
-    """Refuse a count that is not a positive integer (``None`` where ``optional``)."""
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
 
 
 class _Stages:
@@ -150,8 +143,9 @@ def quickstart(
         raise ConfigError(f"size must be one of {list(SIZES)}; got {size!r}")
     if params not in ("default", "prior"):
         raise ConfigError(f"params must be 'default' or 'prior'; got {params!r}")
-    _count("steps", steps)
-    _count("n", n)
+    for name, value in (("steps", steps), ("n", n)):
+        if value is not None:
+            check_int(value, name, ConfigError)
     cfg = dict(SIZES[size])
     cfg["n"] = n if n is not None else cfg["n"]
     sys_ = get_system(system)
@@ -242,7 +236,7 @@ def evaluate(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None
     from .errors import CheckpointError
     from .train.checkpoint import load
 
-    _count("n_eval", n_eval, optional=False)
+    check_int(n_eval, "n_eval", ConfigError)
     if params not in ("default", "prior"):
         raise ConfigError(f"params must be 'default' or 'prior'; got {params!r}")
     fm = load(checkpoint, system=system)

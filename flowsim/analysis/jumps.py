@@ -10,6 +10,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from .._utils import check_int
 from ..errors import ConfigError, TimeGridError
 from ..maps import FlowMapLike, check_flowmap_like
 from ..metrics import check_quantiles, metric_attrs, normalised_error, relative_error, summarise_errors
@@ -111,10 +112,10 @@ def error_vs_jump(
     """
     system = check_flowmap_like(flowmap)
     q = check_quantiles(quantiles)
-    _check_count(n_jumps, "n_jumps")
-    _check_count(n_bins, "n_bins")
+    check_int(n_jumps, "n_jumps", ConfigError)
+    check_int(n_bins, "n_bins", ConfigError)
     if n_starts is not None:
-        _check_count(n_starts, "n_starts")
+        check_int(n_starts, "n_starts", ConfigError)
     if per_param and system.n_params == 0:
         raise ConfigError(f"per_param=True but {system.name} has no parameters")
     ref = load_reference(reference, system)
@@ -188,11 +189,6 @@ def resolve_jumps(
             f"{ref.min_gap:.4g}; store the reference more densely"
         )
     return sorted(set(ref.snap(arr.tolist()))), True
-
-
-def _check_count(v: Any, name: str) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ConfigError(f"{name} must be a positive integer; got {v!r}")
 
 
 def _edges(values: Tensor, n_bins: int) -> np.ndarray:

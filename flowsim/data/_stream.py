@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .._utils import with_keywords
+from .._utils import check_int, with_keywords
 from ..errors import ConfigError
 from ..systems import ODESystem
 from ._integrity import read_chunked, unreadable_chunk_error
@@ -25,17 +25,10 @@ from .sampling import TimeGrid
 from .splits import check_fractions, split_mask
 from .store import open_store
 
-__all__ = ["Batch", "Batcher", "Block", "BlockReader", "StoreStream", "StreamOptions", "positive_int",
+__all__ = ["Batch", "Batcher", "Block", "BlockReader", "StoreStream", "StreamOptions",
            "stream_options"]
 
 Batch = dict[str, torch.Tensor]
-
-
-def positive_int(value: Any, name: str) -> int:
-    """``value`` as an int, or :class:`~flowsim.ConfigError` unless it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -99,7 +92,7 @@ class StreamOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fractions", check_fractions(self.fractions))
-        positive_int(self.chunks_in_memory, "chunks_in_memory")
+        check_int(self.chunks_in_memory, "chunks_in_memory", ConfigError)
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
             raise ConfigError(f"dtype must be a floating torch dtype, got {self.dtype}")
 
@@ -128,7 +121,7 @@ class StoreStream(IterableDataset):
         rank, world_size = stream.rank, stream.world_size
         where = StorePath(store, storage_options)
         ds = open_store(where.url, system, storage_options=storage_options)
-        self.batch_size = positive_int(batch_size, "batch_size")
+        self.batch_size = check_int(batch_size, "batch_size", ConfigError)
         self.chunks_in_memory = stream.chunks_in_memory
         self.dtype, self.drop_last, self.shuffle = stream.dtype, bool(stream.drop_last), bool(stream.shuffle)
         self.seed, self.return_index = int(stream.seed), bool(stream.return_index)
@@ -150,7 +143,7 @@ class StoreStream(IterableDataset):
                               f"{int((status == 0).sum())} with status OK, fractions {self.fractions})")
         self.reader = BlockReader(where, chunk, n, time)
         self.per_trajectory = self._default_per_trajectory() if per_trajectory is None else \
-            positive_int(per_trajectory, "per_trajectory")
+            check_int(per_trajectory, "per_trajectory", ConfigError)
         if world_size is None and torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self.rank, self.world_size = int(rank or 0), int(world_size or 1)

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._utils import check_int
 from ..errors import ConfigError
 from ..systems import ODESystem
-from ._stream import Batch, Block, StoreStream, StreamOptions, positive_int, stream_options
+from ._stream import Batch, Block, StoreStream, StreamOptions, stream_options
 from .sampling import PairOptions, PairTable, TimeGrid, draw_pairs, draw_windows
 
 __all__ = ["PairSampler", "WindowSampler"]
@@ -223,8 +224,8 @@ class WindowSampler(StoreStream):
         stream: StreamOptions | None = None,
         **stream_keywords: Any,
     ) -> None:
-        self.window = positive_int(window, "window")
-        self.stride = positive_int(stride, "stride")
+        self.window = check_int(window, "window", ConfigError)
+        self.stride = check_int(stride, "stride", ConfigError)
         if self.window < 2:
             raise ConfigError("window must hold at least 2 states")
         super().__init__(store, batch_size=batch_size, per_trajectory=windows_per_trajectory,

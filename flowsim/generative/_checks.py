@@ -8,6 +8,7 @@ import warnings
 import torch
 from torch import Tensor
 
+from .._utils import check_int
 from ..errors import ConfigError, ExtrapolationWarning, ShapeError
 
 
@@ -19,9 +20,7 @@ def check_steps(steps) -> int:
 
 
 def check_count(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ConfigError(f"the number of samples must be a positive integer; got {n!r}")
-    return int(n)
+    return check_int(n, "the number of samples", ConfigError)
 
 
 def conditions(condition, n: int, n_cond: int, low: Tensor | None, high: Tensor | None,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._utils import with_keywords
+from .._utils import check_int, with_keywords
 from ..errors import SolverError
 from ..systems.base import ODESystem
 
@@ -61,16 +61,6 @@ def _positive_float(name: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v > 0 and math.isfinite(v)):
         raise SolverError(f"{name} must be a positive finite number; got {name}={v!r}")
     return float(v)
-
-
-def _positive_int(name: str, v: Any, low: int = 1) -> int:
-    """``v`` as an int (integral floats and numpy integers included); refuses bools, non-integral
-    numbers and values below ``low``."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < low \
-            or int(v) != v:
-        what = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise SolverError(f"{name} must be {what}; got {name}={v!r}")
-    return int(v)
 
 
 @dataclass(frozen=True)
@@ -146,11 +136,11 @@ class SolverOptions:
         set_(self, "method", method)
         set_(self, "rtol", _positive_float("rtol", self.rtol))
         set_(self, "atol", _positive_float("atol", self.atol))
-        set_(self, "max_steps", _positive_int("max_steps", self.max_steps))
+        set_(self, "max_steps", check_int(self.max_steps, "max_steps", SolverError, integral_floats=True))
         if self.step_size is not None:
             set_(self, "step_size", _positive_float("step_size", self.step_size))
         if self.n_steps is not None:
-            set_(self, "n_steps", _positive_int("n_steps", self.n_steps))
+            set_(self, "n_steps", check_int(self.n_steps, "n_steps", SolverError, integral_floats=True))
         if not isinstance(self.stacked, bool):
             raise SolverError(f"stacked must be True or False; got {self.stacked!r}")
         if self.stacked and self.backend != "scipy":

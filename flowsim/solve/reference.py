@@ -10,11 +10,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._utils import check_int
 from ..errors import ConfigError, FailedTrajectoryWarning, SolverError
 from ..systems.base import ODESystem
 from ..systems.checks import call_vector_field, check_batched
 from ..systems.registry import get_system
-from .options import DEFAULT_ATOL, DEFAULT_RTOL, SolverOptions, _positive_int, solver_options
+from .options import DEFAULT_ATOL, DEFAULT_RTOL, SolverOptions, solver_options
 from .scipy_backend import solve_scipy
 from .solution import Solution
 from .torch_backend import solve_torchdiffeq
@@ -240,8 +241,9 @@ def integrate(
         raise SolverError(f"solver must be a flowsim.SolverOptions; got {type(solver).__name__}")
     n = x0.shape[0]
     size = max(1, n) if chunk_size is None else chunk_size
-    kw = {"chunk_size": _positive_int("chunk_size", size),
-          "max_failed_solves": _positive_int("max_failed_solves", max_failed_solves, low=0)}
+    kw = {"chunk_size": check_int(size, "chunk_size", SolverError, integral_floats=True),
+          "max_failed_solves": check_int(max_failed_solves, "max_failed_solves", SolverError, low=0,
+                                                integral_floats=True)}
     with torch.no_grad():
         if solver.backend == "torchdiffeq":
             x, status, nfe, stats = solve_torchdiffeq(system, x0, p, t, solver, check_finite=check_finite,

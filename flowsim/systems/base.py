@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._utils import as_generator
+from .._utils import as_generator, check_int
 from ..errors import ConfigError, ParameterError, ShapeError, TimeGridError
 from .checks import call_vector_field, refuse_complex
 from .parameters import Parameter, recentred_prior
@@ -168,6 +168,7 @@ class ODESystem(abc.ABC):
         device: torch.device | str | None = None,
     ) -> Tensor:
         """Draw ``n`` parameter vectors uniformly from each parameter's prior range."""
+        n = check_int(n, "n (how many to draw)", ConfigError, low=0)
         g = as_generator(generator)
         lo = torch.tensor([q.prior[0] for q in self.parameters], dtype=torch.float64)
         hi = torch.tensor([q.prior[1] for q in self.parameters], dtype=torch.float64)
@@ -344,6 +345,7 @@ class ODESystem(abc.ABC):
 
         The default draws uniformly from :attr:`initial_box`. Deterministic for a seeded generator.
         """
+        n = check_int(n, "n (how many to draw)", ConfigError, low=0)
         g = as_generator(generator)
         box = torch.tensor(self.initial_box, dtype=torch.float64)
         u = torch.rand(n, self.dim, generator=g, dtype=torch.float64)

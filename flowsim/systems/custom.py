@@ -51,8 +51,9 @@ class CallableSystem(ODESystem):
         sampler = self._spec["sampler"]
         if sampler is None:
             return super().sample_initial(n, generator, dtype=dtype, device=device)
-        from .._utils import as_generator
+        from .._utils import as_generator, check_int
 
+        n = check_int(n, "n (how many to draw)", ConfigError, low=0)
         x = torch.as_tensor(sampler(n, as_generator(generator)))
         return x.to(dtype=dtype, device=device)
 
@@ -76,7 +77,8 @@ class CallableSpec:
     initial_box, default_x0, sample_initial:
         How to draw initial states: a ``(low, high)`` box per state (in state order, or a dict by
         state name), or a function ``(n, generator) -> (n, dim)``.
-        Default box: ``[-1, 1]`` per state.
+        Default box: ``[-1, 1]`` per state, or ``[0.1, 1]`` where ``positive=True`` (whose boxes
+        must lie above 0: a state at or below 0 is outside a positive system).
     invariants, invariant_names:
         Optional conserved quantities ``(x, p) -> {name: (batch,)}``.
     timescale:
@@ -189,7 +191,7 @@ def from_callable(
     else:
         parameters = tuple(params)
     dim = len(state_names)
-    box = _initial_box(spec.initial_box, state_names)
+    box = _initial_box(spec.initial_box, state_names, positive=spec.positive)
     x0 = tuple(spec.default_x0) if spec.default_x0 is not None else tuple(0.5 * (a + b) for a, b in box)
     timescale = spec.timescale
     table = dict(
@@ -256,12 +258,13 @@ def _probe(system: ODESystem) -> None:
     check_batched(system, t, x, p, out)
 
 
-def _initial_box(given: Any, state_names: Sequence[str]) -> tuple[tuple[float, float], ...]:
+def _initial_box(given: Any, state_names: Sequence[str],
+                 positive: bool = False) -> tuple[tuple[float, float], ...]:
     """``initial_box`` as one ``(low, high)`` per state: from a sequence in state order or a dict
-    keyed by state name (default ``(-1, 1)`` each)."""
+    keyed by state name (default ``(-1, 1)`` each, ``(0.1, 1)`` for a positive system)."""
     dim = len(state_names)
     if not given:
-        return ((-1.0, 1.0),) * dim
+        return ((0.1, 1.0) if positive else (-1.0, 1.0),) * dim
     if isinstance(given, Mapping):
         unknown = sorted(set(given) - set(state_names))
         if unknown or len(given) != dim:
@@ -276,4 +279,9 @@ def _initial_box(given: Any, state_names: Sequence[str]) -> tuple[tuple[float, f
                           f"got {given!r}") from None
     if len(box) != dim or not all(lo <= hi for lo, hi in box):
         raise ConfigError(f"initial_box must have {dim} pairs with low <= high; got {given!r}")
+    if positive and not all(lo > 0 for lo, _ in box):
+        bad = [n for n, (lo, _) in zip(state_names, box) if not lo > 0]
+        raise ConfigError(f"positive=True: the initial box of {bad} reaches 0 or below, where a "
+                          f"positive system's states never are; give each a low bound above 0 "
+                          f"(e.g. initial_box={{{bad[0]!r}: (0.1, 10.0)}})")
     return box

@@ -8,7 +8,8 @@ import math
 import torch
 from torch import Tensor
 
-from .._utils import as_generator
+from .._utils import as_generator, check_int
+from ..errors import ConfigError
 from .base import ODESystem
 from .parameters import POS_OPEN, prior_parameter
 from .registry import register_system
@@ -96,6 +97,7 @@ class Kepler(ODESystem):
 
         Deterministic for a seeded generator.
         """
+        n = check_int(n, "n (how many to draw)", ConfigError, low=0)
         g = as_generator(generator)
         u = torch.rand(n, 5, generator=g, dtype=torch.float64)
         (a_lo, a_hi), (e_lo, e_hi) = self.semi_major_axis_range, self.eccentricity_range

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +10,7 @@ from torch import Tensor
 
 from ..data.sampling import PairOptions, TimeGrid, draw_pairs, draw_states, draw_windows
 from ..data.store import read_error
-from ..errors import ShapeError
+from ..errors import FailedTrajectoryWarning, ShapeError
 from ..solve.solution import Solution
 
 __all__ = ["TrajectoryBank", "PairBatch", "StateBatch", "WindowBatch"]
@@ -86,6 +87,10 @@ class TrajectoryBank:
             keep &= torch.as_tensor(status) == 0
         if int(keep.sum()) == 0:
             raise ShapeError("no successful trajectories to train on")
+        if not bool(keep.all()):
+            warnings.warn(f"{n - int(keep.sum())} of {n} trajectories failed or hold NaN/inf and "
+                          f"are left out (Solution.status / the store's status says which)",
+                          FailedTrajectoryWarning, stacklevel=2)
         if nt < 2:
             raise ShapeError("trajectories need at least two time points")
         self.x, self.t, self.p = x[keep].contiguous(), t[keep].contiguous(), p[keep].contiguous()

@@ -23,6 +23,7 @@ from ..maps.flowmap import FlowMap, FlowMapConfig
 from ..maps.transforms import StateTransform
 from ..systems.base import ODESystem
 from ..systems.imports import rebuild_system
+from ..systems.registry import get_system
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
@@ -131,8 +132,8 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
     path:
         Checkpoint directory (or its ``config.json`` / ``model.safetensors``).
     system:
-        The ODESystem, needed for systems that are not in the registry (``from_callable``);
-        checked against the stored name and state layout.
+        The ODESystem (or a catalogue name), needed for systems that are not in the registry
+        (``from_callable``); checked against the stored name and state layout.
     map_location:
         Device to put the weights on.
 
@@ -160,6 +161,11 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
     path = Path(path)
     if path.is_file():
         path = path.parent
+    if isinstance(system, str):  # a catalogue name, as everywhere else
+        system = get_system(system)
+    elif system is not None and not isinstance(system, ODESystem):
+        raise CheckpointError(f"system must be an ODESystem or a catalogue name; got "
+                              f"{type(system).__name__}")
     if (path / ENSEMBLE).exists():
         return _load_ensemble(path, system, map_location)
     cfg_file, w_file = path / CONFIG, path / WEIGHTS

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .._utils import with_keywords
+from .._utils import check_int, with_keywords
 from ..errors import ConfigError
 from .optim import OPTIMIZERS
 
@@ -166,10 +166,10 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
-            self._set(name, _count(name, getattr(self, name)))
+            self._set(name, check_int(getattr(self, name), name, ConfigError))
         for name in ("val_every", "checkpoint_every"):
             if getattr(self, name) is not None:
-                self._set(name, _count(name, getattr(self, name)))
+                self._set(name, check_int(getattr(self, name), name, ConfigError))
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
             raise ConfigError(f"seed must be an integer; got {self.seed!r}")
         self._set("seed", int(self.seed))
@@ -296,12 +296,6 @@ class FitConfig:
 #: Fields whose default changed after they were added: the value that reproduces a run written
 #: before the field existed (``FitConfig.resume_defaults``).
 _BEFORE_THEY_EXISTED: dict[str, Any] = {"initial_fraction": 0.0}
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
 
 
 def _number(name: str, value: Any, what: str, ok) -> float:

@@ -226,3 +226,34 @@ def test_initial_box_by_state_name_and_bad_boxes():
     for bad in ({"y": (0, 1)}, [("a", "b")], [(0, 1), (0, 1)], [(2, 1)]):
         with pytest.raises(ConfigError, match="initial_box"):
             from_callable(_decay, name="d", state_names=["x"], params={"k": 1.0}, initial_box=bad)
+
+
+# ---------------------------------------------------------------- draws and positive systems
+def _logistic(t, x, p):
+    return p[:, :1] * x * (1 - x / p[:, 1:2])
+
+
+@pytest.mark.parametrize("name", ["fitzhugh_nagumo", "kepler"])
+@pytest.mark.parametrize("n", [-3, 2.5, True])
+def test_a_draw_of_a_negative_or_fractional_count_is_refused(name, n):
+    sys_ = flowsim.get_system(name)
+    with pytest.raises(ConfigError, match="how many to draw"):
+        sys_.sample_initial(n)
+    with pytest.raises(ConfigError, match="how many to draw"):
+        sys_.sample_params(n)
+    assert sys_.sample_initial(0).shape == (0, sys_.dim)
+
+
+def test_a_positive_system_draws_positive_initial_states_by_default():
+    lg = from_callable(_logistic, name="logistic", state_names=["N"], params={"r": 1.0, "K": 10.0},
+                       autonomous=True, positive=True)
+    x0 = lg.sample_initial(256, 0)
+    assert lg.initial_box == ((0.1, 1.0),) and bool((x0 > 0).all())
+    sol = flowsim.reference_solve(lg, x0, torch.linspace(0, 5, 6), lg.sample_params(256, 0))
+    assert bool((sol.status == 0).all())  # the old default box [-1, 1] failed half of them
+
+
+def test_a_positive_system_with_a_box_reaching_zero_is_refused():
+    with pytest.raises(ConfigError, match=r"positive=True: the initial box of \['N'\] reaches 0"):
+        from_callable(_logistic, name="logistic", state_names=["N"], params={"r": 1.0, "K": 10.0},
+                      positive=True, initial_box={"N": (0.0, 1.0)})

@@ -80,3 +80,23 @@ def test_a_file_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="is a file"):
         flowsim.save(_map(), f)
     assert f.read_text() == "a,b\n"
+
+
+def test_load_takes_a_catalogue_name_or_refuses_what_is_not_a_system(tmp_path):
+    d = flowsim.save(_map(), tmp_path / "m")
+    assert flowsim.load(d, system="fitzhugh_nagumo").config.system == "fitzhugh_nagumo"
+    with pytest.raises(CheckpointError, match="does not match the system"):
+        flowsim.load(d, system="van_der_pol")
+    with pytest.raises(CheckpointError, match="an ODESystem or a catalogue name; got int"):
+        flowsim.load(d, system=3)
+
+
+def test_a_bank_says_how_many_trajectories_it_leaves_out():
+    sys_ = flowsim.get_system("fitzhugh_nagumo")
+    sol = flowsim.reference_solve(sys_, sys_.sample_initial(8, 0), torch.linspace(0, 5, 6),
+                                  sys_.sample_params(8, 0))
+    x = sol.x.clone()
+    x[3, 2] = float("nan")
+    with pytest.warns(flowsim.FailedTrajectoryWarning, match="1 of 8 trajectories"):
+        bank = flowsim.train.TrajectoryBank(x, sol.t, sol.p)
+    assert len(bank) == 7

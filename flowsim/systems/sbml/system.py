@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..._utils import as_generator
+from ..._utils import as_generator, check_int
 from ...errors import ConfigError, ParameterError, UnsupportedModelError
 from ..base import ODESystem
 from ..checks import call_vector_field, check_batched, estimate_timescale
@@ -76,6 +76,7 @@ class SBMLSystem(ODESystem):
 
 
 def _draw(n: int, boxes: Sequence[tuple[float, float]], generator) -> Tensor:
+    n = check_int(n, "n (how many to draw)", ConfigError, low=0)
     g = as_generator(generator)
     u = torch.rand(n, len(boxes), generator=g, dtype=torch.float64)
     lo = torch.tensor([b[0] for b in boxes], dtype=torch.float64).reshape(len(boxes))
