@@ -187,6 +187,8 @@ def parser() -> argparse.ArgumentParser:
                     help="fit(early_fraction=…)")
     ap.add_argument("--initial-fraction", type=float, default=FitConfig().initial_fraction,
                     help="fit(initial_fraction=…): starts exactly at the initial states")
+    ap.add_argument("--ema-decay", type=float, default=FitConfig().ema_decay,
+                    help="fit(ema_decay=…): the moving average of the weights evaluated")
     ap.add_argument("--loss", default="norm", choices=["norm", "squared"],
                     help="PairRegression(loss=…) for the data term")
     ap.add_argument("--jump-margin", type=float, default=0.1, help="fit(jump_margin=…)")
@@ -208,6 +210,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--prior-scale", type=float, default=1.0,
                     help="shrink the parameter prior around the defaults (1 = full prior)")
     ap.add_argument("--max-jump-T", type=float, default=1.0)
+    ap.add_argument("--min-jump-T", type=float, default=None,
+                    help="fit(min_jump=…) in timescales: the shortest gap trained (default 1/200)")
     ap.add_argument("--system-params", nargs="+", default=[], metavar="NAME=VALUE",
                     help="parameter overrides of the systems (e.g. mu=1000: a stiff Van der Pol)")
     ap.add_argument("--data-store", default=None, metavar="DIR",
@@ -262,10 +266,11 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
             o.loss = args.loss
     fit_kw = dict(steps=args.steps or 10**9, batch_size=args.batch, lr=args.lr, progress=False,
                   device=torch.device(args.device), validation=test, max_jump=args.max_jump_T * T,
+                  min_jump=None if args.min_jump_T is None else args.min_jump_T * T,
                   log_fraction=args.log_fraction,
                   time_budget=None if args.steps else 60 * args.minutes,
                   early_fraction=args.early_fraction, initial_fraction=args.initial_fraction,
-                  jump_margin=args.jump_margin,
+                  jump_margin=args.jump_margin, ema_decay=args.ema_decay,
                   optimizer=args.optimizer, val_every=10**9, cuda_graph=args.cuda_graph)
     train_data = bank if objective != "physics" else None
     t0 = time.perf_counter()
@@ -299,6 +304,7 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
     if ablated is not None:
         row["ablation"] = ablated
         row["errors_train"] = error_vs_jump(fm, bank, jumps)
+        row["errors_train_from_start"] = error_vs_jump(fm, bank, jumps, from_start=True)
         row["p90_normalised_error"] = p90_normalised(fm, test, jumps)
     print(f"{name:16s} {objective:7s} " + (f"{ablated} " if ablated else "")
           + f"steps={steps:6d} train={train_time:5.0f}s "
