@@ -364,3 +364,14 @@ def test_stacked_ensemble_from_the_command_line(tmp_path, capsys):
                                                         "drop --workers"]):
         assert main(["train", "--system", "harmonic_oscillator", "--out", str(tmp_path / "x"), *argv]) == 2
         assert msg in capsys.readouterr().err
+
+
+def test_simulate_refuses_one_time_point_and_speaks_of_its_own_flags(tmp_path, capsys):
+    out = str(tmp_path / "fhn.zarr")
+    base = [a for a in SIM if a not in ("--n-times", "3")]
+    fails(capsys, [*base, "--n-times", "1", "--out", out], "--n-times must be at least 2")
+    assert not (tmp_path / "fhn.zarr").exists()
+    assert main([*SIM, "--out", out]) == 0
+    capsys.readouterr()
+    err = fails(capsys, [*base, "--n-times", "4", "--out", out], "--overwrite")
+    assert "overwrite=True" not in err

@@ -155,16 +155,20 @@ def check_scheduler(address: str | None, option: str = "--scheduler") -> str | N
     return text
 
 
-def get_cli_system(name: str | None, sbml: str | None = None) -> Any:
+def get_cli_system(name: str | None, sbml: str | None = None, timescale: float | None = None) -> Any:
     """The ODESystem a command line names: a catalogue name or an import path
-    (``mypkg.models:make_system``), or an SBML file (``--sbml model.xml``)."""
+    (``mypkg.models:make_system``), or an SBML file (``--sbml model.xml``, with its
+    ``--timescale`` where the estimate does not fit)."""
     from ..systems import from_sbml, get_system
     from ..systems.imports import is_import_path, resolve_system
 
     if sbml:
         if name:
             raise ConfigError(f"give either a system ({name}) or --sbml {sbml}, not both")
-        return from_sbml(sbml)
+        return from_sbml(sbml, timescale=timescale)
+    if timescale is not None:
+        raise ConfigError("--timescale is for --sbml models (whose timescale is otherwise "
+                          "estimated); a named system has its own")
     if not name:
         raise ConfigError("name a system (a catalogue name or an import path) or give --sbml MODEL.xml")
 

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ._checks import (
     check_output,
     check_scheduler,
@@ -50,6 +50,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--sbml", metavar="MODEL.xml", default=None,
                    help="simulate an SBML model instead of a named system (flowsim.from_sbml; the "
                         "model is recorded in the store)")
+    p.add_argument("--timescale", type=positive_float, default=None,
+                   help="with --sbml: the model's characteristic time (e.g. one period; default "
+                        "estimated from its rates), recorded in the store; a map trained on the "
+                        "store jumps up to it by default")
     p.add_argument("--n", type=positive_int, required=True, help="number of trajectories")
     p.add_argument("--t-end", type=finite_float, required=True, help="last output time")
     p.add_argument("--n-times", type=positive_int, required=True,
@@ -97,8 +101,9 @@ def simulate(args: argparse.Namespace) -> int:
 
     from ..data import format_summary, simulate_ensemble, store_summary
 
-    if args.n_times < 1:
-        raise ConfigError(f"--n-times must be at least 1, got {args.n_times}")
+    if args.n_times < 2:
+        raise ConfigError(f"--n-times must be at least 2 (a store of one time point holds no jump "
+                          f"to train or evaluate); got {args.n_times}")
     if not args.t_end > args.t_start:
         raise ConfigError(f"--t-end ({args.t_end}) must be greater than --t-start ({args.t_start})")
     if args.scheduler and args.workers:
@@ -107,14 +112,17 @@ def simulate(args: argparse.Namespace) -> int:
     client: Any = check_scheduler(args.scheduler) or None
     if args.sync:
         client = "sync"
-    system = get_cli_system(args.system, args.sbml)
+    system = get_cli_system(args.system, args.sbml, args.timescale)
     t = torch.linspace(args.t_start, args.t_end, args.n_times, dtype=torch.float64)
-    simulate_ensemble(
-        system, args.n, t, params=args.params, store=args.out, chunk_size=args.chunk_size,
-        client=client, seed=args.seed, method=args.method, rtol=args.rtol, atol=args.atol,
-        backend=args.backend, progress=not args.no_progress, overwrite=args.overwrite,
-        n_workers=args.workers,
-    )
+    try:
+        simulate_ensemble(
+            system, args.n, t, params=args.params, store=args.out, chunk_size=args.chunk_size,
+            client=client, seed=args.seed, method=args.method, rtol=args.rtol, atol=args.atol,
+            backend=args.backend, progress=not args.no_progress, overwrite=args.overwrite,
+            n_workers=args.workers,
+        )
+    except StoreError as err:  # say it in the command line's words
+        raise StoreError(str(err).replace("overwrite=True", "--overwrite")) from err
     print(format_summary(store_summary(args.out)))
     return 0
 

@@ -65,6 +65,9 @@ def add_parser(subparsers: Any) -> None:
                                     "(default with --store: the store's system)")
     p.add_argument("--sbml", metavar="MODEL.xml", default=None,
                    help="train on an SBML model (flowsim.from_sbml) instead of --system")
+    p.add_argument("--timescale", type=positive_float, default=None,
+                   help="with --sbml: the model's characteristic time (default estimated); a store "
+                        "simulated with --sbml --timescale records its own")
     p.add_argument("--store", help="trajectory store written by `flowsim simulate`")
     p.add_argument("--objective", help="pairs | physics | both | lsd | pairs+semigroup | … "
                                        "(default: pairs with --store, physics without)")
@@ -145,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
     from ..maps import FlowMap
     from ..train import fit, fit_ensemble
 
+    if args.timescale is not None and not args.sbml:
+        raise ConfigError("--timescale is for --sbml models (a store records its system's "
+                          "timescale; pass --max-jump to train other jumps)")
     if not args.system and not args.store and not args.sbml:
         raise ConfigError("give --system NAME or --sbml MODEL.xml (physics objectives) and/or --store "
                           "STORE (data)")
@@ -175,14 +181,14 @@ def run(args: argparse.Namespace) -> int:
         check_url(args.store, "--store")
         data = open_store(args.store)
         if args.system or args.sbml:  # given explicitly: it must be the store's
-            system = get_cli_system(args.system, args.sbml)
+            system = get_cli_system(args.system, args.sbml, args.timescale)
             if system.name != str(data.attrs.get("system")):
                 raise ConfigError(f"--system {args.system or args.sbml} ({system.name}) does not match the "
                                   f"store's {data.attrs.get('system')}")
         else:
             system = store_system(data)
     else:
-        system = get_cli_system(args.system, args.sbml)
+        system = get_cli_system(args.system, args.sbml, args.timescale)
     objective = args.objective or ("pairs" if data is not None else "physics")
     # a map trained on a store covers the parameters the store holds, not the whole prior
     # (`flowsim evaluate` then evaluates where it was trained)

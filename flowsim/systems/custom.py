@@ -87,7 +87,7 @@ class CallableSpec:
         ``2π / median rate``, the rate being how many of its own spreads a state moves per unit
         time, rounded down to 1, 2 or 5 × 10ᵏ (:func:`flowsim.systems.checks.estimate_timescale`;
         on the catalogue it is never longer than the hand-set timescale and within a factor 1–7
-        of it for 14 of 18 systems; stiff systems get their fast scale: give it for them).
+        of it for 14 of the 18 measured; stiff systems get their fast scale: give it for them).
         ``describe()["timescale_estimated"]`` records which.
     autonomous, stiff, positive, units, time_units, description:
         Metadata, as on :class:`ODESystem`. ``autonomous`` defaults to ``False`` (safe).

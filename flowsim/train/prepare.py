@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,15 +198,32 @@ def _jump_range(fm: FlowMap, bank: TrajectoryBank | None, config: FitConfig
     """``(min_jump, max_jump, longest trained gap)`` from the config, capped by the data."""
     hi = config.max_jump if config.max_jump is not None else fm.config.timescale
     if bank is not None:
+        if config.max_jump is not None and config.max_jump > bank.max_gap * (1 + 1e-9):
+            warnings.warn(f"max_jump={config.max_jump:.4g} is longer than the data reach "
+                          f"({bank.max_gap:.4g}): the map is trained up to {bank.max_gap:.4g} only "
+                          f"(its max_jump). Simulate a longer horizon to train longer jumps",
+                          UserWarning, stacklevel=4)
         hi = min(hi, bank.max_gap)
     lo = config.min_jump if config.min_jump is not None else hi / 200
     if bank is not None:
         lo = max(lo, bank.min_step)
     if not 0 < lo < hi:
-        raise ConfigError(f"need 0 < min_jump < max_jump; got {lo}, {hi} (max_jump is capped by "
-                          "the data's time span, min_jump raised to their shortest stored step)")
+        raise ConfigError(
+            f"need 0 < min_jump < max_jump; got {lo:.4g}, {hi:.4g} (max_jump is capped by the "
+            f"data's time span, min_jump raised to their shortest stored step). Pass a longer "
+            f"max_jump (flowsim train --max-jump), store a finer time grid, or give the system's "
+            f"timescale where it was estimated too short (its default max_jump is "
+            f"{fm.config.timescale:.4g}): from_sbml(…, timescale=…), from_callable(…, "
+            f"timescale=…), flowsim simulate --sbml … --timescale")
     train_hi = hi * (1 + config.jump_margin)
     if bank is not None:
+        if config.max_jump is not None and config.jump_margin > 0 \
+                and config.max_jump <= bank.max_gap * (1 + 1e-9) < train_hi:
+            warnings.warn(f"the data reach {bank.max_gap:.4g}, not max_jump·(1 + jump_margin) = "
+                          f"{train_hi:.4g}: the jumps near max_jump={hi:.4g} train with "
+                          f"{max(bank.max_gap / hi - 1, 0):.0%} of margin instead of "
+                          f"{config.jump_margin:.0%}, and their error is higher (docs/choosing.md). "
+                          f"Simulate a longer horizon or lower max_jump", UserWarning, stacklevel=4)
         train_hi = max(hi, min(train_hi, bank.max_gap))
     return lo, hi, train_hi
 

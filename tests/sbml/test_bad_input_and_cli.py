@@ -160,3 +160,29 @@ def test_ensemble_over_a_local_cluster_of_worker_processes(tmp_path):
     x0 = torch.as_tensor(ds.x.values[:, 0])
     ref = flowsim.reference_solve(system, x0, t, torch.as_tensor(ds.params.values))
     assert torch.allclose(torch.as_tensor(ds.x.values), ref.x, rtol=1e-6, atol=1e-9)
+
+
+def test_cli_timescale_of_an_sbml_model(tmp_path, capsys):
+    # the shipped repressilator's estimated timescale (0.2) is far below its period (~50): the
+    # store records --timescale, and a map trained on it jumps up to it by default
+    model = Path(flowsim.__file__).parent / "systems" / "sbml" / "models" / "repressilator.xml"
+    common = ["--n", "8", "--t-end", "30", "--n-times", "31", "--sync", "--no-progress"]
+    assert main(["simulate", "--sbml", str(model), "--timescale", "20", *common,
+                 "--out", str(tmp_path / "r20.zarr")]) == 0
+    assert main(["train", "--store", str(tmp_path / "r20.zarr"), "--steps", "5", "--width", "8",
+                 "--depth", "1", "--out", str(tmp_path / "m20"), "--no-progress"]) == 0
+    assert flowsim.load(tmp_path / "m20").max_jump == pytest.approx(20.0)
+    # without it, training says how to fix the too-short jump range
+    assert main(["simulate", "--sbml", str(model), *common, "--out", str(tmp_path / "r.zarr")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--store", str(tmp_path / "r.zarr"), "--steps", "5", "--width", "8",
+                 "--depth", "1", "--out", str(tmp_path / "m"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "need 0 < min_jump < max_jump" in err and "--timescale" in err and "--max-jump" in err
+    # --timescale belongs to --sbml models only
+    assert main(["simulate", "lotka_volterra", "--timescale", "3", *common,
+                 "--out", str(tmp_path / "lv.zarr")]) == 2
+    assert main(["train", "--store", str(tmp_path / "r20.zarr"), "--timescale", "3",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--timescale is for --sbml models" in capsys.readouterr().err
+    assert not (tmp_path / "lv.zarr").exists() and not (tmp_path / "x").exists()

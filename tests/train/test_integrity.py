@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import warnings
 
 import pytest
 import torch
@@ -188,3 +189,15 @@ def test_checkpoint_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((path / "config.json").stat().st_mode) == 0o600
+
+
+def test_a_max_jump_past_the_data_or_its_margin_is_said():
+    sol = _solution("fitzhugh_nagumo")  # times 0..10
+    with pytest.warns(UserWarning, match=r"max_jump=50 is longer than the data reach \(10\)"):
+        res = _fit(sol, max_jump=50.0)
+    assert res.flowmap.max_jump == pytest.approx(10.0)
+    with pytest.warns(UserWarning, match="0% of margin instead of 10%"):
+        _fit(sol, max_jump=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _fit(sol, max_jump=9.0)  # the data reach 9·1.1: nothing to say
