@@ -338,9 +338,11 @@ def _evaluate_stages(fm: FlowMap, out: Path, *, n_eval: int, params: str, seed: 
 
     xw, pw = _held_out(fm, n_eval, params, seed + 1)
     load = an.machine_load(0.5)  # timings taken while other processes use the cores lie
-    if load.busy:
-        warnings.warn(load.warning(), stacklevel=2)
-        _say(f"warning: {load.warning()}", verbose)
+    if load.busy:  # said once as it happens (printed, or a Python warning when quiet), and in the report
+        if verbose:
+            _say(f"warning: {load.warning()}", verbose)
+        else:
+            warnings.warn(load.warning(), stacklevel=2)
     quick = n_eval < 256
     wp = an.work_precision(fm, sys_, xw, pw, horizon=hmax,
                            tolerances=(1e-3, 1e-5) if quick else (1e-3, 1e-4, 1e-5, 1e-6, 1e-7),

@@ -375,3 +375,19 @@ def test_simulate_refuses_one_time_point_and_speaks_of_its_own_flags(tmp_path, c
     capsys.readouterr()
     err = fails(capsys, [*base, "--n-times", "4", "--out", out], "--overwrite")
     assert "overwrite=True" not in err
+
+
+def test_a_checkpoint_or_a_file_where_a_store_belongs_and_a_mistyped_checkpoint(tmp_path, capsys):
+    ck = flowsim.save(flowsim.FlowMap("fitzhugh_nagumo", width=8, depth=1), tmp_path / "m")
+    fails(capsys, ["info", str(ck)], "is a flow-map checkpoint, not a store")
+    f = tmp_path / "gs.py"
+    f.write_text("x = 1\n")
+    fails(capsys, [*SIM, "--out", str(f)], "is a file, not a folder")
+    with pytest.raises(flowsim.StoreError, match="is a file, not a zarr store"):
+        flowsim.data.simulate_ensemble("lotka_volterra", 4, torch.linspace(0, 1, 3), store=f,
+                                       client="sync", progress=False)
+    with pytest.raises(flowsim.StoreError, match="is a file, not a zarr store"):
+        flowsim.open_store(f)
+    assert f.read_text() == "x = 1\n"
+    fails(capsys, ["calibrate", str(tmp_path / "m-typo"), "--data", str(f), "--out",
+                   str(tmp_path / "cal")], "neither a checkpoint folder (no such path) nor a system")

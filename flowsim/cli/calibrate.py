@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SystemNotFoundError
 from ._checks import check_output, get_cli_system, positive_int
 
 __all__ = ["add_parser", "run", "PRESETS", "parse_assignments"]
@@ -186,7 +186,11 @@ def _model(text: str) -> Any:
     path = Path(text)
     if path.exists():
         return load(path)
-    return get_cli_system(text)
+    try:
+        return get_cli_system(text)
+    except SystemNotFoundError as err:  # a mistyped checkpoint folder reads as a system name
+        raise SystemNotFoundError(f"{text!r} is neither a checkpoint folder (no such path) nor a "
+                                  f"system: {err}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -208,6 +208,9 @@ def open_group(where: StorePath, mode: str = "r") -> zarr.Group:
                 where.url, mode=mode, zarr_format=3, use_consolidated=False, **where.zarr_kwargs
             )
     except (FileNotFoundError, KeyError) as err:
+        if "://" not in where.url and os.path.isfile(where.url):
+            raise StoreError(f"{where.url} is a file, not a zarr store (a folder); choose another "
+                             f"path, e.g. {where.url}.zarr") from err
         raise StoreError(f"no zarr store at {where.url}") from err
     except Exception as err:  # zarr raises many types for corrupt metadata
         raise StoreError(f"{where.url} is not a readable zarr v3 store: {err}") from err
@@ -218,6 +221,12 @@ def open_xarray(where: StorePath, chunks: Any = None) -> xr.Dataset:
     if not where.exists():
         raise StoreError(f"no store at {where.url}; check the path, or create one with "
                          "flowsim.data.simulate_ensemble or flowsim.data.from_arrays")
+    if "://" not in where.url and os.path.isfile(where.url):
+        raise StoreError(f"{where.url} is a file, not a zarr store (a folder)")
+    if "://" not in where.url and any(os.path.exists(os.path.join(where.url, f))
+                                      for f in ("config.json", "ensemble.json")):
+        raise StoreError(f"{where.url} is a flow-map checkpoint, not a store (flowsim.load, "
+                         f"flowsim evaluate)")
     kwargs = dict(chunks={} if chunks is None else chunks, zarr_format=3, **where.zarr_kwargs)
     try:
         with quiet_zarr():

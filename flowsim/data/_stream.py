@@ -74,7 +74,7 @@ class StreamOptions:
     >>> StreamOptions(chunks_in_memory=0)
     Traceback (most recent call last):
     ...
-    flowsim.errors.ConfigError: chunks_in_memory must be a positive integer, got 0
+    flowsim.errors.ConfigError: chunks_in_memory must be a positive integer; got 0
     """
 
     split: str | None = "train"

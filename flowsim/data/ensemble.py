@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._utils import check_int
 from ..errors import ConfigError, FlowsimError, ShapeError, StoreError
 from ..solve import SolverOptions, solver_options
 from ..solve.validate import check_initial, check_times
@@ -180,19 +181,13 @@ def simulate_ensemble(
     system = get_system(system) if isinstance(system, str) else system
     if not isinstance(system, ODESystem):
         raise ConfigError(f"system must be an ODESystem or a catalogue name, got {type(system).__name__}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"n must be a positive integer, got {n!r}")
-    n = int(n)
+    n = check_int(n, "n", ConfigError)
     t_arr = check_times(torch.as_tensor(t), n, torch.float64, torch.device("cpu")).numpy()
     n_times = int(t_arr.shape[-1])
     cs = default_chunk_size(n, n_times, system.dim) if chunk_size is None else chunk_size
-    if isinstance(cs, bool) or not isinstance(cs, (int, np.integer)) or cs < 1:
-        raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    cs = int(cs)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
-            batch_size, (int, np.integer)) or batch_size < 1):
-        raise ConfigError(f"batch_size must be a positive integer (or None: the whole chunk), got "
-                          f"{batch_size!r}")
+    cs = check_int(cs, "chunk_size", ConfigError)
+    if batch_size is not None:
+        check_int(batch_size, "batch_size (or None: the whole chunk)", ConfigError)
     opts = solver_options(solver, solver_keywords, system)
     x0_arr, p_arr, keys = _inputs(system, n, params, x0)
     config = {

@@ -20,6 +20,9 @@ __all__ = ["JumpAPI", "EXTRAPOLATION_SLACK"]
 
 #: A jump up to this factor longer than the longest gap trained still counts as trained.
 EXTRAPOLATION_SLACK = 1.05
+#: A state further than this many standard deviations of the map's state normalisation (fitted on
+#: its training data, or on the system's initial-state prior) from their mean is an extrapolation.
+STATE_LIMIT = 10.0
 
 
 class JumpAPI:
@@ -34,7 +37,9 @@ class JumpAPI:
     trained for: ``None`` (default) refuses parameters outside the trained range and warns
     (:class:`~flowsim.errors.ExtrapolationWarning`) about a jump longer than :attr:`jump_limit`,
     which :meth:`jump` then composes of jumps no longer than :attr:`max_jump`, as :meth:`odeint`
-    does; ``False`` (strict) refuses both; ``True`` accepts both as they are (one evaluation).
+    does, and about states more than ``STATE_LIMIT`` (10) standard deviations of the map's state
+    normalisation from its mean; ``False`` (strict) refuses all three; ``True`` accepts them as
+    they are (one evaluation).
     """
 
     @property
@@ -140,7 +145,9 @@ class JumpAPI:
         Warns
         -----
         ExtrapolationWarning
-            A jump longer than :attr:`jump_limit` (then composed), by default.
+            A jump longer than :attr:`jump_limit` (then composed), or a state more than
+            ``STATE_LIMIT`` standard deviations from those the map was fitted for, by default
+            (with ``allow_extrapolation=False`` the state is refused: ``ShapeError``).
 
         Examples
         --------
@@ -317,4 +324,24 @@ class JumpAPI:
                     f"high={self.param_transform.high.tolist()}; the map would extrapolate. "
                     "Pass allow_extrapolation=True to accept that."
                 )
+        if allow_extrapolation is not True:
+            self._check_state_range(x, strict=allow_extrapolation is False)
         return x, s_, t_, p_
+
+    def _check_state_range(self, x: Tensor, strict: bool) -> None:
+        """Warn about (or, ``strict``, refuse) states far outside those the map was fitted for."""
+        tr = getattr(self, "state_transform", None)
+        if tr is None:
+            return
+        far = (tr.encode(x).abs() > STATE_LIMIT).any(dim=-1)
+        if not bool(far.any()):
+            return
+        row = int(far.nonzero()[0, 0])
+        msg = (f"state {x[row].tolist()} (row {row}; {int(far.sum())} of {x.shape[0]} rows) lies "
+               f"more than {STATE_LIMIT:g} standard deviations of the map's state normalisation "
+               f"from the states it was fitted for (mean {tr.decode(torch.zeros_like(x[:1]))[0].tolist()}); "
+               f"the jump extrapolates. Train on data that reach such states, or pass "
+               f"allow_extrapolation=True to accept it")
+        if strict:
+            raise ShapeError(msg)
+        warnings.warn(msg, ExtrapolationWarning, stacklevel=4)

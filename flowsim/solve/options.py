@@ -289,7 +289,11 @@ def solver_options(
     if solver is None:
         if system is not None and system.stiff and not {"backend", "method"} & set(given):
             given = {"backend": "scipy", "method": "Radau", **given}
-        return with_keywords(SolverOptions, None, given, what="solver", error=SolverError)
+        hint = ""
+        if {"params", "parameters", "x", "x0", "t", "times"} & set(given):
+            hint = ("; the states, times and parameters are reference_solve(system, x0, t, p) "
+                    "— parameters as p=")
+        return with_keywords(SolverOptions, None, given, what="solver", error=SolverError, hint=hint)
     if given:
         raise SolverError(
             f"give either solver=SolverOptions(…) or the keywords {sorted(given)}, not both; "

@@ -170,3 +170,20 @@ def test_a_log_standardised_state_refuses_zero_and_data_do_not_log_a_state_that_
     logged = flowsim.FlowMap(sys_, width=8, depth=1, log_states=[False, True, True])
     with pytest.raises(ShapeError, match="state R = 0 .* log-standardises R"):
         logged.jump(x0, 0.0, 5.0)
+
+
+def test_states_far_from_those_the_map_was_fitted_for_are_an_extrapolation():
+    fm = flowsim.FlowMap("fitzhugh_nagumo", width=8, depth=1, seed=0)
+    x = fm.system.sample_initial(4, 0).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fm.jump(x, 0.0, 1.0)  # the initial-state prior itself: nothing to say
+    far = x.clone()
+    far[2] *= 100
+    with pytest.warns(flowsim.ExtrapolationWarning, match=r"row 2; 1 of 4 rows\) lies more than 10 "):
+        fm.jump(far, 0.0, 1.0)
+    with pytest.raises(flowsim.ShapeError, match="standard deviations"):
+        fm.jump(far, 0.0, 1.0, allow_extrapolation=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fm.jump(far, 0.0, 1.0, allow_extrapolation=True)

@@ -185,3 +185,10 @@ def test_successful_solve_does_not_warn(lv):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert bool(reference_solve(lv, lv.sample_initial(3, 0), T).ok.all())
+
+
+def test_params_given_by_another_name_points_to_p():
+    sys_ = flowsim.get_system("lotka_volterra")
+    with pytest.raises(SolverError, match=r"parameters as p="):
+        flowsim.reference_solve(sys_, sys_.sample_initial(2, 0), torch.linspace(0, 1, 3),
+                                params=sys_.sample_params(2, 0))
