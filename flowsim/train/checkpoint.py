@@ -190,9 +190,10 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
             system = rebuild_system(cfg.system, cfg.system_kwargs, meta.get("system", {}).get("import_path"),
                                     recorded_in="the checkpoint", sbml=meta.get("system", {}).get("sbml"))
         except Exception as err:  # noqa: BLE001 - reported as a checkpoint problem
+            hint = "" if "pass system=" in str(err) else (
+                "; pass system=… (e.g. the from_callable system it was trained on)")
             raise CheckpointError(
-                f"checkpoint is for system {cfg.system!r}, which is not registered here ({err}); "
-                "pass system=… (e.g. the from_callable system it was trained on)"
+                f"checkpoint is for system {cfg.system!r}, which is not registered here ({err}){hint}"
             ) from None
     check_compatible(cfg, system)
     try:
@@ -393,7 +394,10 @@ def load_trainer_state(path: Path, system: str, config: dict[str, Any], run: dic
     try:
         state = torch.load(path / TRAINER_STATE, weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"{path / TRAINER_STATE} is corrupted ({err}); delete it to restart") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path / TRAINER_STATE} is corrupted or not a trainer state "
+                              f"({type(err).__name__}: {first[:200]}); delete it to restart the run, "
+                              f"or pass resume=False") from None
     if state.get("system") != system:
         raise CheckpointError(
             f"{path} holds a training run of {state.get('system')!r}, not {system!r}; "

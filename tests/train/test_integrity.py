@@ -201,3 +201,14 @@ def test_a_max_jump_past_the_data_or_its_margin_is_said():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _fit(sol, max_jump=9.0)  # the data reach 9·1.1: nothing to say
+
+
+def test_a_corrupted_trainer_state_is_one_clear_sentence(tmp_path):
+    sol = _solution("fitzhugh_nagumo")
+    _fit(sol, checkpoint_dir=tmp_path / "run")
+    (tmp_path / "run" / "trainer_state.pt").write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="corrupted or not a trainer state") as err:
+        _fit(sol, checkpoint_dir=tmp_path / "run")
+    msg = str(err.value)
+    assert "\n" not in msg and len(msg) < 500 and "resume=False" in msg
+    _fit(sol, checkpoint_dir=tmp_path / "run", resume=False)  # the way out it names
