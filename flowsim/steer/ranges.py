@@ -143,8 +143,10 @@ def check_range(model: Any, values: Tensor, names: Sequence[str] | None = None, 
     out = bad.any(-1)
     if bool(out.any()):
         cols = [n for n, b in zip(names, bad.reshape(-1, len(names)).any(0).tolist()) if b]
+        where = ("" if what == "bounds" else  # two rows: the lower and the upper bound
+                 f" in {int(out.sum())} of {out.numel()} row(s)")
         msg = (f"{what} {cols} leave the map's trained range (low {lo.tolist()}, high {hi.tolist()} for "
-               f"{names}) in {int(out.sum())} row(s): the map would extrapolate. Stay inside it, use the "
+               f"{names}){where}: the map would extrapolate. Stay inside it, use the "
                "reference solver there, or retrain the map over a wider prior")
         if on_outside == "raise":
             raise ParameterError(msg + " (on_outside='warn' to go on with a warning)")
