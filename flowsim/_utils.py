@@ -30,8 +30,13 @@ def as_generator(
     g = torch.Generator(device=device or "cpu")
     if generator is None:
         g.seed()
-    else:
+    elif isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
         g.manual_seed(int(generator))
+    else:
+        from .errors import ConfigError
+
+        raise ConfigError(f"generator must be a torch.Generator, an int seed or None; got "
+                          f"{generator!r}")
     return g
 
 

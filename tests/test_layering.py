@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "flowsim"
 
 #: a module may import modules of a lower rank only (and its own subpackage); equal ranks are
-#: independent siblings. Top-level private modules (``_utils``, ``_version``) are the package's own.
+#: independent siblings. Top-level private modules (``_utils``, ``_version``) are the package's own;
+#: ``_utils`` sits just above ``errors``, so that its checks raise the package's errors.
 RANK = {
-    "errors": 0, "_utils": 0, "_version": 0,
+    "errors": 0, "_version": 0, "_utils": 0.5,
     "systems": 1, "metrics": 1,
     "solve": 2,
     "data": 3, "maps": 3,

@@ -187,7 +187,7 @@ def simulate_ensemble(
     cs = default_chunk_size(n, n_times, system.dim) if chunk_size is None else chunk_size
     cs = check_int(cs, "chunk_size", ConfigError)
     if batch_size is not None:
-        check_int(batch_size, "batch_size (or None: the whole chunk)", ConfigError)
+        check_int(batch_size, "batch_size", ConfigError)  # or None: the whole chunk
     opts = solver_options(solver, solver_keywords, system)
     x0_arr, p_arr, keys = _inputs(system, n, params, x0)
     config = {

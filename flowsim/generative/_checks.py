@@ -25,7 +25,8 @@ def check_count(n) -> int:
 
 def conditions(condition, n: int, n_cond: int, low: Tensor | None, high: Tensor | None,
                device, dtype) -> Tensor:
-    """``condition`` as an ``(n, n_cond)`` tensor (a ``(n_cond,)`` vector is shared by all ``n``);
+    """``condition`` as an ``(n, n_cond)`` tensor (a ``(n_cond,)`` vector is shared by all ``n``;
+    with one condition value, an ``(n,)`` vector gives each sample its own);
     refused when the model is unconditional or the shape is wrong; a warning when outside the
     range of the training conditions (``[low, high]``)."""
     if n_cond == 0:
@@ -40,8 +41,11 @@ def conditions(condition, n: int, n_cond: int, low: Tensor | None, high: Tensor 
         c = c.expand(n, -1)
     elif c.ndim == 0 and n_cond == 1:
         c = c.reshape(1, 1).expand(n, -1)
+    elif c.ndim == 1 and n_cond == 1 and c.shape[0] == n:  # one condition value per sample
+        c = c[:, None]
     if c.ndim != 2 or c.shape != (n, n_cond):
-        raise ShapeError(f"condition must be ({n_cond},) or ({n}, {n_cond}) like the training "
+        raise ShapeError(f"condition must be ({n_cond},) or ({n}, {n_cond})"
+                         f"{f' or ({n},)' if n_cond == 1 else ''} like the training "
                          f"conditions; got {tuple(torch.as_tensor(condition).shape)}")
     if not bool(torch.isfinite(c).all()):
         raise ShapeError("condition contains NaN or inf")

@@ -110,7 +110,8 @@ def train_theoph_map(steps: int = 4000, width: int = 64, *, depth: int = 2, n_tr
     params = torch.exp(lo.log() + (hi.log() - lo.log()) * u)   # log-uniform: as many slow as fast rates
     sol = reference_solve(system, system.sample_initial(n_trajectories, generator=g), grid, params)
     fm = FlowMap(system, width=width, depth=depth, max_jump=25.0, seed=seed)
-    options = dict(batch_size=256, lr=1e-2, max_jump=25.0, early_fraction=1.0, seed=seed, progress=False)
+    options = dict(batch_size=256, lr=1e-2, max_jump=25.0, jump_margin=0.0, early_fraction=1.0, seed=seed,
+                   progress=False)  # every jump starts at the dose: the last sample is the longest
     options.update(fit_options)
     fit(fm, objectives, sol, steps=steps, **options)
     return fm

@@ -91,16 +91,17 @@ class Noise:
     def sigma_hat(self, values: Tensor, predicted: Tensor, mask: Tensor) -> Tensor:
         """The noise level ``(batch, S, K)``: the given σ, or its maximum-likelihood value
         ``sqrt(mean z²)`` per subject and observable when σ is fitted."""
+        self._check_scale(predicted, mask)
         z, _ = self.standardised(values, predicted)
         m = mask.to(predicted.dtype)
         if self.sigma is not None:
-            sig = torch.as_tensor(self.sigma, dtype=z.dtype, device=z.device)
-            return sig.expand(z.shape[:-2] + z.shape[-1:]).clone()
+            return self._given_sigma(z.shape[-1], z).expand(z.shape[:-2] + z.shape[-1:]).clone()
         return ((z * z * m).sum(-2) / m.sum(-2).clamp_min(1.0)).sqrt()
 
     def log_density(self, values: Tensor, predicted: Tensor, mask: Tensor) -> Tensor:
         """Log-likelihood of ``values`` ``(S, T, K)`` given ``predicted`` ``(batch, S, T, K)``,
         summed over times and observables where ``mask`` is true: ``(batch, S)``."""
+        self._check_scale(predicted, mask)
         m = mask.to(predicted.dtype)
         z, log_scale = self.standardised(values, predicted)
         n = m.sum(dim=-2)                                           # (S, K) samples per observable
@@ -110,6 +111,29 @@ class Noise:
             var = (ss / n.clamp_min(1.0)).clamp_min(torch.finfo(ss.dtype).tiny)
             ll = -0.5 * n * (torch.log(var) + 1.0 + _LOG_2PI)
         else:
-            sig = torch.as_tensor(self.sigma, dtype=ss.dtype, device=ss.device).expand(ss.shape[-1])
+            sig = self._given_sigma(ss.shape[-1], ss)
             ll = -0.5 * ss / sig**2 - n * (torch.log(sig) + 0.5 * _LOG_2PI)
         return torch.where(n > 0, ll, torch.zeros_like(ll)).sum(-1) - log_scale
+
+    def _given_sigma(self, n_observables: int, like: Tensor) -> Tensor:
+        """The given σ as ``(K,)``: one for all observables, or one each."""
+        sig = torch.as_tensor(self.sigma, dtype=like.dtype, device=like.device).reshape(-1)
+        if sig.numel() not in (1, n_observables):
+            raise ConfigError(f"noise sigma has {sig.numel()} values for {n_observables} "
+                              f"observable(s); give one for all, or one per observable")
+        return sig.expand(n_observables)
+
+    def _check_scale(self, predicted: Tensor, mask: Tensor) -> None:
+        """Refuse proportional noise without a floor where the model predicts exactly 0 at a
+        measured sample: its variance is zero there, and the likelihood degenerates (a loss of
+        about -700 per such sample that looks converged, or -inf)."""
+        if self.kind != "proportional" or self.floor > 0:
+            return
+        zero = (predicted == 0) & mask.to(torch.bool)
+        if bool(zero.any()):
+            k = int(zero.reshape(-1, *mask.shape).any(0).sum())
+            raise ConfigError(
+                f"proportional noise with floor=0: the model predicts exactly 0 at {k} measured "
+                f"sample(s) (e.g. at the dose time, before any drug has arrived), where this noise "
+                f"has zero variance and the likelihood degenerates. Pass Noise('proportional', "
+                f"floor=…) (e.g. the quantification limit) or drop those samples")

@@ -203,14 +203,16 @@ class Observations:
         if unknown:
             raise ConfigError(f"columns maps unknown roles {unknown}; the roles are {list(ROLES)}")
         names.update(columns or {})
+        _require_columns(frame, [v for v in (columns or {}).values()])  # a column named must exist
         frame = frame.rename(columns={v: k for k, v in names.items() if v != k and v in frame.columns})
         if "observable" not in frame.columns:
             obs = kwargs.get("observables")
             if not obs:
                 raise DataError("the table has no observable column (tidy form); for a wide table name its "
                                 f"value columns with observables=(…); columns are {list(frame.columns)}")
-            _require_columns(frame, ("subject", "time", *obs))
-            keep = ["subject", "time", *kwargs.get("covariates", ())]
+            covs = kwargs.get("covariates", ())
+            keep = ["subject", "time", *((covs,) if isinstance(covs, str) else covs)]
+            _require_columns(frame, (*keep, *obs))
             frame = frame.melt(id_vars=keep, value_vars=list(obs), var_name="observable", value_name="value")
         return cls(frame, system, **kwargs)
 

@@ -74,6 +74,9 @@ def test_loaded_model_keeps_what_it_needs(models, tmp_path):
     # a loaded teacher can be distilled again; one saved without samples says what is missing
     again = distill(back.teacher, width=8, depth=1, steps=2, batch_size=16)
     assert again.sample(2, condition=torch.tensor([0.5])).shape == (2, 2)
+    c = torch.tensor([0.2, 0.4, 0.6])  # one condition value: an (n,) vector gives each sample its own
+    assert torch.equal(again.sample(3, condition=c, generator=1),
+                       again.sample(3, condition=c[:, None], generator=1))
     bare = Teacher.load(cond.teacher.save(tmp_path / "bare", samples=False))
     assert bare.samples is None
     with pytest.raises(flowsim.ConfigError, match="samples"):

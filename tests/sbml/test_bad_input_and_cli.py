@@ -50,8 +50,12 @@ def test_unreadable_documents(text, match):
 
 
 def test_missing_file_and_wrong_type(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="is neither an existing file nor SBML text"):
         flowsim.from_sbml(tmp_path / "nope.xml")
+    with pytest.raises(ConfigError, match="is neither an existing file nor SBML text"):
+        flowsim.from_sbml("this is not xml")
+    with pytest.raises(ConfigError, match="is a folder, not an SBML file"):
+        flowsim.from_sbml(tmp_path)
     with pytest.raises(ConfigError, match="file path, an XML string"):
         flowsim.from_sbml(42)
 
@@ -113,6 +117,13 @@ def test_parameter_names_and_prior_factors():
         flowsim.from_sbml(doc, prior={"nope": 2.0})
     sys_ = flowsim.from_sbml(doc, parameters=["cell"], prior={"cell": (0.5, 2.0)}, timescale=1.0)
     assert sys_.param_names == ("cell",) and sys_.parameters[0].prior == (0.5, 2.0)
+    with pytest.raises(ParameterError, match=r"initial \['A'\]: a species' range must not reach below 0"):
+        flowsim.from_sbml(doc, initial={"A": (-1.0, 2.0)}, timescale=1.0)
+    assert bool((flowsim.from_sbml(doc, initial={"A": (0.0, 2.0)}, timescale=1.0)
+                 .sample_initial(64, 0) >= 0).all())
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match="timescale must be a positive finite number"):
+            flowsim.from_sbml(doc, timescale=bad)
 
 
 def test_cli_systems_simulate_info_train(tmp_path, capsys):

@@ -138,3 +138,18 @@ def test_bad_calibrations_are_refused():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert math.isfinite(flowsim.steer.log_likelihood(fm, obs, torch.tensor([[1.5, 0.09, 32.0]])).item())
+
+
+def test_noise_that_cannot_describe_the_data_is_refused_in_words():
+    th = ExactFlowMap("theophylline")
+    obs = theoph_observations().select([1, 2])  # samples at the dose time, where the model predicts 0
+    theta = torch.tensor([[1.5, 0.09, 32.0]], dtype=torch.float64)
+    with pytest.raises(ConfigError, match=r"proportional noise with floor=0: the model predicts exactly 0"):
+        flowsim.steer.log_likelihood(th, obs, theta, noise=Noise("proportional"))
+    with pytest.raises(ConfigError, match=r"proportional noise with floor=0"):
+        calibrate(th, obs, params=("ka", "ke", "V"), noise=Noise("proportional"), n_starts=1,
+                  n_candidates=2, steps=2, polish=False)
+    ok = flowsim.steer.log_likelihood(th, obs, theta, noise=Noise("proportional", floor=0.1))
+    assert bool(torch.isfinite(ok).all())
+    with pytest.raises(ConfigError, match=r"sigma has 2 values for 1 observable"):
+        flowsim.steer.log_likelihood(th, obs, theta, noise=Noise(sigma=(0.1, 0.2)))

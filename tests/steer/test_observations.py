@@ -115,6 +115,15 @@ def test_bad_tables_and_names_are_refused(tmp_path):
                               observables=("conc",), observe=lambda x, p: x[..., 1:])
     with pytest.raises(DataError, match="no data file"):
         Observations.from_csv(tmp_path / "missing.csv", "theophylline")
+    raw, th = load_theoph(), flowsim.get_system("theophylline")
+    with pytest.raises(DataError, match=r"lack the column\(s\) \['Height'\]"):
+        Observations.from_dataframe(raw, th, columns={"subject": "Subject", "time": "Time"},
+                                    observables=("conc",), covariates=("Wt", "Height"),
+                                    observe=th.concentration, initial=lambda c: (c["Dose"], 0.0))
+    with pytest.raises(DataError, match=r"lack the column\(s\) \['Tme'\]"):  # named, so it must exist
+        Observations.from_dataframe(raw.rename(columns={"Time": "time"}), th,
+                                    columns={"subject": "Subject", "time": "Tme"}, observables=("conc",),
+                                    observe=th.concentration)
     with pytest.raises(DataError, match="unknown subjects"):
         theoph_observations().select([13])
     with pytest.raises(DataError, match="unknown subjects"):

@@ -242,6 +242,8 @@ def test_a_draw_of_a_negative_or_fractional_count_is_refused(name, n):
     with pytest.raises(ConfigError, match="how many to draw"):
         sys_.sample_params(n)
     assert sys_.sample_initial(0).shape == (0, sys_.dim)
+    with pytest.raises(ConfigError, match="generator must be a torch.Generator, an int seed or None"):
+        sys_.sample_initial(2, generator="x")
 
 
 def test_a_positive_system_draws_positive_initial_states_by_default():

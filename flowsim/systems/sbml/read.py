@@ -40,8 +40,10 @@ def read_document(source: Any) -> tuple[Any, str]:
         else:
             path = Path(source)
             if not path.is_file():
-                raise ConfigError(f"SBML file {str(source)!r} does not exist; give the path of an SBML "
-                                  "(.xml) file, an XML string or a libsbml.SBMLDocument")
+                what = ("is a folder, not an SBML file" if path.is_dir() else
+                        "is neither an existing file nor SBML text (which starts with '<')")
+                raise ConfigError(f"{str(source)[:80]!r} {what}; give the path of an SBML (.xml) "
+                                  "file, an XML string or a libsbml.SBMLDocument")
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as err:

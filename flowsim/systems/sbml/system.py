@@ -281,6 +281,11 @@ def _build(record: dict) -> tuple[dict, Any]:
     x0 = [values[k] for k in eq.states]
     scale = max([abs(v) for v in x0 if v != 0] or [1.0])
     box = tuple(_box(v, fi, iranges.get(k), scale) for k, v in zip(eq.states, x0))
+    below = [k for k, (lo, _) in zip(eq.states, box) if lo < 0 and eq.kinds[k] == "species"]
+    if below:
+        raise ParameterError(f"initial {below}: a species' range must not reach below 0 (got "
+                             f"{[box[eq.states.index(k)] for k in below]}); give (low, high) with "
+                             f"low >= 0")
     f = compile_vector_field(eq, free, values)
     name = record["name"] or eq.model_id or "sbml_model"
     fixed = {k: values[k] for k, kind in eq.kinds.items() if kind in ("parameter", "compartment", "local")
@@ -289,7 +294,8 @@ def _build(record: dict) -> tuple[dict, Any]:
     table = dict(
         record=record, name=name, state_names=tuple(eq.states),
         units=tuple(eq.units.get(k, "") for k in eq.states), time_units=eq.time_units,
-        timescale=record["timescale"] or 1.0, timescale_estimated=record["timescale"] is None,
+        timescale=1.0 if record["timescale"] is None else record["timescale"],  # 0 is refused, not 1
+        timescale_estimated=record["timescale"] is None,
         positive=all(eq.kinds[k] == "species" for k in eq.states) and min(x0) >= 0,
         description=f"SBML model {eq.model_id!r}" + (f" ({eq.model_name})" if eq.model_name else ""),
         citation="", initial_box=box, default_x0=tuple(x0), stiff=record["stiff"],
