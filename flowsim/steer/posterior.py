@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,9 @@ from .noise import Noise
 from .observations import Observations
 from .posterior_check import posterior_map_check
 from .ranges import resolve_bounds
+
+#: Above this R-hat (over the walkers) :func:`sample_posterior` warns that the chains have not mixed.
+RHAT_WARN = 1.1
 
 __all__ = ["PosteriorConfig", "PosteriorResult", "sample_posterior"]
 
@@ -255,6 +259,11 @@ def sample_posterior(model: Any, observations: Observations, *, params: Sequence
             post[name] = chain[:, :, j].T
     idata = az.from_dict(posterior=post, sample_stats={"lp": lp.T}, coords=coords, dims=dims)
     summary = _summary(idata, params)
+    worst = float(summary["r_hat"].max())
+    if worst > RHAT_WARN:  # the walkers disagree: the draws are not yet the posterior
+        warnings.warn(f"the chains have not mixed: max R-hat {worst:.2f} > {RHAT_WARN} (see "
+                      f"result.summary['r_hat']); run more steps or walkers before using these draws",
+                      UserWarning, stacklevel=2)
     flat = chain.reshape(-1, ndim)
     try:  # emcee logs a caution on short chains (quiet=True); the numbers are reported as they are
         log = logging.getLogger("emcee")

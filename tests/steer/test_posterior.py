@@ -125,3 +125,11 @@ def test_per_subject_posterior_has_a_subject_dimension():
     means = post.summary["mean"].sel(param="omega")
     assert abs(float(means.sel(subject="a")) - 0.8) < 0.05 and abs(float(means.sel(subject="b")) - 1.4) < 0.05
     assert list(post.check.dim.values) == ["omega[a]", "omega[b]"]
+
+
+def test_chains_that_have_not_mixed_are_said_to_be_so():
+    obs = _data(1.0, 0.9, 0)
+    with pytest.warns(UserWarning, match=r"the chains have not mixed: max R-hat \d"):
+        post = sample_posterior(ExactFlowMap("harmonic_oscillator"), obs, params=["omega", "x0.q"],
+                                noise=Noise(sigma=SIGMA), walkers=8, steps=12, check_draws=0)
+    assert float(post.summary["r_hat"].max()) > 1.1
