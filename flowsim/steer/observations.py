@@ -357,8 +357,13 @@ class Observations:
         if initial is None:
             rows = [self.system.default_x0] * n
         elif callable(initial):
-            rows = [initial(self.covariates.loc[s].to_dict() if len(self.covariates.columns) else {})
+            covs = [self.covariates.loc[s].to_dict() if len(self.covariates.columns) else {}
                     for s in self.subjects]
+            try:
+                rows = [initial(c) for c in covs]
+            except Exception as err:  # noqa: BLE001 - the user's function may raise anything
+                raise DataError(f"initial= raised {type(err).__name__}: {err} for the covariates "
+                                f"{list(covs[0])} (pass covariates=(…) to give it more)") from err
         elif isinstance(initial, Mapping):
             keyed = {str(k): v for k, v in initial.items()}
             unknown = sorted(set(keyed) - set(self.subjects))
@@ -376,8 +381,9 @@ class Observations:
         if x0.shape != (n, dim):
             raise DataError(f"initial states must be ({n} subjects, {dim}) for {self.system.name}; got "
                             f"{tuple(x0.shape)}")
-        if not bool(torch.isfinite(x0).all()):
-            raise DataError("initial states must be finite")
+        if not bool(torch.isfinite(x0).all()) or (self.system.positive and bool((x0 < 0).any())):
+            sign = " and >= 0 (a positive system)" if self.system.positive else ""
+            raise DataError(f"initial states must be finite{sign}; got {x0.tolist()}")
         return x0
 
     def _build_padded(self) -> PaddedObservations:

@@ -120,6 +120,13 @@ def test_bad_tables_and_names_are_refused(tmp_path):
         Observations.from_dataframe(raw, th, columns={"subject": "Subject", "time": "Time"},
                                     observables=("conc",), covariates=("Wt", "Height"),
                                     observe=th.concentration, initial=lambda c: (c["Dose"], 0.0))
+    kw = dict(columns={"subject": "Subject", "time": "Time"}, observables=("conc",), covariates=("Wt",),
+              observe=th.concentration)
+    with pytest.raises(DataError, match=r"initial= raised KeyError: 'Height' for the covariates \['Wt'\]"):
+        Observations.from_dataframe(raw, th, initial=lambda c: (c["Height"], 0.0), **kw)
+    sir = pd.DataFrame([{"subject": "a", "time": 1.0, "observable": "I", "value": 0.1}])
+    with pytest.raises(DataError, match=r">= 0 \(a positive system\)"):
+        Observations(sir, "sir", initial=[(0.9, -0.1, 0.2)])
     with pytest.raises(DataError, match=r"lack the column\(s\) \['Tme'\]"):  # named, so it must exist
         Observations.from_dataframe(raw.rename(columns={"Time": "time"}), th,
                                     columns={"subject": "Subject", "time": "Tme"}, observables=("conc",),
