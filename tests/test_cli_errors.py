@@ -375,6 +375,7 @@ def test_simulate_refuses_one_time_point_and_speaks_of_its_own_flags(tmp_path, c
     capsys.readouterr()
     err = fails(capsys, [*base, "--n-times", "4", "--out", out], "--overwrite")
     assert "overwrite=True" not in err
+    assert "t: stored float64 values of shape (3,)" in err and "now float64 values of shape (4,)" in err
 
 
 def test_a_checkpoint_or_a_file_where_a_store_belongs_and_a_mistyped_checkpoint(tmp_path, capsys):

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +43,14 @@ def default_chunk_size(n: int, n_times: int, dim: int) -> int:
 def _digest(a: np.ndarray | torch.Tensor) -> str:
     arr = np.ascontiguousarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
     return hashlib.sha256(arr.tobytes()).hexdigest()[:32] + f"-{arr.dtype}-{arr.shape}"
+
+
+def _shown(v: Any) -> str:
+    """A stored value as a reader wants it: an array digest (:func:`_digest`) as its values' shape."""
+    if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{32}-\w+-\(.*\)", v):
+        dtype, shape = v.split("-", 2)[1:]
+        return f"{dtype} values of shape {shape} (#{v[:8]})"
+    return repr(v)
 
 
 def _solver_config(opts: SolverOptions) -> dict[str, Any]:
@@ -268,7 +277,8 @@ def _check_resume(where: StorePath, config: dict[str, Any]) -> None:
     old = json.loads(stored)
     diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
     if diff:
-        detail = ", ".join(f"{k}: stored {old.get(k)!r} vs now {config.get(k)!r}" for k in diff[:4])
+        detail = ", ".join(f"{k}: stored {_shown(old.get(k))} vs now {_shown(config.get(k))}"
+                           for k in diff[:4])
         raise StoreError(f"{where.url} holds a different ensemble ({detail}); rerun with the original "
                          "arguments to resume it, or pass overwrite=True to start over")
 
