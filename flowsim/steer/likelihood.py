@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, ParameterError, ShapeError
+from ._user import call_user
 from .forward import Predictor, predictor
 from .noise import Noise
 from .observations import Observations
@@ -148,7 +149,7 @@ class LogLikelihood:
         cast = lambda a: a.to(dtype=pred.dtype, device=pred.device)  # noqa: E731
         times, pf = cast(pad.times[subjects]), cast(p)
         x = pred(cast(x0), cast(pad.t0[subjects]), times, pf)             # (R, T, dim)
-        y = self.observations.observe(x, pf)
+        y = call_user(self.observations.observe, "observe(x, p)", x, pf)
         if y.shape != (*times.shape, len(self.observations.observables)):
             k = len(self.observations.observables)
             raise ShapeError(f"observe(x, p) must return (batch, time, {k}); got {tuple(y.shape)}")

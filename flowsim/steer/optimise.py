@@ -32,6 +32,7 @@ from torch import Tensor
 from .._utils import with_keywords
 from ..errors import ConfigError, TimeGridError
 from ..solve.options import SolverOptions
+from ._user import call_user
 from .controls import Control, Variables
 from .forward import SolverPredictor, predictor
 
@@ -195,7 +196,8 @@ def optimise(model: Any, reward: Reward, variables: Sequence[str | Control], *, 
                  needs_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
         vals = lo.to(dtype) + (hi - lo).to(dtype) * torch.sigmoid(zz.to(dtype))
         xs = var.rollout(pr, vals, t.to(dtype), x0=x0t, p=pt0, t0=float(t0))
-        return _check_reward(reward(xs, var.split(vals)), vals.shape[0], needs_grad, where), vals, xs
+        out = call_user(reward, "reward(x, v)", xs, var.split(vals))
+        return _check_reward(out, vals.shape[0], needs_grad, where), vals, xs
 
     history = []
     for step in range(cfg.steps):

@@ -153,3 +153,7 @@ def test_noise_that_cannot_describe_the_data_is_refused_in_words():
     assert bool(torch.isfinite(ok).all())
     with pytest.raises(ConfigError, match=r"sigma has 2 values for 1 observable"):
         flowsim.steer.log_likelihood(th, obs, theta, noise=Noise(sigma=(0.1, 0.2)))
+    bad = Observations(obs.frame, "theophylline", initial=obs.x0.numpy(),
+                       observe=lambda x, p: x[..., 5][..., None])
+    with pytest.raises(ConfigError, match=r"observe\(x, p\) raised IndexError"):
+        flowsim.steer.log_likelihood(th, bad, theta)

@@ -85,6 +85,7 @@ def test_optimise_controls_through_the_solver():
     (lambda x, v: x[:, -1, 0] * float("nan"), "NaN"),
     (lambda x, v: x[:, -1, 0].detach(), "no gradient"),
     (lambda x, v: x[:, -1, 0].detach().numpy(), "torch tensor"),
+    (lambda x, v: x[:, -1, 7], r"reward\(x, v\) raised IndexError: .* \(its arguments: \(2, 1, 2\)"),
 ])
 def test_bad_rewards_are_refused(reward, match):
     with pytest.raises(flowsim.ConfigError, match=match):
