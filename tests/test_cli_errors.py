@@ -389,6 +389,10 @@ def test_a_checkpoint_or_a_file_where_a_store_belongs_and_a_mistyped_checkpoint(
                                        client="sync", progress=False)
     with pytest.raises(flowsim.StoreError, match="is a file, not a zarr store"):
         flowsim.open_store(f)
+    with pytest.raises(flowsim.ConfigError, match="client='synch' is neither 'sync' nor a scheduler"):
+        flowsim.data.simulate_ensemble("lotka_volterra", 4, torch.linspace(0, 1, 3),
+                                       store=tmp_path / "typo.zarr", client="synch", progress=False)
+    assert not (tmp_path / "typo.zarr").exists()  # refused before anything is written
     assert f.read_text() == "x = 1\n"
     fails(capsys, ["calibrate", str(tmp_path / "m-typo"), "--data", str(f), "--out",
                    str(tmp_path / "cal")], "neither a checkpoint folder (no such path) nor a system")

@@ -26,6 +26,7 @@ import ast
 import ctypes
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -36,8 +37,8 @@ import dask
 
 from ..errors import ConfigError
 
-__all__ = ["WORKER_ENV", "default_n_workers", "local_cluster", "resolve_client", "tune_malloc",
-           "unguarded_script", "warn_unguarded"]
+__all__ = ["WORKER_ENV", "check_client", "default_n_workers", "local_cluster", "resolve_client",
+           "tune_malloc", "unguarded_script", "warn_unguarded"]
 
 #: Environment for worker processes (set before they start, via the nanny's pre-spawn environ).
 WORKER_ENV: dict[str, str] = {
@@ -231,6 +232,20 @@ def warn_unguarded(what: str, instead: str) -> None:
         f"`if __name__ == \"__main__\":` to use worker processes.", UserWarning, stacklevel=level)
 
 
+def check_client(client: Any) -> None:
+    """Refuse a ``client=`` string that is neither a sync name nor a scheduler address (a typo
+    such as ``"synch"``), before anything is written.
+
+    >>> check_client("sync"), check_client("tcp://10.0.0.1:8786")
+    (None, None)
+    """
+    if isinstance(client, str) and client.lower() not in SYNC_NAMES \
+            and not re.fullmatch(r"(\w+://)?[^\s/:]+:\d{1,5}/?", client):
+        raise ConfigError(f"client={client!r} is neither 'sync' nor a scheduler address "
+                          f"('tcp://host:port'); the choices are None (a local cluster), 'sync', "
+                          f"an address or a dask.distributed.Client")
+
+
 @contextmanager
 def resolve_client(client: Any, n_workers: int | None = None) -> Iterator[Any]:
     """Yield a ``Client`` for ``client=`` (None → a fresh :func:`local_cluster`), or None for sync.
@@ -261,9 +276,10 @@ def resolve_client(client: Any, n_workers: int | None = None) -> Iterator[Any]:
             yield c
         return
     if isinstance(client, str):
+        check_client(client)
         try:
             c = Client(client, timeout="30s")
-        except OSError as err:
+        except (OSError, ValueError) as err:
             raise ConfigError(f"cannot reach a Dask scheduler at {client!r}: {err}") from err
         with c:
             yield c

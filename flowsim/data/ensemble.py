@@ -25,7 +25,7 @@ from ._integrity import damaged_chunks
 from ._io import StorePath, open_group, open_xarray, read_flags
 from ._lock import StoreLock
 from ._writer import create_store
-from .cluster import resolve_client
+from .cluster import check_client, resolve_client
 from .schema import build_template, validate_dataset
 from .store import open_store
 
@@ -198,6 +198,7 @@ def simulate_ensemble(
     if batch_size is not None:
         check_int(batch_size, "batch_size", ConfigError)  # or None: the whole chunk
     opts = solver_options(solver, solver_keywords, system)
+    check_client(client)  # a typo refused before the store is written
     x0_arr, p_arr, keys = _inputs(system, n, params, x0)
     config = {
         "system": system.name, "constructor": system.constructor_kwargs(), "n": n, "chunk_size": cs,

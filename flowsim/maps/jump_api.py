@@ -82,9 +82,29 @@ class JumpAPI:
                       ExtrapolationWarning, stacklevel=3)
         return n
 
-    def velocity(self, s: Tensor, x: Tensor, p: Tensor) -> Tensor:
-        """The diagonal ``∂_t X(s, t, x)|_{t=s}`` in state units, by one forward-mode JVP."""
-        _, dx = torch.func.jvp(lambda tt: self.forward(s, tt, x, p), (s,), (torch.ones_like(s),))
+    def velocity(self, s: Tensor | float, x: Tensor, p: Tensor | dict | None = None, *,
+                 allow_extrapolation: bool | None = None, check: bool = True) -> Tensor:
+        """The diagonal ``∂_t X(s, t, x)|_{t=s}`` in state units, by one forward-mode JVP: the
+        vector field the map has learnt, ``(batch, dim)``.
+
+        ``s``, ``x``, ``p`` and ``allow_extrapolation`` are checked as by :meth:`jump` (``s`` a
+        scalar or ``(batch,)``; ``p`` ``None``, a dict, ``(n_params,)`` or ``(batch, n_params)``);
+        ``check=False`` skips the checks, for tensors already in shape (the trainer's physics
+        objectives).
+
+        Examples
+        --------
+        >>> import flowsim
+        >>> fm = flowsim.FlowMap("lotka_volterra", width=8, depth=1)
+        >>> fm.velocity(0.0, fm.system.sample_initial(3, 0).float()).shape
+        torch.Size([3, 2])
+        """
+        if check:
+            x, s, _, p = self._check(x, s, s, p, allow_extrapolation)
+            s = s.contiguous()  # a scalar s arrives expanded; the JVP needs its own memory
+        with warnings.catch_warnings():  # torch.func's JVP of some ops calls torch.jit.script
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
+            _, dx = torch.func.jvp(lambda tt: self.forward(s, tt, x, p), (s,), (torch.ones_like(s),))
         return dx
 
     # ------------------------------------------------------------------ checked API
@@ -298,7 +318,11 @@ class JumpAPI:
         st = []
         for name, v in (("s", s), ("t", t)):
             refuse_complex(v, name, TimeGridError)
-            v = torch.as_tensor(v, dtype=self.dtype, device=x.device)
+            try:
+                v = torch.as_tensor(v, dtype=self.dtype, device=x.device)
+            except (TypeError, ValueError, RuntimeError):
+                raise TimeGridError(f"{name} must be a number or a (batch,) tensor of times; got "
+                                    f"{type(v).__name__} {v!r:.40}") from None
             if v.ndim == 0:
                 v = v.expand(n)
             if v.shape != (n,):

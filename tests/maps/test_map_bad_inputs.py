@@ -187,3 +187,20 @@ def test_states_far_from_those_the_map_was_fitted_for_are_an_extrapolation():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fm.jump(far, 0.0, 1.0, allow_extrapolation=True)
+
+
+def test_velocity_is_checked_like_jump_and_times_must_be_numbers():
+    fm = flowsim.FlowMap("lotka_volterra", width=8, depth=1, seed=0)
+    x = fm.system.sample_initial(5, 1).float()
+    p = fm.system.default_params(5).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.func's deprecation chatter is not the user's
+        v = fm.velocity(torch.zeros(5), x, p)
+    assert torch.equal(fm.velocity(0.0, x), v) and torch.equal(fm.velocity(0.0, x, p[0]), v)
+    with pytest.raises(flowsim.ShapeError, match="computes in torch.float32"):
+        fm.velocity(torch.zeros(5), x.double(), p.double())
+    with pytest.raises(flowsim.ParameterError, match="trained range"):
+        fm.velocity(0.0, x, p * 100)
+    for bad in ("0", None):
+        with pytest.raises(flowsim.TimeGridError, match="must be a number or a"):
+            fm.jump(x, bad, 1.0)
