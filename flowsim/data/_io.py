@@ -44,6 +44,7 @@ __all__ = [
     "open_xarray",
     "quiet_zarr",
     "read_flags",
+    "refuse_non_store",
     "write_template",
 ]
 
@@ -200,6 +201,19 @@ def write_template(ds: xr.Dataset, where: StorePath, encoding: Mapping[str, Any]
         )
 
 
+def refuse_non_store(where: StorePath) -> None:
+    """Say what a local path given as a store is when it is something else: a file, or a flow
+    map's checkpoint folder."""
+    if not where.is_local:
+        return
+    if os.path.isfile(where.url):
+        raise StoreError(f"{where.url} is a file, not a zarr store (a folder); choose another "
+                         f"path, e.g. {where.url}.zarr")
+    if any(os.path.exists(os.path.join(where.url, f)) for f in ("config.json", "ensemble.json")):
+        raise StoreError(f"{where.url} is a flow-map checkpoint, not a store (flowsim.load, "
+                         f"flowsim evaluate)")
+
+
 def open_group(where: StorePath, mode: str = "r") -> zarr.Group:
     """Open the store's root group with zarr, ignoring consolidated metadata (always fresh)."""
     try:
@@ -208,9 +222,7 @@ def open_group(where: StorePath, mode: str = "r") -> zarr.Group:
                 where.url, mode=mode, zarr_format=3, use_consolidated=False, **where.zarr_kwargs
             )
     except (FileNotFoundError, KeyError) as err:
-        if "://" not in where.url and os.path.isfile(where.url):
-            raise StoreError(f"{where.url} is a file, not a zarr store (a folder); choose another "
-                             f"path, e.g. {where.url}.zarr") from err
+        refuse_non_store(where)
         raise StoreError(f"no zarr store at {where.url}") from err
     except Exception as err:  # zarr raises many types for corrupt metadata
         raise StoreError(f"{where.url} is not a readable zarr v3 store: {err}") from err
@@ -221,12 +233,7 @@ def open_xarray(where: StorePath, chunks: Any = None) -> xr.Dataset:
     if not where.exists():
         raise StoreError(f"no store at {where.url}; check the path, or create one with "
                          "flowsim.data.simulate_ensemble or flowsim.data.from_arrays")
-    if "://" not in where.url and os.path.isfile(where.url):
-        raise StoreError(f"{where.url} is a file, not a zarr store (a folder)")
-    if "://" not in where.url and any(os.path.exists(os.path.join(where.url, f))
-                                      for f in ("config.json", "ensemble.json")):
-        raise StoreError(f"{where.url} is a flow-map checkpoint, not a store (flowsim.load, "
-                         f"flowsim evaluate)")
+    refuse_non_store(where)
     kwargs = dict(chunks={} if chunks is None else chunks, zarr_format=3, **where.zarr_kwargs)
     try:
         with quiet_zarr():

@@ -65,6 +65,7 @@ from torch import Tensor
 from ..errors import ConfigError, DataError, TimeGridError
 from ..systems.base import ODESystem
 from ..systems.registry import get_system
+from .table_checks import check_rows, covariate_table, require_columns
 
 __all__ = ["Observations", "PaddedObservations"]
 
@@ -153,7 +154,7 @@ class Observations:
             raise DataError(f"observations must be a pandas DataFrame; got {type(frame).__name__} (use "
                             "Observations.from_csv / from_xarray for files and datasets)")
         covariates = (covariates,) if isinstance(covariates, str) else tuple(covariates)
-        _require_columns(frame, ROLES + covariates)
+        require_columns(frame, ROLES + covariates)
         frame = frame[list(ROLES + covariates)].copy()
         frame["subject"] = frame["subject"].astype(str)
         frame["observable"] = frame["observable"].astype(str)
@@ -168,8 +169,8 @@ class Observations:
         self.observables: tuple[str, ...] = self._observables(frame, observables, observe)
         self.observe = observe if observe is not None else self._state_selector()
         self.t0 = self._t0(t0)
-        _check_rows(frame, dict(zip(self.subjects, self.t0.tolist())))
-        self.covariates = _covariates(frame, covariates, self.subjects)
+        check_rows(frame, dict(zip(self.subjects, self.t0.tolist())))
+        self.covariates = covariate_table(frame, covariates, self.subjects)
         self.x0 = self._initial(initial)
         order = {s: i for i, s in enumerate(self.subjects)}
         self.frame = (frame.assign(_o=frame["subject"].map(order))
@@ -203,7 +204,7 @@ class Observations:
         if unknown:
             raise ConfigError(f"columns maps unknown roles {unknown}; the roles are {list(ROLES)}")
         names.update(columns or {})
-        _require_columns(frame, [v for v in (columns or {}).values()])  # a column named must exist
+        require_columns(frame, [v for v in (columns or {}).values()])  # a column named must exist
         frame = frame.rename(columns={v: k for k, v in names.items() if v != k and v in frame.columns})
         if "observable" not in frame.columns:
             obs = kwargs.get("observables")
@@ -212,7 +213,7 @@ class Observations:
                                 f"value columns with observables=(…); columns are {list(frame.columns)}")
             covs = kwargs.get("covariates", ())
             keep = ["subject", "time", *((covs,) if isinstance(covs, str) else covs)]
-            _require_columns(frame, (*keep, *obs))
+            require_columns(frame, (*keep, *obs))
             frame = frame.melt(id_vars=keep, value_vars=list(obs), var_name="observable", value_name="value")
         return cls(frame, system, **kwargs)
 
@@ -402,47 +403,3 @@ class Observations:
             mask[i, ti, ki] = True
         return PaddedObservations(self.x0.clone(), self.t0.clone(), torch.as_tensor(times),
                                   torch.as_tensor(values), torch.as_tensor(mask))
-
-
-def _require_columns(frame: Any, names: Sequence[str]) -> None:
-    missing = [c for c in names if c not in frame.columns]
-    if missing:
-        raise DataError(f"the data lack the column(s) {missing}; the columns are {list(frame.columns)} "
-                        "(name yours with columns={'subject': …, 'time': …, 'value': …})")
-
-
-def _check_rows(frame: Any, t0: Mapping[str, float]) -> None:
-    """NaN, negative, early, unsorted or duplicated samples, as a FlowsimError naming the row."""
-    for col, err in (("time", TimeGridError), ("value", DataError)):
-        bad = ~np.isfinite(frame[col].to_numpy())
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise err(f"{int(bad.sum())} row(s) have a NaN or infinite {col} (first: row {i}, subject "
-                      f"{frame['subject'].iloc[i]!r}); drop or fill them first")
-    start = frame["subject"].map(t0).to_numpy()
-    early = (frame["time"].to_numpy() < 0.0) | (frame["time"].to_numpy() < start)
-    if early.any():
-        i = int(np.argmax(early))
-        raise TimeGridError(f"row {i} (subject {frame['subject'].iloc[i]!r}) has time {frame['time'].iloc[i]}"
-                            f" before its start time {start[i]} or below 0; times are measured from "
-                            "the dose (t0) and must not be negative")
-    for (s, o), g in frame.groupby(["subject", "observable"], sort=False):
-        d = np.diff(g["time"].to_numpy())
-        if (d == 0).any():
-            raise DataError(f"subject {s!r}, observable {o!r} has two samples at one time; average "
-                            "replicates first")
-        if (d < 0).any():
-            raise TimeGridError(f"subject {s!r}, observable {o!r}: times are not increasing; sort the "
-                                "rows by subject and time (frame.sort_values([...]))")
-
-
-def _covariates(frame: Any, names: Sequence[str], subjects: Sequence[str]) -> Any:
-    pd = _pandas()
-    if not names:
-        return pd.DataFrame(index=pd.Index(list(subjects), name="subject"))
-    per = frame.groupby("subject", sort=False)[list(names)]
-    counts = per.nunique(dropna=False)
-    varying = [c for c in names if bool((counts[c] > 1).any())]
-    if varying:
-        raise DataError(f"covariates {varying} vary within a subject; a covariate is one value per subject")
-    return per.first().loc[list(subjects)]

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +23,11 @@ from ..maps.transforms import StateTransform
 from ..systems.base import ODESystem
 from ..systems.imports import rebuild_system
 from ..systems.registry import get_system
+from .checkpoint_folder import CONFIG, ENSEMBLE, TRAINER_STATE, WEIGHTS, check_target, member_dir
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-ENSEMBLE = "ensemble.json"
-TRAINER_STATE = "trainer_state.pt"
-
-
-def member_dir(path: str | os.PathLike, k: int) -> Path:
-    """Where member ``k`` of an ensemble saved at ``path`` lives (``path/member-<k>``)."""
-    return Path(path) / f"member-{k}"
-
-
-#: What a training run writes beside its map (:func:`flowsim.fit` with ``checkpoint_dir``, and
-#: ``flowsim evaluate``'s report): stale once another map is saved in the folder.
-RUN_FILES = (TRAINER_STATE, "log.csv", "metrics.json")
 
 
 def save(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
@@ -87,7 +73,7 @@ def save(flowmap: FlowMap | FlowMapEnsemble, path: str | os.PathLike, *,
     'lotka_volterra'
     """
     _check_type(flowmap)
-    _check_target(Path(path), flowmap, overwrite)
+    check_target(Path(path), flowmap, overwrite)
     return write_checkpoint(flowmap, path, training=training)
 
 
@@ -237,55 +223,6 @@ def _check_type(flowmap: Any) -> None:
     if not isinstance(flowmap, (FlowMap, FlowMapEnsemble)):
         raise CheckpointError(f"save() takes a flowsim.FlowMap or FlowMapEnsemble; got "
                               f"{type(flowmap).__name__}")
-
-
-def _describe(flowmap: FlowMap | FlowMapEnsemble) -> str:
-    if isinstance(flowmap, FlowMapEnsemble):
-        return f"an ensemble of {len(flowmap)} {flowmap.config.system} maps"
-    c = flowmap.config
-    return f"a {c.system} map, {c.backbone} {c.width}x{c.depth}"
-
-
-def _held(path: Path) -> str | None:
-    """What the checkpoint in ``path`` is, in :func:`_describe`'s words (``None``: none)."""
-    try:
-        if (path / ENSEMBLE).exists():
-            meta = json.loads((path / ENSEMBLE).read_text())
-            return f"an ensemble of {len(meta['members'])} {meta['system']} maps"
-        if (path / CONFIG).exists():
-            c = json.loads((path / CONFIG).read_text())["flowmap"]
-            return f"a {c['system']} map, {c['backbone']} {c['width']}x{c['depth']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "an unreadable checkpoint"
-    return None
-
-
-def _check_target(path: Path, flowmap: FlowMap | FlowMapEnsemble, overwrite: bool) -> None:
-    """Refuse (or, with ``overwrite``, clear) a target holding another map or a training run."""
-    if path.exists() and not path.is_dir():
-        raise CheckpointError(f"{path} is a file; save a flow map to a directory (a new one, or "
-                              f"a folder holding an earlier checkpoint of this map)")
-    if not path.is_dir():
-        return
-    held, ours = _held(path), _describe(flowmap)
-    run = (path / TRAINER_STATE).exists()
-    if overwrite:
-        for name in RUN_FILES + (ENSEMBLE,):
-            (path / name).unlink(missing_ok=True)
-        for sub in [path / "report", *path.glob("member-*")]:
-            if sub.is_dir():
-                shutil.rmtree(sub)
-        return
-    if run:
-        raise CheckpointError(
-            f"{path} is a training run's checkpoint ({held or 'no map yet'}, with its "
-            f"{TRAINER_STATE}): training with it as checkpoint_dir would resume that run, not this "
-            f"map. Save to a new folder, or pass overwrite=True to replace it (its trainer state, "
-            f"log, metrics and report are removed)")
-    if held is not None and held != ours:
-        raise CheckpointError(
-            f"{path} holds {held}; this is {ours}. Save to a new folder, or pass overwrite=True "
-            f"to replace it")
 
 
 def write_ensemble_index(path: str | os.PathLike, n_members: int, system: str,
