@@ -193,6 +193,9 @@ def parser() -> argparse.ArgumentParser:
                     help="PairRegression(loss=…) for the data term")
     ap.add_argument("--jump-margin", type=float, default=0.1, help="fit(jump_margin=…)")
     ap.add_argument("--tangent", action="store_true", help="build b into the map")
+    ap.add_argument("--decay", type=int, default=1, choices=[0, 1],
+                    help="FlowMap(decay=…): 1 (the default) the start state fades at a learned "
+                         "rate, 0 the plain map x + h·w (--tangent needs 0)")
     ap.add_argument("--jump-scales", type=int, default=0,
                     help="FlowMap(jump_scales=…): multi-scale decay features of the jump")
     ap.add_argument("--optimizer", default="auto", choices=list(optim.OPTIMIZERS),
@@ -258,7 +261,7 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
     bank, test, gen_time = data
     fm = flowsim.FlowMap(system, width=args.width, depth=args.depth, backbone=args.backbone,
                          activation=args.activation, tangent=args.tangent,
-                         jump_scales=args.jump_scales)
+                         decay=bool(args.decay) and not args.tangent, jump_scales=args.jump_scales)
     objs = flowsim.train.make_objectives(objective)
     for o in objs:
         if isinstance(o, flowsim.train.PairRegression):

@@ -53,3 +53,14 @@ def test_train_passes_the_start_draw_to_the_config():
                                       "--initial-fraction", "0.5", "--early-fraction", "0.25"])
     cfg = fit_config(args)
     assert (cfg.initial_fraction, cfg.early_fraction) == (0.5, 0.25)
+
+
+def test_train_decay_flags_reach_the_checkpoint(tmp_path):
+    """``flowsim train`` builds the default map (the start state's learned decay); ``--no-decay``
+    and ``--tangent`` build the plain one."""
+    for extra, decay in (([], True), (["--no-decay"], False), (["--tangent"], False)):
+        out = tmp_path / ("m" + "".join(extra))
+        assert main(["train", "--system", "lotka_volterra", "--steps", "2", "--batch-size", "8",
+                     "--width", "8", "--depth", "1", "--no-progress", "--out", str(out)] + extra) == 0
+        fm = flowsim.load(out)
+        assert fm.config.decay is decay and fm.config.tangent is (extra == ["--tangent"])

@@ -78,7 +78,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--lr", type=positive_float, default=DEFAULTS.lr, help="peak learning rate")
     p.add_argument("--width", type=positive_int, default=128, help="hidden units per layer")
     p.add_argument("--depth", type=positive_int, default=6, help="hidden layers")
-    p.add_argument("--tangent", action="store_true", help="build the vector field into the map")
+    p.add_argument("--tangent", action="store_true",
+                   help="build the vector field into the map (implies --no-decay)")
+    p.add_argument("--no-decay", action="store_true",
+                   help="the plain map x + h·w, without the start state's learned decay")
     p.add_argument("--max-jump", type=positive_float,
                    help="longest jump to train (default: the system's timescale)")
     p.add_argument("--jump-margin", type=float, default=DEFAULTS.jump_margin,
@@ -193,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
     # a map trained on a store covers the parameters the store holds, not the whole prior
     # (`flowsim evaluate` then evaluates where it was trained)
     span = "prior" if data is None else store_param_range(data)
-    fm = FlowMap(system, width=args.width, depth=args.depth, tangent=args.tangent, param_range=span)
+    fm = FlowMap(system, width=args.width, depth=args.depth, tangent=args.tangent,
+                 decay=not (args.tangent or args.no_decay), param_range=span)
     kw: dict[str, Any] = dict(config=config, device=device, checkpoint_dir=args.out,
                               progress=not args.no_progress, resume=not args.restart)
     if args.members == 1:

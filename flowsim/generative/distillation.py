@@ -217,7 +217,8 @@ def run_distill(teacher: Teacher, config: DistillConfig, base: FitConfig, *, dev
     by :func:`~flowsim.fit` with the interpolant as state source; ``extra`` objectives (e.g. the
     teacher's own flow matching, :func:`train_jointly`) are trained in the same loop."""
     fm = FlowMap(teacher_system(teacher), width=config.width, depth=config.depth,
-                 backbone=config.backbone, backward=config.backward, max_jump=1.0, seed=base.seed)
+                 backbone=config.backbone, backward=config.backward, max_jump=1.0, seed=base.seed,
+                 decay=False)  # the generative recipe was measured with the plain map
     if init is not None:
         try:
             fm.load_state_dict(init.state_dict())

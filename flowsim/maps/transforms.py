@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ShapeError
+from ..errors import ConfigError, ShapeError
 
-__all__ = ["StateTransform", "ParamTransform"]
+if TYPE_CHECKING:
+    from ..systems.base import ODESystem
+
+__all__ = ["StateTransform", "ParamTransform", "default_state_transform", "param_bounds"]
 
 
 class StateTransform(nn.Module):
@@ -127,3 +132,52 @@ class ParamTransform(nn.Module):
         lo, hi = self.low.to(p.dtype), self.high.to(p.dtype)
         tol = slack * ((hi - lo).abs() + torch.maximum(lo.abs(), hi.abs()))
         return ((p < lo - tol) | (p > hi + tol)).any(dim=-1)
+
+
+def param_bounds(sys_: ODESystem, spec: str | dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """``(low, high)`` of each parameter for ``FlowMap(param_range=spec)``: ``"prior"``,
+    ``"default"`` or ``{name: value or (low, high)}``; :class:`~flowsim.ConfigError` otherwise."""
+    lo = torch.tensor([q.prior[0] for q in sys_.parameters], dtype=torch.float64)
+    hi = torch.tensor([q.prior[1] for q in sys_.parameters], dtype=torch.float64)
+    if isinstance(spec, str):
+        if spec == "prior":
+            return lo, hi
+        if spec == "default":
+            d = sys_.default_params()
+            return d.clone(), d.clone()
+        raise ConfigError(f"param_range must be 'prior', 'default' or a dict; got {spec!r}")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"param_range must be 'prior', 'default' or a dict; got {type(spec).__name__}")
+    names = list(sys_.param_names)
+    for name, value in spec.items():
+        if name not in names:
+            raise ConfigError(f"param_range names unknown parameter {name!r}; {sys_.name} has {names}")
+        try:
+            pair = (value, value) if isinstance(value, (int, float)) else (value[0], value[1])
+            a, b = float(pair[0]), float(pair[1])
+        except (TypeError, ValueError, IndexError):
+            raise ConfigError(
+                f"param_range[{name!r}] must be a number or (low, high); got {value!r}") from None
+        if not (math.isfinite(a) and math.isfinite(b) and a <= b):
+            raise ConfigError(f"param_range[{name!r}] must be finite with low <= high; got {value!r}")
+        i = names.index(name)
+        lo[i], hi[i] = a, b
+    return lo, hi
+
+
+def default_state_transform(system: ODESystem, log_states) -> StateTransform:
+    """A :class:`StateTransform` fitted on ``system``'s initial-state prior; ``log_states="auto"``
+    log-standardises positive states whose box spans more than two decades."""
+    x = system.sample_initial(4096, generator=12345)
+    if isinstance(log_states, str):
+        if log_states != "auto":
+            raise ConfigError(f"log_states must be 'auto', a bool or a list; got {log_states!r}")
+        if system.positive:
+            box = torch.tensor(system.initial_box, dtype=torch.float64)
+            lo, hi = box[:, 0], box[:, 1]
+            mask = [bool(v) for v in ((lo > 0) & (hi > 100 * lo)).tolist()]
+        else:
+            mask = [False] * system.dim
+    else:
+        mask = log_states
+    return StateTransform.fit(x, log=mask)

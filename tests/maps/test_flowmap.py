@@ -154,3 +154,95 @@ def test_jump_scales_features_and_round_trip(tmp_path):
     for bad in (-1, 2.5, True):
         with pytest.raises(flowsim.ConfigError, match="jump_scales"):
             FlowMap("van_der_pol", width=8, depth=1, jump_scales=bad)
+
+
+def test_decay_start_state_fades_and_round_trips(tmp_path):
+    """``decay=True``: ``z_out = z e^{-|h| r} + h w`` in normalised coordinates, so the identity
+    stays exact, a fast rate forgets the start state, and the option survives save/load."""
+    fm = FlowMap("fitzhugh_nagumo", width=16, depth=2, decay=True)
+    assert fm.config.decay and fm.net.head.out_features == 2 * fm.config.dim
+    x = fm.system.sample_initial(32, generator=0).float()
+    with torch.no_grad():
+        for q in fm.parameters():
+            q.add_(0.3 * torch.randn_like(q))
+    s = torch.rand(32)
+    assert torch.equal(fm.jump(x, s, s), x)
+    with torch.no_grad():  # w = 0 and a huge rate: every start lands on the transform's centre
+        fm.net.head.weight.zero_()
+        fm.net.head.bias.zero_()
+        fm.net.head.bias[fm.config.dim:] = 30.0
+    out = fm.jump(x, 0.0, 0.5 * fm.config.timescale)
+    centre = fm.state_transform.decode(torch.zeros(1, fm.config.dim))
+    torch.testing.assert_close(out, centre.expand_as(out))
+    with torch.no_grad():  # zero rate (a very negative log-rate): the plain map ``z + h w``
+        fm.net.head.bias[fm.config.dim:] = -60.0
+    torch.testing.assert_close(fm.jump(x, 0.0, 3.0), x)
+    with torch.no_grad():
+        fm.net.head.bias.add_(torch.linspace(-1, 1, 2 * fm.config.dim))
+    before = fm.jump(x, 0.0, 3.0)
+    flowsim.save(fm, tmp_path / "m")
+    back = flowsim.load(tmp_path / "m")
+    assert back.config.decay
+    torch.testing.assert_close(back.jump(x, 0.0, 3.0), before)
+    with pytest.raises(flowsim.ConfigError, match="tangent=True and decay=True"):
+        FlowMap("fitzhugh_nagumo", width=8, depth=1, tangent=True, decay=True)
+    # the default: on, except with the vector field built in
+    assert FlowMap("fitzhugh_nagumo", width=8, depth=1).config.decay
+    assert not FlowMap("fitzhugh_nagumo", width=8, depth=1, tangent=True).config.decay
+    assert not FlowMap("fitzhugh_nagumo", width=8, depth=1, backward=True).config.decay
+    with pytest.raises(flowsim.ConfigError, match="backward=True and decay=True"):
+        FlowMap("fitzhugh_nagumo", width=8, depth=1, backward=True, decay=True)
+
+
+def test_decay_rate_is_capped_so_zero_jumps_stay_finite():
+    """A network pushing its log-rate far up (as a stiff Van der Pol run did) must not give
+    ``0 · ∞ = NaN`` at zero jumps, in the output or its gradient."""
+    fm = FlowMap("van_der_pol", width=8, depth=1, decay=True)
+    with torch.no_grad():
+        fm.net.head.bias[fm.config.dim:] = 200.0  # e^196 overflows float32
+    x = torch.tensor([[1.0, 0.5], [-2.0, 1.0]])
+    s = torch.zeros(2)
+    t = torch.tensor([0.0, 5.0])
+    out = fm(s, t, x, fm.system.default_params(2).float())
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.equal(out[0], x[0])
+    assert all(torch.isfinite(q.grad).all() for q in fm.parameters() if q.grad is not None)
+
+
+def test_decay_velocity_is_the_forward_derivative():
+    """``velocity`` at ``t = s`` includes the fading start's ``−r ẑ`` (the map is smooth in the
+    jump there, so the physics objectives' diagonal sees what a short forward jump does)."""
+    torch.manual_seed(1)
+    fm = FlowMap("fitzhugh_nagumo", width=16, depth=2, decay=True, dtype=torch.float64)
+    with torch.no_grad():
+        for q in fm.parameters():
+            q.add_(0.3 * torch.randn_like(q))
+        fm.net.head.bias[fm.config.dim:] += 4.0  # rates of order one per timescale
+    x = fm.system.sample_initial(8, generator=2)
+    p = fm.system.default_params(8)
+    v = fm.velocity(0.0, x, p)
+    eps = 1e-6  # one-sided, second order: forward jumps only
+    fd = (4 * fm.jump(x, 0.0, eps, p) - fm.jump(x, 0.0, 2 * eps, p) - 3 * x) / (2 * eps)
+    torch.testing.assert_close(v, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_checkpoint_from_before_decay_loads_as_the_plain_map(tmp_path):
+    """A checkpoint written before ``decay`` existed has no such key: it is the plain map."""
+    import json
+
+    from flowsim.train.checkpoint import config_hash
+
+    fm = FlowMap("van_der_pol", width=16, depth=2, decay=False)
+    with torch.no_grad():
+        fm.net.head.bias.add_(0.5)
+    x = torch.tensor([[1.0, 0.5], [-2.0, 1.0]])
+    before = fm.jump(x, 0.0, 2.0)
+    flowsim.save(fm, tmp_path / "old")
+    cfg_file = tmp_path / "old" / "config.json"
+    meta = json.loads(cfg_file.read_text())
+    del meta["flowmap"]["decay"]  # as an older flowsim wrote it (with its own checksum)
+    meta["integrity"]["config_sha256"] = config_hash(meta)
+    cfg_file.write_text(json.dumps(meta))
+    back = flowsim.load(tmp_path / "old")
+    assert not back.config.decay
+    torch.testing.assert_close(back.jump(x, 0.0, 2.0), before)
