@@ -363,4 +363,4 @@ class FlowMap(JumpAPI, nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (f"system={c.system!r}, dim={c.dim}, backbone={c.backbone}({c.width}x{c.depth}),"
-                f" tangent={c.tangent}, dtype={c.dtype}")
+                f" tangent={c.tangent}, decay={c.decay}, dtype={c.dtype}")
