@@ -261,7 +261,7 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
     bank, test, gen_time = data
     fm = flowsim.FlowMap(system, width=args.width, depth=args.depth, backbone=args.backbone,
                          activation=args.activation, tangent=args.tangent,
-                         decay=bool(args.decay) and not args.tangent, jump_scales=args.jump_scales)
+                         decay=None if args.decay else False, jump_scales=args.jump_scales)
     objs = flowsim.train.make_objectives(objective)
     for o in objs:
         if isinstance(o, flowsim.train.PairRegression):

@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     # (`flowsim evaluate` then evaluates where it was trained)
     span = "prior" if data is None else store_param_range(data)
     fm = FlowMap(system, width=args.width, depth=args.depth, tangent=args.tangent,
-                 decay=not (args.tangent or args.no_decay), param_range=span)
+                 decay=False if args.no_decay else None, param_range=span)
     kw: dict[str, Any] = dict(config=config, device=device, checkpoint_dir=args.out,
                               progress=not args.no_progress, resume=not args.restart)
     if args.members == 1:
