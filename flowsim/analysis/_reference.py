@@ -24,7 +24,7 @@ from ..errors import (
     StoreError,
     TimeGridError,
 )
-from ..solve import Solution
+from ..solve import Solution, SolverOptions, reference_solve
 from ..systems.base import ODESystem
 from .metrics import state_std
 
@@ -243,3 +243,52 @@ def _from_dataset(ds: xr.Dataset, system: ODESystem) -> tuple[Any, Any, Any, Any
 
 def make_generator(generator: torch.Generator | int | None) -> torch.Generator:
     return as_generator(generator)
+
+
+#: tolerance of the tight reference solve that work-precision compares against
+REFERENCE_TOL = 1e-10
+
+
+def final_states(
+    system: ODESystem, x0: Tensor, p: Tensor, t0: float, h: float, reference: Any, n_reference: int | None
+) -> tuple[Tensor, Tensor, Tensor, str]:
+    """Final reference states ``(m, dim)`` of one jump of ``h`` from ``t0`` (a tight solve, a given
+    :class:`Solution` or given final states), their ok mask, σ and a description."""
+    n = x0.shape[0]
+    m = n if n_reference is None else int(n_reference)
+    if not 1 <= m <= n:
+        raise ConfigError(f"n_reference must be between 1 and the batch size {n}; got {n_reference!r}")
+    if reference is None:
+        grid = torch.linspace(t0, t0 + h, 11, dtype=torch.float64)
+        opts = SolverOptions.reference(system, rtol=REFERENCE_TOL, atol=REFERENCE_TOL)
+        sol = reference_solve(system, x0[:m], grid, p[:m], solver=opts)
+        desc = f"{sol.backend} {sol.method} rtol=atol={REFERENCE_TOL:g}, float64"
+        return sol.x[:, -1].cpu(), sol.ok.cpu(), state_std(sol.x[sol.ok]), desc
+    if isinstance(reference, Solution):
+        if reference.system != system.name:
+            raise CheckpointError(f"reference is of system {reference.system!r}, not {system.name!r}")
+        t = reference.t if reference.t.ndim == 1 else reference.t[0]
+        if abs(float(t[0]) - t0) > 1e-9 * max(1.0, h) or abs(float(t[-1] - t[0]) - h) > 1e-6 * h:
+            raise TimeGridError(
+                f"reference covers [{float(t[0]):.6g}, {float(t[-1]):.6g}] but the comparison runs over "
+                f"[{t0:.6g}, {t0 + h:.6g}]; solve the reference over the same interval"
+            )
+        x_all = reference.x.detach().cpu().to(torch.float64)
+        ok = reference.ok.cpu()
+        desc = (f"given Solution: {reference.backend} {reference.method} rtol={reference.rtol:g} "
+                f"atol={reference.atol:g}")
+        x_fin, sig = x_all[:, -1], state_std(x_all[ok])
+    else:
+        x_fin = torch.as_tensor(reference).detach().cpu().to(torch.float64)
+        ok = torch.isfinite(x_fin).all(dim=-1) if x_fin.ndim == 2 else torch.ones(0, dtype=torch.bool)
+        desc = "given final states"
+        sig = None
+    if x_fin.ndim != 2 or x_fin.shape[1] != system.dim or not 1 <= x_fin.shape[0] <= n:
+        raise ShapeError(
+            f"reference final states must be (m, {system.dim}) with 1 <= m <= {n} (the first m states of "
+            f"x0); got {tuple(x_fin.shape)}"
+        )
+    x_fin, ok = x_fin[:m], ok[:m]
+    if sig is None:
+        sig = state_std(torch.cat([x0[: x_fin.shape[0]], x_fin[ok]]))
+    return x_fin, ok, sig, desc

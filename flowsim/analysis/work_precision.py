@@ -15,8 +15,8 @@ import xarray as xr
 from torch import Tensor
 
 from .._utils import with_keywords
-from ..errors import CheckpointError, ConfigError, ShapeError, SolverError, TimeGridError
-from ..solve import Solution, SolverOptions, reference_solve, torchode_available
+from ..errors import ConfigError, SolverError
+from ..solve import Solution, SolverOptions, torchode_available
 from ..systems.base import ODESystem
 from . import _timing as S
 from ._maps import (
@@ -30,7 +30,8 @@ from ._maps import (
     time_units,
     warn_outside_range,
 )
-from .metrics import metric_attrs, normalised_error, relative_error, state_std, summarise_errors
+from ._reference import final_states
+from .metrics import metric_attrs, normalised_error, relative_error, summarise_errors
 
 __all__ = ["SOLVERS", "Sweep", "work_precision"]
 
@@ -42,7 +43,6 @@ SOLVERS = ("dopri5", "bosh3", "rk4", "implicit_adams", "scipy_lsoda", "scipy_rad
 #: the batch shares its fast scales (one solve_ivp per trajectory was 30-45x slower on 64 states);
 #: Sweep(scipy_stacked=False) solves one trajectory at a time (relaxation oscillators)
 _SCIPY = {"scipy_lsoda": "LSODA", "scipy_radau": "Radau", "scipy_bdf": "BDF"}
-REFERENCE_TOL = 1e-10
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def work_precision(
     counts = check_step_counts(n_jumps, h, flowmap, "work_precision")
     if training_time is not None and not (float(training_time) >= 0 and math.isfinite(float(training_time))):
         raise ConfigError(f"training_time must be a non-negative number of seconds; got {training_time!r}")
-    x_ref, ok_ref, sigma, ref_desc = _reference(system, x0, pp, t0, h, reference, n_reference)
+    x_ref, ok_ref, sigma, ref_desc = final_states(system, x0, pp, t0, h, reference, n_reference)
 
     rows: list[dict[str, Any]] = []
 
@@ -350,50 +350,6 @@ def _positive(values: Sequence[Any], name: str, kind: type) -> list:
     if not out or not all(v > 0 and math.isfinite(v) for v in out):
         raise ConfigError(f"{name} must be a non-empty sequence of positive numbers; got {values!r}")
     return out
-
-
-def _reference(
-    system: ODESystem, x0: Tensor, p: Tensor, t0: float, h: float, reference: Any, n_reference: int | None
-) -> tuple[Tensor, Tensor, Tensor, str]:
-    """Final reference states ``(m, dim)``, their ok mask, σ and a description."""
-    n = x0.shape[0]
-    m = n if n_reference is None else int(n_reference)
-    if not 1 <= m <= n:
-        raise ConfigError(f"n_reference must be between 1 and the batch size {n}; got {n_reference!r}")
-    if reference is None:
-        grid = torch.linspace(t0, t0 + h, 11, dtype=torch.float64)
-        opts = SolverOptions.reference(system, rtol=REFERENCE_TOL, atol=REFERENCE_TOL)
-        sol = reference_solve(system, x0[:m], grid, p[:m], solver=opts)
-        desc = f"{sol.backend} {sol.method} rtol=atol={REFERENCE_TOL:g}, float64"
-        return sol.x[:, -1].cpu(), sol.ok.cpu(), state_std(sol.x[sol.ok]), desc
-    if isinstance(reference, Solution):
-        if reference.system != system.name:
-            raise CheckpointError(f"reference is of system {reference.system!r}, not {system.name!r}")
-        t = reference.t if reference.t.ndim == 1 else reference.t[0]
-        if abs(float(t[0]) - t0) > 1e-9 * max(1.0, h) or abs(float(t[-1] - t[0]) - h) > 1e-6 * h:
-            raise TimeGridError(
-                f"reference covers [{float(t[0]):.6g}, {float(t[-1]):.6g}] but the comparison runs over "
-                f"[{t0:.6g}, {t0 + h:.6g}]; solve the reference over the same interval"
-            )
-        x_all = reference.x.detach().cpu().to(torch.float64)
-        ok = reference.ok.cpu()
-        desc = (f"given Solution: {reference.backend} {reference.method} rtol={reference.rtol:g} "
-                f"atol={reference.atol:g}")
-        x_fin, sig = x_all[:, -1], state_std(x_all[ok])
-    else:
-        x_fin = torch.as_tensor(reference).detach().cpu().to(torch.float64)
-        ok = torch.isfinite(x_fin).all(dim=-1) if x_fin.ndim == 2 else torch.ones(0, dtype=torch.bool)
-        desc = "given final states"
-        sig = None
-    if x_fin.ndim != 2 or x_fin.shape[1] != system.dim or not 1 <= x_fin.shape[0] <= n:
-        raise ShapeError(
-            f"reference final states must be (m, {system.dim}) with 1 <= m <= {n} (the first m states of "
-            f"x0); got {tuple(x_fin.shape)}"
-        )
-    x_fin, ok = x_fin[:m], ok[:m]
-    if sig is None:
-        sig = state_std(torch.cat([x0[: x_fin.shape[0]], x_fin[ok]]))
-    return x_fin, ok, sig, desc
 
 
 def _dataset(rows: list[dict[str, Any]], n: int, system: ODESystem, flowmap: Any, extra: dict) -> xr.Dataset:

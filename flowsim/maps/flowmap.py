@@ -166,6 +166,9 @@ class FlowMap(JumpAPI, nn.Module):
         if isinstance(jump_scales, bool) or not isinstance(jump_scales, int) or jump_scales < 0:
             raise ConfigError(f"jump_scales must be a non-negative integer (0: Fourier features "
                               f"only); got {jump_scales!r}")
+        for flag, value in (("tangent", tangent), ("decay", decay), ("backward", backward)):
+            if not (isinstance(value, bool) or (flag == "decay" and value is None)):
+                raise ConfigError(f"{flag} must be True or False; got {value!r}")
         if decay is None:  # the default: on, except with the vector field built in or backward
             decay = not (tangent or backward)
         if tangent and decay:

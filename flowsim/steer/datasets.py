@@ -17,7 +17,8 @@ from ..maps.flowmap import FlowMap
 from ..solve.reference import reference_solve
 from ..systems.registry import get_system
 from ..train.trainer import fit
-from .observations import Observations, _pandas
+from .observations import Observations
+from .table_checks import pandas
 
 __all__ = ["load_theoph", "theoph_observations", "THEOPH_CSV", "train_theoph_map"]
 
@@ -35,7 +36,7 @@ def load_theoph() -> Any:
     >>> df.shape, list(df.columns)
     ((132, 5), ['Subject', 'Wt', 'Dose', 'Time', 'conc'])
     """
-    return _pandas().read_csv(THEOPH_CSV)
+    return pandas().read_csv(THEOPH_CSV)
 
 
 def theoph_observations(frame: Any = None) -> Observations:

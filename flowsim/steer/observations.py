@@ -65,7 +65,7 @@ from torch import Tensor
 from ..errors import ConfigError, DataError, TimeGridError
 from ..systems.base import ODESystem
 from ..systems.registry import get_system
-from .table_checks import check_rows, covariate_table, require_columns
+from .table_checks import check_rows, covariate_table, pandas, require_columns
 
 __all__ = ["Observations", "PaddedObservations"]
 
@@ -88,14 +88,6 @@ class PaddedObservations(NamedTuple):
     times: Tensor     #: (S, T) observation times, ragged rows padded with the row's last time
     values: Tensor    #: (S, T, K) measured values (0 where not measured)
     mask: Tensor      #: (S, T, K) bool, True where measured
-
-
-def _pandas():
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is in the steer extra
-        raise ConfigError("observations need pandas: pip install 'flowsim[steer]'") from None
-    return pd
 
 
 class Observations:
@@ -146,7 +138,7 @@ class Observations:
                  observe: Callable[[Tensor, Tensor], Tensor] | None = None,
                  observables: Sequence[str] | None = None, initial: Any = None,
                  t0: float | Mapping[Any, float] = 0.0, covariates: Sequence[str] = ()) -> None:
-        pd = _pandas()
+        pd = pandas()
         self.system = get_system(system) if isinstance(system, str) else system
         if not isinstance(self.system, ODESystem):
             raise ConfigError(f"system must be an ODESystem or a catalogue name; got {type(system).__name__}")
@@ -196,7 +188,7 @@ class Observations:
         >>> len(obs.frame)
         4
         """
-        pd = _pandas()
+        pd = pandas()
         if not isinstance(frame, pd.DataFrame):
             raise DataError(f"from_dataframe needs a pandas DataFrame; got {type(frame).__name__}")
         names = {role: role for role in ROLES}
@@ -232,7 +224,7 @@ class Observations:
         >>> len(obs.subjects), len(obs.frame)
         (12, 132)
         """
-        pd = _pandas()
+        pd = pandas()
         if not os.path.isfile(path):
             raise DataError(f"no data file at {os.fspath(path)!r}; give the path of a CSV file")
         try:
@@ -264,7 +256,7 @@ class Observations:
             frame = frame.dropna(subset=["value"])
         else:
             frame = frame.dropna(subset=list(kwargs.get("observables") or ()), how="all")
-            pd = _pandas()
+            pd = pandas()
             frame = frame.melt(id_vars=[c for c in frame.columns if c not in kwargs["observables"]],
                                value_vars=list(kwargs["observables"]), var_name="observable",
                                value_name="value").dropna(subset=["value"])

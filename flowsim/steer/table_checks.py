@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, TimeGridError
+from ..errors import ConfigError, DataError, TimeGridError
 
-__all__ = ["check_rows", "covariate_table", "require_columns"]
+__all__ = ["check_rows", "covariate_table", "pandas", "require_columns"]
 
 
 def require_columns(frame: Any, names: Sequence[str]) -> None:
@@ -49,8 +49,7 @@ def check_rows(frame: Any, t0: Mapping[str, float]) -> None:
 def covariate_table(frame: Any, names: Sequence[str], subjects: Sequence[str]) -> Any:
     """One row of covariates per subject (indexed by subject); refused where one varies within
     a subject."""
-    import pandas as pd
-
+    pd = pandas()
     if not names:
         return pd.DataFrame(index=pd.Index(list(subjects), name="subject"))
     per = frame.groupby("subject", sort=False)[list(names)]
@@ -59,3 +58,13 @@ def covariate_table(frame: Any, names: Sequence[str], subjects: Sequence[str]) -
     if varying:
         raise DataError(f"covariates {varying} vary within a subject; a covariate is one value per subject")
     return per.first().loc[list(subjects)]
+
+
+def pandas() -> Any:
+    """The pandas module, or a :class:`ConfigError` saying how to install it (it is in the
+    ``steer`` extra)."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is in the steer extra
+        raise ConfigError("observations need pandas: pip install 'flowsim[steer]'") from None
+    return pd

@@ -14,7 +14,7 @@ from torch import Tensor
 from .._utils import as_generator, check_int
 from ..errors import ConfigError, ParameterError, ShapeError, TimeGridError
 from .checks import call_vector_field, refuse_complex
-from .parameters import Parameter, recentred_prior
+from .parameters import Parameter, params_tensor, recentred_prior
 
 __all__ = ["Parameter", "ODESystem"]  # Parameter lives in .parameters
 
@@ -203,44 +203,10 @@ class ODESystem(abc.ABC):
         """
         if p is None:
             return self.default_params(batch, dtype=dtype, device=device)
-        refuse_complex(list(p.values()) if isinstance(p, Mapping) else p,
-                       f"{self.name}: the parameter value", ParameterError)
         if isinstance(p, Mapping):
             self._check_names(p)
-            vals = [float(p.get(q.name, q.default)) for q in self.parameters]
-            p = torch.tensor(vals, dtype=dtype, device=device)
-        p = torch.as_tensor(p, dtype=dtype, device=device)
-        if p.ndim == 1:
-            if p.shape[0] != self.n_params:
-                raise ShapeError(
-                    f"{self.name}: expected {self.n_params} parameters {self.param_names}, "
-                    f"got a vector of length {p.shape[0]}"
-                )
-            p = p.expand(batch, -1)
-        elif p.ndim == 2:
-            if p.shape != (batch, self.n_params):
-                raise ShapeError(
-                    f"{self.name}: per-sample parameters must have shape (batch, n_params) = "
-                    f"({batch}, {self.n_params}) with columns {self.param_names}; "
-                    f"got {tuple(p.shape)}"
-                )
-        else:
-            raise ShapeError(
-                f"{self.name}: parameters must be (n_params,) or (batch, n_params); "
-                f"got shape {tuple(p.shape)}"
-            )
-        if not torch.isfinite(p).all():
-            raise ShapeError(f"{self.name}: parameters contain NaN or inf; pass finite values")
-        if check_domain and self.n_params:
-            lo = torch.tensor([q.domain[0] for q in self.parameters], dtype=p.dtype, device=p.device)
-            hi = torch.tensor([q.domain[1] for q in self.parameters], dtype=p.dtype, device=p.device)
-            bad = ((p < lo) | (p > hi)).any(0)
-            if bad.any():
-                j = int(bad.nonzero()[0, 0])
-                q = self.parameters[j]
-                worst = p[:, j][(p[:, j] < lo[j]) | (p[:, j] > hi[j])][0].item()
-                q.check(worst)
-        return p
+        return params_tensor(self.name, self.parameters, p, batch, dtype=dtype, device=device,
+                             check_domain=check_domain)
 
     # ------------------------------------------------------------------ dynamics
     def rhs(self, t: Tensor | float, x: Tensor, p: Tensor | Mapping[str, float] | None = None) -> Tensor:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..errors import ParameterError
+import torch
+from torch import Tensor
 
-__all__ = ["Parameter"]
+from ..errors import ParameterError, ShapeError
+from .checks import refuse_complex
+
+__all__ = ["Parameter", "params_tensor"]
 
 
 @dataclass(frozen=True)
@@ -128,3 +133,54 @@ def recentred_prior(q: Parameter, v: float) -> tuple[float, float]:
         if a <= v <= b:
             return (a, b)
     return (min(lo, v), max(hi, v))
+
+
+def params_tensor(
+    system: str,
+    parameters: Sequence[Parameter],
+    p: Tensor | Mapping[str, float] | Sequence[float],
+    batch: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    check_domain: bool = True,
+) -> Tensor:
+    """``p`` (a dict over the defaults, one shared vector or one row per sample) as a checked
+    ``(batch, n_params)`` tensor; what :meth:`ODESystem.params_tensor` does once ``p`` is given.
+
+    Examples
+    --------
+    >>> q = (Parameter("k", 1.0, (0.5, 2.0)),)
+    >>> params_tensor("decay", q, {"k": 1.5}, 3).tolist()
+    [[1.5], [1.5], [1.5]]
+    """
+    n_params, names = len(parameters), tuple(q.name for q in parameters)
+    refuse_complex(list(p.values()) if isinstance(p, Mapping) else p,
+                   f"{system}: the parameter value", ParameterError)
+    if isinstance(p, Mapping):
+        p = torch.tensor([float(p.get(q.name, q.default)) for q in parameters], dtype=dtype,
+                         device=device)
+    p = torch.as_tensor(p, dtype=dtype, device=device)
+    if p.ndim == 1:
+        if p.shape[0] != n_params:
+            raise ShapeError(f"{system}: expected {n_params} parameters {names}, "
+                             f"got a vector of length {p.shape[0]}")
+        p = p.expand(batch, -1)
+    elif p.ndim == 2:
+        if p.shape != (batch, n_params):
+            raise ShapeError(f"{system}: per-sample parameters must have shape (batch, n_params) = "
+                             f"({batch}, {n_params}) with columns {names}; got {tuple(p.shape)}")
+    else:
+        raise ShapeError(f"{system}: parameters must be (n_params,) or (batch, n_params); "
+                         f"got shape {tuple(p.shape)}")
+    if not torch.isfinite(p).all():
+        raise ShapeError(f"{system}: parameters contain NaN or inf; pass finite values")
+    if check_domain and n_params:
+        lo = torch.tensor([q.domain[0] for q in parameters], dtype=p.dtype, device=p.device)
+        hi = torch.tensor([q.domain[1] for q in parameters], dtype=p.dtype, device=p.device)
+        bad = ((p < lo) | (p > hi)).any(0)
+        if bad.any():
+            j = int(bad.nonzero()[0, 0])
+            worst = p[:, j][(p[:, j] < lo[j]) | (p[:, j] > hi[j])][0].item()
+            parameters[j].check(worst)
+    return p

@@ -157,7 +157,7 @@ def test_jump_scales_features_and_round_trip(tmp_path):
 
 
 def test_decay_start_state_fades_and_round_trips(tmp_path):
-    """``decay=True``: ``z_out = z e^{-|h| r} + h w`` in normalised coordinates, so the identity
+    """``decay=True``: ``z_out = z e^{-h r} + h w`` in normalised coordinates, so the identity
     stays exact, a fast rate forgets the start state, and the option survives save/load."""
     fm = FlowMap("fitzhugh_nagumo", width=16, depth=2, decay=True)
     assert fm.config.decay and fm.net.head.out_features == 2 * fm.config.dim
@@ -192,6 +192,10 @@ def test_decay_start_state_fades_and_round_trips(tmp_path):
     assert not FlowMap("fitzhugh_nagumo", width=8, depth=1, backward=True).config.decay
     with pytest.raises(flowsim.ConfigError, match="backward=True and decay=True"):
         FlowMap("fitzhugh_nagumo", width=8, depth=1, backward=True, decay=True)
+    # a string or number is refused, not read as truthy ("false" would turn the decay on)
+    for flag, bad in (("decay", "false"), ("decay", 0), ("tangent", "yes"), ("backward", 1)):
+        with pytest.raises(flowsim.ConfigError, match=f"{flag} must be True or False"):
+            FlowMap("fitzhugh_nagumo", width=8, depth=1, **{flag: bad})
 
 
 def test_decay_rate_is_capped_so_zero_jumps_stay_finite():
