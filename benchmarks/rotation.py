@@ -12,13 +12,14 @@ outputs start at zero (an untrained map is today's). Everything else is
 ``ablate-rotation``:
 
     A="--objectives pairs --steps 12000 --threads 1"
-    python benchmarks/rotation.py -- $A --systems fitzhugh_nagumo repressilator --part rot1.json &
-    python benchmarks/rotation.py -- $A --systems hodgkin_huxley van_der_pol --part rot2.json
+    python benchmarks/rotation.py -- $A --systems hodgkin_huxley fitzhugh_nagumo --part rot1.json &
+    python benchmarks/rotation.py -- $A --systems van_der_pol repressilator --part rot2.json
     python benchmarks/accuracy.py --merge rot1.json rot2.json --tag ablate-rotation
 
 It patches :class:`flowsim.FlowMap` for this process only, reading the rate's constants from
-``flowsim.maps.flowmap`` so that the decay part is today's exactly (see docs/benchmarks.md for what it
-gave; the baseline is ``accuracy/latest-ablate-decay.json``, the same 12,000 steps).
+``flowsim.maps.flowmap`` so that the decay part is today's exactly. What it gave (against
+``accuracy/latest-ablate-decay.json``, the same 12,000 steps): no gain beyond run-to-run noise,
+at 1.3× the cost of a step (docs/benchmarks.md).
 """
 
 from __future__ import annotations
