@@ -203,8 +203,6 @@ class ODESystem(abc.ABC):
         """
         if p is None:
             return self.default_params(batch, dtype=dtype, device=device)
-        if isinstance(p, Mapping):
-            self._check_names(p)
         return params_tensor(self.name, self.parameters, p, batch, dtype=dtype, device=device,
                              check_domain=check_domain)
 
@@ -349,14 +347,6 @@ class ODESystem(abc.ABC):
         raise NotImplementedError(f"{self.name} has no analytic solution")
 
     # ------------------------------------------------------------------ internals
-    def _check_names(self, names: Mapping[str, Any]) -> None:
-        unknown = [k for k in names if k not in self.param_names]
-        if unknown:
-            raise ParameterError(
-                f"{self.name} has no parameter(s) {unknown}; its parameters are "
-                f"{list(self.param_names)}"
-            )
-
     def _override_defaults(
         self, params: tuple[Parameter, ...], overrides: Mapping[str, Any]
     ) -> tuple[Parameter, ...]:

@@ -158,6 +158,10 @@ def params_tensor(
     refuse_complex(list(p.values()) if isinstance(p, Mapping) else p,
                    f"{system}: the parameter value", ParameterError)
     if isinstance(p, Mapping):
+        unknown = [k for k in p if k not in names]
+        if unknown:
+            raise ParameterError(f"{system} has no parameter(s) {unknown}; its parameters are "
+                                 f"{list(names)}")
         p = torch.tensor([float(p.get(q.name, q.default)) for q in parameters], dtype=dtype,
                          device=device)
     p = torch.as_tensor(p, dtype=dtype, device=device)
