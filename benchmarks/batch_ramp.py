@@ -64,7 +64,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(own)
     if not (0 <= args.after < 1 and args.factor >= 1):
         ap.error(f"--after must lie in [0, 1) and --factor be ≥ 1; got {args.after}, {args.factor}")
-    run = accuracy.parser().parse_args([a for a in rest if a != "--merge"])
+    run = accuracy.parser().parse_args(rest)
     if run.members > 1:
         ap.error("the prototype patches one process's sampler; drop --members")
     install(args.after, args.factor, run.steps, None if run.steps else 60 * run.minutes)
