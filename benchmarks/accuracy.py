@@ -176,7 +176,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=None, help="fixed step count instead of a budget")
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--depth", type=int, default=6)
-    ap.add_argument("--backbone", default="mlp")
+    ap.add_argument("--backbone", default="resnet", choices=["resnet", "mlp"],
+                    help="FlowMap(backbone=…); resnet is the library's default")
     ap.add_argument("--activation", default="gelu")
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--lr", type=float, default=5e-3)
@@ -192,6 +193,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--loss", default="norm", choices=["norm", "squared"],
                     help="PairRegression(loss=…) for the data term")
     ap.add_argument("--jump-margin", type=float, default=0.1, help="fit(jump_margin=…)")
+    ap.add_argument("--clip", type=float, default=FitConfig().clip,
+                    help="fit(clip=…): the gradient-norm clip")
+    ap.add_argument("--weight-decay", type=float, default=FitConfig().weight_decay,
+                    help="fit(weight_decay=…)")
     ap.add_argument("--tangent", action="store_true", help="build b into the map")
     ap.add_argument("--decay", type=int, default=1, choices=[0, 1],
                     help="FlowMap(decay=…): 1 (the default) the start state fades at a learned "
@@ -273,7 +278,8 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
                   log_fraction=args.log_fraction,
                   time_budget=None if args.steps else 60 * args.minutes,
                   early_fraction=args.early_fraction, initial_fraction=args.initial_fraction,
-                  jump_margin=args.jump_margin, ema_decay=args.ema_decay,
+                  jump_margin=args.jump_margin, ema_decay=args.ema_decay, clip=args.clip,
+                  weight_decay=args.weight_decay,
                   optimizer=args.optimizer, val_every=10**9, cuda_graph=args.cuda_graph)
     train_data = bank if objective != "physics" else None
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """How long does one ``flowsim.fit`` step take, and how much of it is Muon's?
 
 Default: milliseconds per training step on whatever device is here, at a few batch sizes — the
-accuracy benchmark's recipe on FitzHugh–Nagumo (128×6 MLP, pair regression,
+accuracy benchmark's recipe on FitzHugh–Nagumo (128×6 residual network, pair regression,
 ``early_fraction=0.25``, ``--optimizer`` muon) on 500 reference trajectories. Each batch size:
 one warm-up ``fit``, then ``fit`` for 50 steps and for ``50 + --steps`` steps; the difference over
 ``--steps`` is the time of a step without the set-up and the final validation.
@@ -18,8 +18,13 @@ minutes, so the figure to read is the median of the ratios of neighbouring runs.
     python benchmarks/step_time.py --device cuda --cuda-graph --tag gpu-graph   # captured step
     python benchmarks/step_time.py --optimizer adamw --tag adamw     # or --ns-dtype float32
     python benchmarks/step_time.py --compare-muon --batches 512 1024 --steps 400 --threads 2
+    python benchmarks/step_time.py --compare-backbones --batches 512 --steps 400 --threads 1
     python benchmarks/step_time.py --members 2 4 8 --batches 1024 --steps 200   # ensembles
     python benchmarks/step_time.py --smoke --results-dir /tmp/bench-smoke   # seconds
+
+``--compare-backbones``: the residual network (``FlowMap``'s default) against the plain MLP of
+the same width and depth, ms per step as (fit of 50 + ``--steps``) − (fit of 50), alternating
+the two ``--repeats`` times in one process; the figure to read is the median ratio.
 
 ``--members K …``: K members stacked (one vmapped network, ``fit_ensemble(stacked=True)``)
 against the process pool (one process per member, on a CPU) and one map, ms per step.
@@ -68,12 +73,13 @@ IMPLS = {THEIRS: _TorchMuon if hasattr(torch.optim, "Muon") else None,
          "flowsim BatchedMuon (bfloat16)": _batched(torch.bfloat16)}
 
 
-def _fit(system, bank, steps, batch, a, *, muon_cls=None, validation=None) -> float:
+def _fit(system, bank, steps, batch, a, *, muon_cls=None, validation=None,
+         backbone: str = "resnet") -> float:
     """Seconds of one ``fit`` call of ``steps`` steps (Muon's class replaced by ``muon_cls``)."""
     if muon_cls is not None:
         optim.BatchedMuon = muon_cls  # what MuonAdamW builds
     try:
-        fm = flowsim.FlowMap(system, width=a.width, depth=a.depth)
+        fm = flowsim.FlowMap(system, width=a.width, depth=a.depth, backbone=backbone)
         t0 = time.perf_counter()
         flowsim.fit(fm, "pairs", bank, steps=steps, batch_size=batch, lr=5e-3, progress=False,
                     device=a.device, optimizer=a.optimizer, val_every=10**9, early_fraction=0.25,
@@ -98,6 +104,30 @@ def step_times(system, a) -> list[dict]:
         rows.append({"batch": batch, "ms_per_step": 1e3 * (long - short) / a.steps})
         print(f"batch {batch:6d}: {rows[-1]['ms_per_step']:.2f} ms per step", flush=True)
     return rows
+
+
+BACKBONES = ("resnet", "mlp")
+
+
+def compare_backbones(system, a) -> dict:
+    """ms per step of each backbone at each batch size, alternating, and their median ratio."""
+    bank, _ = make_bank(system, a.n_trajectories, 2.1 * system.timescale, 421, 0)
+    out = {}
+    for batch in a.batches:
+        times: dict[str, list[float]] = {b: [] for b in BACKBONES}
+        for b in BACKBONES:
+            _fit(system, bank, 20, batch, a, backbone=b)  # warm-up
+        for _ in range(a.repeats):  # this machine's speed drifts: compare neighbours
+            for b in BACKBONES:
+                short = _fit(system, bank, 50, batch, a, backbone=b)
+                long = _fit(system, bank, 50 + a.steps, batch, a, backbone=b)
+                times[b].append(1e3 * (long - short) / a.steps)
+        ratio = statistics.median([r / m for r, m in zip(times["resnet"], times["mlp"])])
+        out[str(batch)] = {**times, "resnet_over_mlp_median": ratio}
+        print(f"batch {batch}: resnet {statistics.median(times['resnet']):.2f} ms, mlp "
+              f"{statistics.median(times['mlp']):.2f} ms per step (medians); resnet / mlp, "
+              f"median {ratio:.3f}", flush=True)
+    return out
 
 
 def _fit_members(system, bank, steps, batch, a, members: int, stacked: bool) -> float:
@@ -206,7 +236,10 @@ def main(argv=None) -> None:
                     help="dtype of BatchedMuon's Newton–Schulz iterations (auto: by hardware)")
     ap.add_argument("--compare-muon", action="store_true",
                     help="time torch.optim.Muon against BatchedMuon in float32 and bfloat16")
-    ap.add_argument("--repeats", type=int, default=5, help="--compare-muon: alternating rounds")
+    ap.add_argument("--compare-backbones", action="store_true",
+                    help="the residual network against the plain MLP, alternating in one process")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="--compare-muon, --compare-backbones: alternating rounds")
     ap.add_argument("--optimizer-repeats", type=int, default=300,
                     help="--compare-muon: optimiser steps timed alone")
     ap.add_argument("--device", default="cpu")
@@ -237,6 +270,10 @@ def main(argv=None) -> None:
     if a.members:
         results = {"settings": {**settings, "members": a.members}, "members": member_times(system, a)}
         tag = a.tag or "members"
+    elif a.compare_backbones:
+        results = {"settings": {**settings, "repeats": a.repeats},
+                   "compare_backbones": compare_backbones(system, a)}
+        tag = a.tag or "backbones"
     else:
         results = {"settings": settings,
                    **({"compare_muon": compare_muon(system, a)} if cmp else

@@ -11,6 +11,7 @@ chunking (``flowsim.maps.auto_chunk_size``), as a user's call would.
     python benchmarks/throughput.py                        # CPU, up to 10^6 states (~2 min, idle)
     python benchmarks/throughput.py --device cuda --max-batch 100000000
     python benchmarks/throughput.py --ensemble 2 4         # K members: vmapped call vs loop
+    python benchmarks/throughput.py --backbones resnet mlp --max-batch 100000 --tag backbones
     python benchmarks/throughput.py --smoke --results-dir /tmp/bench-smoke
 
 Writes ``benchmarks/results/throughput/<date>-<commit>[-<tag>].json`` and ``.png``
@@ -58,29 +59,36 @@ def measure(fm: flowsim.FlowMap, n: int, precision: str, repeats: int, device: t
     return {"n": n, "precision": precision, "seconds": best, "states_per_s": n / best, "y": y, "x": x}
 
 
-def run(args: argparse.Namespace) -> dict:
-    device = torch.device(args.device)
+def _map(backbone: str, device: torch.device):
     torch.manual_seed(0)
-    fm = flowsim.FlowMap("sir", width=128, depth=6).to(device)
+    fm = flowsim.FlowMap("sir", width=128, depth=6, backbone=backbone).to(device)
     with torch.no_grad():            # the last layer starts at zero: random weights for realism
         for w in fm.parameters():
             w.add_(0.05 * torch.randn_like(w))
+    return fm
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    maps = {b: _map(b, device) for b in args.backbones}
     sizes = [10**k for k in range(3, 20) if 10**k <= args.max_batch]
     load = machine_load()
     rows = []
     for n in sizes:
-        f32 = measure(fm, n, "float32", args.repeats, device)
-        b16 = measure(fm, n, "bfloat16", args.repeats, device)
-        sigma = state_std(f32["y"].double().cpu())
-        dev_b16 = normalised_error(b16["y"].double().cpu(), f32["y"].double().cpu(), sigma).median()
-        step = normalised_error(f32["y"].double().cpu(), f32["x"].double().cpu(), sigma).median()
-        for r in (f32, b16):
-            rows.append({k: v for k, v in r.items() if k not in ("y", "x")})
-        rows[-1]["median_normalised_difference_from_float32"] = float(dev_b16)
-        rows[-1]["median_normalised_jump_length"] = float(step)
-        print(f"{n:>11,d}  float32 {f32['states_per_s']:.3g}/s  bfloat16 {b16['states_per_s']:.3g}/s  "
-              f"bf16 deviation {float(dev_b16):.2e} of a jump of {float(step):.2e} (normalised)")
-    return {"system": "sir", "network": "mlp 128x6", "device": str(device),
+        for backbone, fm in maps.items():  # side by side in this process, size by size
+            f32 = measure(fm, n, "float32", args.repeats, device)
+            b16 = measure(fm, n, "bfloat16", args.repeats, device)
+            sigma = state_std(f32["y"].double().cpu())
+            dev_b16 = normalised_error(b16["y"].double().cpu(), f32["y"].double().cpu(), sigma).median()
+            step = normalised_error(f32["y"].double().cpu(), f32["x"].double().cpu(), sigma).median()
+            for r in (f32, b16):
+                rows.append({"backbone": backbone, **{k: v for k, v in r.items() if k not in ("y", "x")}})
+            rows[-1]["median_normalised_difference_from_float32"] = float(dev_b16)
+            rows[-1]["median_normalised_jump_length"] = float(step)
+            print(f"{n:>11,d}  {backbone:6s}  float32 {f32['states_per_s']:.3g}/s  bfloat16 "
+                  f"{b16['states_per_s']:.3g}/s  bf16 deviation {float(dev_b16):.2e} of a jump of "
+                  f"{float(step):.2e} (normalised)", flush=True)
+    return {"system": "sir", "network": " and ".join(f"{b} 128x6" for b in maps), "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "torch_threads": torch.get_num_threads(), "machine_load": load.to_dict(), "rows": rows}
 
@@ -92,9 +100,13 @@ def plot(results: dict):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    backbones = list(dict.fromkeys(row.get("backbone", "mlp") for row in results["rows"]))
     for prec, style in (("float32", "o-"), ("bfloat16", "s--")):
-        r = [row for row in results["rows"] if row["precision"] == prec]
-        ax.loglog([x["n"] for x in r], [x["states_per_s"] for x in r], style, label=prec)
+        for b in backbones:
+            r = [row for row in results["rows"] if row["precision"] == prec
+                 and row.get("backbone", "mlp") == b]
+            ax.loglog([x["n"] for x in r], [x["states_per_s"] for x in r], style,
+                      label=f"{b}, {prec}" if len(backbones) > 1 else prec)
     ax.set_xlabel("states per call")
     ax.set_ylabel("states per second (one jump)")
     ax.set_title(f"Jump throughput, 128x6 map, SIR, {results['device_name']}")
@@ -151,6 +163,8 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=10**6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="10^3-10^4 states, one repeat")
+    parser.add_argument("--backbones", nargs="+", default=["resnet"], choices=["resnet", "mlp"],
+                        help="the maps' networks, timed side by side (resnet: the default)")
     parser.add_argument("--ensemble", type=int, nargs="+", default=None, metavar="K",
                         help="ensembles of K members: one vmapped call against the member loop")
     _record.add_arguments(parser)

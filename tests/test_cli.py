@@ -55,12 +55,15 @@ def test_train_passes_the_start_draw_to_the_config():
     assert (cfg.initial_fraction, cfg.early_fraction) == (0.5, 0.25)
 
 
-def test_train_decay_flags_reach_the_checkpoint(tmp_path):
-    """``flowsim train`` builds the default map (the start state's learned decay); ``--no-decay``
-    and ``--tangent`` build the plain one."""
-    for extra, decay in (([], True), (["--no-decay"], False), (["--tangent"], False)):
+def test_train_decay_and_backbone_flags_reach_the_checkpoint(tmp_path):
+    """``flowsim train`` builds the default map (the start state's learned decay, the residual
+    backbone); ``--no-decay`` and ``--tangent`` build the plain one, ``--backbone mlp`` the MLP."""
+    for extra, decay, backbone in (([], True, "resnet"), (["--no-decay"], False, "resnet"),
+                                   (["--tangent"], False, "resnet"),
+                                   (["--backbone", "mlp"], True, "mlp")):
         out = tmp_path / ("m" + "".join(extra))
         assert main(["train", "--system", "lotka_volterra", "--steps", "2", "--batch-size", "8",
                      "--width", "8", "--depth", "1", "--no-progress", "--out", str(out)] + extra) == 0
         fm = flowsim.load(out)
         assert fm.config.decay is decay and fm.config.tangent is (extra == ["--tangent"])
+        assert fm.config.backbone == backbone == type(fm.net).__name__.lower()

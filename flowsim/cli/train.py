@@ -78,6 +78,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--lr", type=positive_float, default=DEFAULTS.lr, help="peak learning rate")
     p.add_argument("--width", type=positive_int, default=128, help="hidden units per layer")
     p.add_argument("--depth", type=positive_int, default=6, help="hidden layers")
+    p.add_argument("--backbone", default="resnet", choices=["resnet", "mlp"],
+                   help="resnet: residual blocks of two layers (the default, measured better); "
+                        "mlp: a plain perceptron")
     p.add_argument("--tangent", action="store_true",
                    help="build the vector field into the map (implies --no-decay)")
     p.add_argument("--no-decay", action="store_true",
@@ -196,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
     # a map trained on a store covers the parameters the store holds, not the whole prior
     # (`flowsim evaluate` then evaluates where it was trained)
     span = "prior" if data is None else store_param_range(data)
-    fm = FlowMap(system, width=args.width, depth=args.depth, tangent=args.tangent,
+    fm = FlowMap(system, width=args.width, depth=args.depth, backbone=args.backbone,
+                 tangent=args.tangent,
                  decay=False if args.no_decay else None, param_range=span)
     kw: dict[str, Any] = dict(config=config, device=device, checkpoint_dir=args.out,
                               progress=not args.no_progress, resume=not args.restart)

@@ -97,7 +97,8 @@ class _Block(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Pre-norm residual MLP (``depth`` blocks of two layers each); zero-initialised head."""
+    """Pre-norm residual MLP: an input layer, ``depth // 2`` blocks of two layers each (at least
+    one), a zero-initialised head."""
 
     def __init__(self, d_in: int, d_out: int, width: int, depth: int, activation: str) -> None:
         super().__init__()

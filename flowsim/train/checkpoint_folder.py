@@ -67,7 +67,7 @@ def check_target(path: Path, flowmap: FlowMap | FlowMapEnsemble, overwrite: bool
     ...     check_target(d, flowsim.FlowMap("lotka_volterra", width=16, depth=1), overwrite=False)
     ... except flowsim.CheckpointError as err:
     ...     print(str(err).split("holds ")[1].split(". Save")[0])
-    a lotka_volterra map, mlp 8x1; this is a lotka_volterra map, mlp 16x1
+    a lotka_volterra map, resnet 8x1; this is a lotka_volterra map, resnet 16x1
     """
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"{path} is a file; save a flow map to a directory (a new one, or "

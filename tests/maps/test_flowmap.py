@@ -231,12 +231,15 @@ def test_decay_velocity_is_the_forward_derivative():
 
 
 def test_checkpoint_from_before_decay_loads_as_the_plain_map(tmp_path):
-    """A checkpoint written before ``decay`` existed has no such key: it is the plain map."""
+    """A checkpoint written before ``decay`` existed has no such key: it is the plain map. Saved
+    checkpoints name their backbone; a config without the key (hand-written) means the MLP, the
+    default before the residual network."""
     import json
 
     from flowsim.train.checkpoint import config_hash
 
-    fm = FlowMap("van_der_pol", width=16, depth=2, decay=False)
+    assert FlowMap("van_der_pol", width=8, depth=2).config.backbone == "resnet"  # the default
+    fm = FlowMap("van_der_pol", width=16, depth=2, decay=False, backbone="mlp")
     with torch.no_grad():
         fm.net.head.bias.add_(0.5)
     x = torch.tensor([[1.0, 0.5], [-2.0, 1.0]])
@@ -245,8 +248,9 @@ def test_checkpoint_from_before_decay_loads_as_the_plain_map(tmp_path):
     cfg_file = tmp_path / "old" / "config.json"
     meta = json.loads(cfg_file.read_text())
     del meta["flowmap"]["decay"]  # as an older flowsim wrote it (with its own checksum)
+    del meta["flowmap"]["backbone"]
     meta["integrity"]["config_sha256"] = config_hash(meta)
     cfg_file.write_text(json.dumps(meta))
     back = flowsim.load(tmp_path / "old")
-    assert not back.config.decay
+    assert not back.config.decay and back.config.backbone == "mlp"
     torch.testing.assert_close(back.jump(x, 0.0, 2.0), before)

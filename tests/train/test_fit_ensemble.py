@@ -39,7 +39,7 @@ def test_two_workers_train_an_ensemble_better_than_its_members(lv_data, tmp_path
     ens = res.ensemble
     assert all(torch.equal(a, b) for a, b in zip(before, template.parameters()))  # untouched
     assert [r.steps for r in res.members] == [1500, 1500] and len(ens) == 2
-    a, b = (m.net.body[0].weight for m in ens.members)
+    a, b = (m.net.inp.weight for m in ens.members)
     assert not torch.allclose(a, b)  # own initial weights and own data draws
     jumps = [0.01 * T, 0.1 * T, T]
     ens_err = jump_errors(ens, test, jumps, n=2000)

@@ -11,7 +11,7 @@ from flowsim.train.optim import MuonAdamW, make_optimizer, muon_matrices, resolv
 
 
 def test_muon_takes_the_muon_matrices_and_adamw_the_rest():
-    fm = flowsim.FlowMap("lotka_volterra", width=32, depth=4)
+    fm = flowsim.FlowMap("lotka_volterra", width=32, depth=4, backbone="mlp")
     opt = make_optimizer(fm, "muon", lr=1e-3)
     assert isinstance(opt, MuonAdamW)
     muon = {id(p) for g in opt.muon.param_groups for p in g["params"]}
@@ -26,7 +26,7 @@ def test_muon_takes_the_muon_matrices_and_adamw_the_rest():
     assert len(muon_matrices(res)) == 5  # the input layer and two blocks of two layers
     assert all(p is not res.net.head.weight for p in muon_matrices(res))
     # depth 1: the input layer alone goes to Muon
-    one = flowsim.FlowMap("lotka_volterra", width=8, depth=1)
+    one = flowsim.FlowMap("lotka_volterra", width=8, depth=1, backbone="mlp")
     assert [p.shape for p in muon_matrices(one)] == [one.net.body[0].weight.shape]
     with pytest.raises(flowsim.ConfigError, match="unknown optimizer"):
         make_optimizer(fm, "sgd", lr=1e-3)

@@ -28,10 +28,10 @@ def _trained_run(tmp_path):
 def test_another_map_is_refused_and_left_whole(tmp_path):
     d = flowsim.save(_map(), tmp_path / "m")
     before = (d / "model.safetensors").read_bytes()
-    with pytest.raises(CheckpointError, match=r"holds a fitzhugh_nagumo map, mlp 8x1; this is a "
+    with pytest.raises(CheckpointError, match=r"holds a fitzhugh_nagumo map, resnet 8x1; this is a "
                                               r"van_der_pol map.*overwrite=True"):
         flowsim.save(_map("van_der_pol"), d)
-    with pytest.raises(CheckpointError, match="mlp 16x1"):
+    with pytest.raises(CheckpointError, match="resnet 16x1"):
         flowsim.save(_map(width=16), d)
     assert (d / "model.safetensors").read_bytes() == before
     assert flowsim.load(d).config.system == "fitzhugh_nagumo"

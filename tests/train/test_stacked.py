@@ -27,7 +27,12 @@ def _template(sysm):
 
 
 @pytest.mark.parametrize("objectives,optimizer", [("pairs", "adamw"), ("lsd", "muon")])
-def test_stacked_members_equal_members_trained_alone(fhn, objectives, optimizer):
+def test_stacked_members_equal_members_trained_alone(fhn, objectives, optimizer, monkeypatch):
+    """Equal to float rounding: Muon's Newton–Schulz iterations run in float32 here. In bfloat16
+    (this CPU's default) the stacked and the lone products round differently, and 15 steps
+    leave weights apart by up to 4e-5 (measured, either backbone), which says nothing about
+    the stacking."""
+    monkeypatch.setattr("flowsim.train.muon.fast_bfloat16", lambda device: False)
     sysm, sol = fhn
     kw = dict(steps=15, batch_size=32, optimizer=optimizer, seed=3, progress=False)
     alone = fit_ensemble(_template(sysm), objectives, sol, members=3, workers=1, stacked=False, **kw)
@@ -35,7 +40,7 @@ def test_stacked_members_equal_members_trained_alone(fhn, objectives, optimizer)
     for a, b in zip(alone.ensemble.members, stacked.ensemble.members):
         for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
             assert pa.shape == pb.shape
-            assert torch.allclose(pa, pb, rtol=1e-4, atol=1e-5), (name, (pa - pb).abs().max())
+            assert torch.allclose(pa, pb, rtol=1e-5, atol=1e-6), (name, (pa - pb).abs().max())
     # members are their own tensors again, and differ from each other (their own seeds)
     m0, m1 = stacked.ensemble.members[:2]
     w0, w1 = next(m0.parameters()), next(m1.parameters())
