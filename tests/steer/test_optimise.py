@@ -45,8 +45,9 @@ def test_optimise_reaches_a_target_state_through_the_map(trained_ho):
     # the solver's check is the true reward of the winner (analytic flow from best)
     q0, v0 = float(ds.best[0]), float(ds.best[1])
     end = torch.tensor([q0 * c + v0 * s, -q0 * s + v0 * c], dtype=torch.float64)
-    assert float(ds.reward_solver) == pytest.approx(-float(((end - TARGET) ** 2).sum()), abs=1e-9)
-    # (dopri5 at rtol 1e-8: its global error after T reaches ~1e-7, ten times the local one)
+    # (dopri5 at rtol 1e-8: its global error after T reaches ~1e-7, ten times the local one, and
+    # moves the reward, a squared distance of ~1e-4, by a few 1e-9)
+    assert float(ds.reward_solver) == pytest.approx(-float(((end - TARGET) ** 2).sum()), abs=2e-8)
     torch.testing.assert_close(torch.as_tensor(ds.states_solver.values[-1]), end, rtol=1e-6, atol=1e-8)
     assert float(ds.history[-1]) >= float(ds.history[0])
 
