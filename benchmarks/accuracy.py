@@ -56,6 +56,7 @@ from pathlib import Path
 import torch
 
 import flowsim
+from flowsim.maps.networks import BACKBONES
 from flowsim.train import FitConfig, TrajectoryBank, optim
 from flowsim.train.validation import jump_errors
 
@@ -176,7 +177,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=None, help="fixed step count instead of a budget")
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--depth", type=int, default=6)
-    ap.add_argument("--backbone", default="resnet", choices=["resnet", "mlp"],
+    ap.add_argument("--backbone", default=BACKBONES[0], choices=list(BACKBONES),
                     help="FlowMap(backbone=…); resnet is the library's default")
     ap.add_argument("--activation", default="gelu")
     ap.add_argument("--batch", type=int, default=512)

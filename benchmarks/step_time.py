@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 
 import flowsim
+from flowsim.maps.networks import BACKBONES
 from flowsim.train import fit_ensemble, optim
 from flowsim.train.muon import BatchedMuon
 
@@ -104,9 +105,6 @@ def step_times(system, a) -> list[dict]:
         rows.append({"batch": batch, "ms_per_step": 1e3 * (long - short) / a.steps})
         print(f"batch {batch:6d}: {rows[-1]['ms_per_step']:.2f} ms per step", flush=True)
     return rows
-
-
-BACKBONES = ("resnet", "mlp")
 
 
 def compare_backbones(system, a) -> dict:

@@ -27,6 +27,7 @@ import torch
 
 import flowsim
 from flowsim.analysis import machine_load
+from flowsim.maps.networks import BACKBONES
 from flowsim.metrics import normalised_error, state_std
 
 try:
@@ -163,7 +164,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=10**6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="10^3-10^4 states, one repeat")
-    parser.add_argument("--backbones", nargs="+", default=["resnet"], choices=["resnet", "mlp"],
+    parser.add_argument("--backbones", nargs="+", default=[BACKBONES[0]], choices=list(BACKBONES),
                         help="the maps' networks, timed side by side (resnet: the default)")
     parser.add_argument("--ensemble", type=int, nargs="+", default=None, metavar="K",
                         help="ensembles of K members: one vmapped call against the member loop")

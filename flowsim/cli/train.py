@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from ..errors import ConfigError
+from ..maps.networks import BACKBONES
 from ..train.config import RECIPE_128x6
 from ..train.optim import OPTIMIZERS
 from ._checks import (
@@ -78,7 +79,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--lr", type=positive_float, default=DEFAULTS.lr, help="peak learning rate")
     p.add_argument("--width", type=positive_int, default=128, help="hidden units per layer")
     p.add_argument("--depth", type=positive_int, default=6, help="hidden layers")
-    p.add_argument("--backbone", default="resnet", choices=["resnet", "mlp"],
+    p.add_argument("--backbone", default=BACKBONES[0], choices=list(BACKBONES),
                    help="resnet: residual blocks of two layers (the default, measured better); "
                         "mlp: a plain perceptron")
     p.add_argument("--tangent", action="store_true",

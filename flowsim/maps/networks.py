@@ -9,7 +9,10 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 
-__all__ = ["FourierEmbedding", "MLP", "ResNet", "make_backbone", "ACTIVATIONS"]
+__all__ = ["FourierEmbedding", "MLP", "ResNet", "make_backbone", "ACTIVATIONS", "BACKBONES"]
+
+#: The backbones :func:`make_backbone` builds, FlowMap's default first.
+BACKBONES = ("resnet", "mlp")
 
 ACTIVATIONS = {"gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
 
