@@ -62,6 +62,9 @@ class FlowMapConfig:
     backward: bool = False
     max_jump: float | None = None
     log_states: list[bool] = field(default_factory=list)
+    #: True where the user chose ``log_states`` (or a transform): training keeps them as given;
+    #: False ("auto"): training also logs positive states whose data span two decades
+    log_states_fixed: bool = False
     dtype: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +127,13 @@ class FlowMap(JumpAPI, nn.Module):
     state_transform:
         A fitted :class:`StateTransform`; default: fitted on the system's initial-state prior,
         with log-standardisation of positive states spanning more than two decades.
+    log_states:
+        Which states the network sees as ``log x`` (standardised): ``"auto"`` (default) those of
+        a positive system whose initial box spans more than two decades, and training
+        (:func:`flowsim.fit`) adds those whose data do; ``True``/``False`` or one bool per state:
+        exactly those, kept by training. A log state has errors of a constant *relative* size
+        at every concentration; a linear one of a constant absolute size, which favours the
+        large states that dominate the relative and normalised errors.
     dtype:
         ``torch.float32`` (default) or ``torch.float64``.
     seed:
@@ -190,6 +200,7 @@ class FlowMap(JumpAPI, nn.Module):
             raise ConfigError("backward=True and decay=True cannot be combined: a start that fades "
                               "forward in time would grow without bound backward; pass decay=False")
         sys_ = self.system
+        state_transform_given = state_transform
         if state_transform is None:
             state_transform = default_state_transform(sys_, log_states)
         if state_transform.dim != sys_.dim:
@@ -203,6 +214,7 @@ class FlowMap(JumpAPI, nn.Module):
             decay=bool(decay), backward=bool(backward),
             max_jump=float(max_jump) if max_jump is not None else float(sys_.timescale),
             log_states=[bool(v) for v in state_transform.log_mask.tolist()],
+            log_states_fixed=not (isinstance(log_states, str) and state_transform_given is None),
             dtype=[k for k, v in _DTYPES.items() if v == dtype][0],
         )
         if seed is not None:

@@ -197,6 +197,7 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
         max_jump=cfg.max_jump, state_transform=transform,
         dtype=torch.float64 if cfg.dtype == "float64" else torch.float32, seed=None,
     )
+    fm.config.log_states_fixed = cfg.log_states_fixed  # as trained, not as rebuilt here
     try:
         fm.load_state_dict(tensors, strict=True)
     except RuntimeError as err:

@@ -299,9 +299,9 @@ def _log_mask(fm: FlowMap, bank: TrajectoryBank) -> list[bool]:
     """Log-standardise states the map already logs, and positive states whose data span more
     than two decades (populations, concentrations) — unless the system's initial states may
     start at zero (SIR's recovered class, a species not yet made): a user jumps from there, and
-    a log-standardised state cannot be zero."""
+    a log-standardised state cannot be zero. A map whose log states the user chose keeps them."""
     mask = fm.state_transform.log_mask.tolist()
-    if fm.system.positive:
+    if fm.system.positive and not fm.config.log_states_fixed:
         flat = bank.x.reshape(-1, bank.x.shape[-1])
         lo, hi = flat.amin(0), flat.amax(0)
         starts = [float(a) for a, _ in fm.system.initial_box] if fm.system.initial_box else [1.0] * len(mask)

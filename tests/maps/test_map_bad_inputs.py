@@ -204,3 +204,23 @@ def test_velocity_is_checked_like_jump_and_times_must_be_numbers():
     for bad in ("0", None):
         with pytest.raises(flowsim.TimeGridError, match="must be a number or a"):
             fm.jump(x, bad, 1.0)
+
+
+def test_log_states_the_user_chose_survive_training_and_a_checkpoint(tmp_path):
+    """``log_states=False`` on a positive system is kept by ``fit`` (which otherwise logs states
+    whose data span two decades) and by a save/load round trip; ``"auto"`` still logs them."""
+    sys_ = flowsim.get_system("repressilator")
+    sol = flowsim.reference_solve(sys_, sys_.sample_initial(8, generator=0), torch.linspace(0, 20, 11))
+    auto = flowsim.FlowMap(sys_, width=8, depth=1)
+    linear = flowsim.FlowMap(sys_, width=8, depth=1, log_states=False)
+    for fm in (auto, linear):
+        flowsim.fit(fm, "pairs", sol, steps=2, batch_size=32, progress=False)
+    assert auto.state_transform.log_mask.all() and not auto.config.log_states_fixed
+    assert not linear.state_transform.log_mask.any() and linear.config.log_states == [False] * 6
+    flowsim.save(linear, tmp_path / "m")
+    back = flowsim.load(tmp_path / "m")
+    assert back.config.log_states_fixed and not back.state_transform.log_mask.any()
+    flowsim.fit(back, "pairs", sol, steps=2, batch_size=32, progress=False)
+    assert not back.state_transform.log_mask.any()
+    flowsim.save(auto, tmp_path / "a")
+    assert not flowsim.load(tmp_path / "a").config.log_states_fixed
