@@ -50,6 +50,10 @@ class StoreLock:
         self.owner = {"pid": os.getpid(), "host": socket.gethostname(),
                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": uuid.uuid4().hex}
 
+    def taken(self) -> bool:
+        """Whether a writer's lock file is in the store (local stores; its owner may be dead)."""
+        return self.where.is_local and (Path(self.where.url) / LOCK_NAME).exists()
+
     def acquire(self, directory: str | None = None) -> None:
         """Take the lock in ``directory`` (default: the store); :class:`~flowsim.StoreError` if
         another live process holds it."""

@@ -113,7 +113,10 @@ def simulate_ensemble(
     parameters from ``(seed, chunk index)``, solves them with :func:`flowsim.reference_solve`,
     writes its chunk-aligned region and only then marks the chunk complete. Run the same call
     again after an interruption (Ctrl-C, ``kill -9``, a lost worker) and only the missing chunks
-    are solved; the arrays are identical, byte for byte, to an uninterrupted run.
+    are solved; the arrays are identical, byte for byte, to an uninterrupted run. One process
+    writes a store at a time (a second is refused with :class:`~flowsim.StoreError` while the
+    first writes); a finished store is only read, so any number of processes can make the same
+    call on it at once (two trainings sharing their data).
 
     Arguments
     ---------
@@ -214,7 +217,10 @@ def simulate_ensemble(
             lock.held = None
         if where.exists():
             _check_resume(where, config)
-            lock.acquire()
+            # a finished store nobody writes is only read, without the writer lock: several
+            # processes (two trainings on one store) may open it at once
+            if lock.taken() or not _finished(where):
+                lock.acquire()
         else:
             attrs = {"source": "simulate_ensemble", "method": opts.method, "backend": opts.backend,
                      "rtol": opts.rtol, "atol": opts.atol, "solver_json": json.dumps(opts.to_dict()),
@@ -254,6 +260,13 @@ def simulate_ensemble(
             write_s=sum(r["write_s"] for r in reports), n_failed=sum(r["n_failed"] for r in reports),
             workers=len({r["pid"] for r in reports}), wall_s=time.perf_counter() - t_call)
     return open_store(where.url, system, storage_options=storage_options)
+
+
+def _finished(where: StorePath) -> bool:
+    """Every chunk flagged complete, with its files on disk (reads only)."""
+    group = open_group(where)
+    done = read_flags(group["completed"])
+    return bool(done.all()) and not damaged_chunks(where, group, done)
 
 
 def _done_flags(where: StorePath) -> np.ndarray:

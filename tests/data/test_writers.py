@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from flowsim.data import from_arrays, open_store, simulate_ensemble, store_summary
+from flowsim.data._lock import StoreLock
 from flowsim.errors import StoreError
 
 from .conftest import FHN, assert_same_bytes, read_arrays
@@ -122,6 +123,25 @@ def test_lock_is_released_on_an_exception_and_foreign_locks_are_kept(tmp_path, f
     assert (store / LOCK).exists()
     open_store(store)  # readers are not blocked by a writer's lock
     assert store_summary(store)["complete"]
+
+
+def test_a_finished_store_is_opened_without_the_writer_lock(tmp_path, fhn, fhn_store, monkeypatch):
+    """Two trainings that call ``simulate_ensemble`` on the same finished store at once must not
+    refuse each other: with nothing to write, no lock is taken (a live writer's lock still
+    refuses, as above)."""
+    store = tmp_path / "s.zarr"
+    shutil.copytree(fhn_store, store)
+
+    def refuse(self, directory=None):
+        raise AssertionError("the writer lock was taken for a finished store")
+
+    monkeypatch.setattr(StoreLock, "acquire", refuse)
+    ds = simulate_ensemble(fhn, store=store, client="sync", **FHN)
+    assert ds.sizes["trajectory"] == FHN["n"] and not (store / LOCK).exists()
+    monkeypatch.undo()
+    (store / "x" / "c" / "1" / "0" / "0").unlink()  # a chunk lost: solved again, under the lock
+    assert simulate_ensemble(fhn, store=store, client="sync", **FHN).sizes["trajectory"] == FHN["n"]
+    assert (store / "x" / "c" / "1" / "0" / "0").exists() and not (store / LOCK).exists()
 
 
 # -- full disk ---------------------------------------------------------------------------------
