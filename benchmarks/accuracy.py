@@ -202,6 +202,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--decay", type=int, default=1, choices=[0, 1],
                     help="FlowMap(decay=…): 1 (the default) the start state fades at a learned "
                          "rate, 0 the plain map x + h·w (--tangent needs 0)")
+    ap.add_argument("--relax", default="auto", choices=["auto", "on", "off"],
+                    help="FlowMap(relax=…): the fading start relaxes towards a learned state; "
+                         "auto (the default) on for systems marked stiff")
     ap.add_argument("--log-states", default="auto", choices=["auto", "off"],
                     help="FlowMap(log_states=…): 'auto' log-standardises positive states whose "
                          "initial box spans two decades, 'off' none")
@@ -271,7 +274,8 @@ def train_and_measure(args, name, objective, data, jumps, ablated) -> dict:
     fm = flowsim.FlowMap(system, width=args.width, depth=args.depth, backbone=args.backbone,
                          activation=args.activation, tangent=args.tangent,
                          decay=None if args.decay else False, jump_scales=args.jump_scales,
-                         log_states="auto" if args.log_states == "auto" else False)
+                         log_states="auto" if args.log_states == "auto" else False,
+                         relax={"auto": None, "on": True, "off": False}[args.relax])
     objs = flowsim.train.make_objectives(objective)
     for o in objs:
         if isinstance(o, flowsim.train.PairRegression):

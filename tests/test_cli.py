@@ -57,7 +57,8 @@ def test_train_passes_the_start_draw_to_the_config():
 
 def test_train_decay_and_backbone_flags_reach_the_checkpoint(tmp_path):
     """``flowsim train`` builds the default map (the start state's learned decay, the residual
-    backbone); ``--no-decay`` and ``--tangent`` build the plain one, ``--backbone mlp`` the MLP."""
+    backbone); ``--no-decay`` and ``--tangent`` build the plain one, ``--backbone mlp`` the MLP,
+    ``--relax on`` the relaxing decay."""
     for extra, decay, backbone in (([], True, "resnet"), (["--no-decay"], False, "resnet"),
                                    (["--tangent"], False, "resnet"),
                                    (["--backbone", "mlp"], True, "mlp")):
@@ -67,3 +68,9 @@ def test_train_decay_and_backbone_flags_reach_the_checkpoint(tmp_path):
         fm = flowsim.load(out)
         assert fm.config.decay is decay and fm.config.tangent is (extra == ["--tangent"])
         assert fm.config.backbone == backbone == type(fm.net).__name__.lower()
+        assert not fm.config.relax  # Lotka–Volterra is not stiff
+    out = tmp_path / "relaxed"
+    assert main(["train", "--system", "lotka_volterra", "--steps", "2", "--batch-size", "8",
+                 "--width", "8", "--depth", "1", "--no-progress", "--out", str(out),
+                 "--relax", "on"]) == 0
+    assert flowsim.load(out).config.relax

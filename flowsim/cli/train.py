@@ -86,6 +86,9 @@ def add_parser(subparsers: Any) -> None:
                    help="build the vector field into the map (implies --no-decay)")
     p.add_argument("--no-decay", action="store_true",
                    help="the plain map x + h·w, without the start state's learned decay")
+    p.add_argument("--relax", default="auto", choices=["auto", "on", "off"],
+                   help="let the fading start relax towards a learned state (auto, the default: "
+                        "on for systems marked stiff, whose fast states it lands directly)")
     p.add_argument("--max-jump", type=positive_float,
                    help="longest jump to train (default: the system's timescale)")
     p.add_argument("--jump-margin", type=float, default=DEFAULTS.jump_margin,
@@ -202,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
     span = "prior" if data is None else store_param_range(data)
     fm = FlowMap(system, width=args.width, depth=args.depth, backbone=args.backbone,
                  tangent=args.tangent,
-                 decay=False if args.no_decay else None, param_range=span)
+                 decay=False if args.no_decay else None,
+                 relax={"auto": None, "on": True, "off": False}[args.relax], param_range=span)
     kw: dict[str, Any] = dict(config=config, device=device, checkpoint_dir=args.out,
                               progress=not args.no_progress, resume=not args.restart)
     if args.members == 1:

@@ -192,7 +192,7 @@ def load(path: str | os.PathLike, *, system: ODESystem | None = None,
     fm = FlowMap(
         system, width=cfg.width, depth=cfg.depth, activation=cfg.activation, backbone=cfg.backbone,
         n_frequencies=cfg.n_frequencies, jump_scales=cfg.jump_scales, tangent=cfg.tangent,
-        decay=cfg.decay,
+        decay=cfg.decay, relax=cfg.relax,
         backward=cfg.backward,
         max_jump=cfg.max_jump, state_transform=transform,
         dtype=torch.float64 if cfg.dtype == "float64" else torch.float32, seed=None,

@@ -254,3 +254,65 @@ def test_checkpoint_from_before_decay_loads_as_the_plain_map(tmp_path):
     back = flowsim.load(tmp_path / "old")
     assert not back.config.decay and back.config.backbone == "mlp"
     torch.testing.assert_close(back.jump(x, 0.0, 2.0), before)
+
+
+def test_relax_lands_fast_states_on_a_learned_state_and_round_trips(tmp_path):
+    """``relax=True``: ``z_out = z e^{-h r} + (1 - e^{-h r}) u + h w``: the identity stays exact,
+    a fast rate lands every start on ``u`` whatever it was, the option survives save/load, and
+    the default follows the system's stiffness (with the decay)."""
+    fm = FlowMap("fitzhugh_nagumo", width=16, depth=2, relax=True)
+    d = fm.config.dim
+    assert fm.config.relax and fm.net.head.out_features == 3 * d
+    x = fm.system.sample_initial(32, generator=0).float()
+    with torch.no_grad():
+        for q in fm.parameters():
+            q.add_(0.3 * torch.randn_like(q))
+    s = torch.rand(32)
+    assert torch.equal(fm.jump(x, s, s), x)
+    with torch.no_grad():  # w = 0, a huge rate, u = (1, -2): every start lands on u
+        fm.net.head.weight.zero_()
+        fm.net.head.bias.zero_()
+        fm.net.head.bias[d:2 * d] = 30.0
+        fm.net.head.bias[2 * d:] = torch.tensor([1.0, -2.0])
+    out = fm.jump(x, 0.0, 0.01 * fm.config.timescale)
+    landing = fm.state_transform.decode(torch.tensor([[1.0, -2.0]]))
+    torch.testing.assert_close(out, landing.expand_as(out))
+    with torch.no_grad():
+        fm.net.head.bias.add_(torch.linspace(-1, 1, 3 * d))
+    before = fm.jump(x, 0.0, 3.0)
+    flowsim.save(fm, tmp_path / "m")
+    back = flowsim.load(tmp_path / "m")
+    assert back.config.relax
+    torch.testing.assert_close(back.jump(x, 0.0, 3.0), before)
+    # the default: on for a system marked stiff, off otherwise, and never without the decay
+    assert FlowMap("robertson", width=8, depth=1).config.relax
+    assert FlowMap(flowsim.get_system("van_der_pol", mu=1000.0), width=8, depth=1).config.relax
+    assert not FlowMap("van_der_pol", width=8, depth=1).config.relax
+    assert not FlowMap("robertson", width=8, depth=1, decay=False).config.relax
+    with pytest.raises(flowsim.ConfigError, match="relax=True needs decay=True"):
+        FlowMap("robertson", width=8, depth=1, decay=False, relax=True)
+    with pytest.raises(flowsim.ConfigError, match="relax must be True or False"):
+        FlowMap("robertson", width=8, depth=1, relax="no")
+
+
+def test_a_stiff_checkpoint_from_before_relax_loads_without_it(tmp_path):
+    """A stiff system's decay map saved before ``relax`` existed (no such key) is the decay map
+    it was trained as, although a new map of that system relaxes by default."""
+    import json
+
+    from flowsim.train.checkpoint import config_hash
+
+    fm = FlowMap("robertson", width=8, depth=2, relax=False)
+    with torch.no_grad():
+        fm.net.head.bias.add_(0.5)
+    x = fm.system.sample_initial(4, generator=0).float()
+    before = fm.jump(x, 0.0, 2.0)
+    flowsim.save(fm, tmp_path / "old")
+    cfg_file = tmp_path / "old" / "config.json"
+    meta = json.loads(cfg_file.read_text())
+    del meta["flowmap"]["relax"]
+    meta["integrity"]["config_sha256"] = config_hash(meta)
+    cfg_file.write_text(json.dumps(meta))
+    back = flowsim.load(tmp_path / "old")
+    assert back.config.decay and not back.config.relax
+    torch.testing.assert_close(back.jump(x, 0.0, 2.0), before)
