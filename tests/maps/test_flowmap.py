@@ -156,17 +156,23 @@ def test_jump_scales_features_and_round_trip(tmp_path):
             FlowMap("van_der_pol", width=8, depth=1, jump_scales=bad)
 
 
-def test_decay_start_state_fades_and_round_trips(tmp_path):
-    """``decay=True``: ``z_out = z e^{-h r} + h w`` in normalised coordinates, so the identity
-    stays exact, a fast rate forgets the start state, and the option survives save/load."""
-    fm = FlowMap("fitzhugh_nagumo", width=16, depth=2, decay=True)
-    assert fm.config.decay and fm.net.head.out_features == 2 * fm.config.dim
+def _identity_holds_when_perturbed(fm):
+    """Perturb every weight; ``X(s, s, x) = x`` must still hold exactly. Returns the states."""
     x = fm.system.sample_initial(32, generator=0).float()
     with torch.no_grad():
         for q in fm.parameters():
             q.add_(0.3 * torch.randn_like(q))
     s = torch.rand(32)
     assert torch.equal(fm.jump(x, s, s), x)
+    return x
+
+
+def test_decay_start_state_fades_and_round_trips(tmp_path):
+    """``decay=True``: ``z_out = z e^{-h r} + h w`` in normalised coordinates, so the identity
+    stays exact, a fast rate forgets the start state, and the option survives save/load."""
+    fm = FlowMap("fitzhugh_nagumo", width=16, depth=2, decay=True)
+    assert fm.config.decay and fm.net.head.out_features == 2 * fm.config.dim
+    x = _identity_holds_when_perturbed(fm)
     with torch.no_grad():  # w = 0 and a huge rate: every start lands on the transform's centre
         fm.net.head.weight.zero_()
         fm.net.head.bias.zero_()
@@ -263,12 +269,7 @@ def test_relax_lands_fast_states_on_a_learned_state_and_round_trips(tmp_path):
     fm = FlowMap("fitzhugh_nagumo", width=16, depth=2, relax=True)
     d = fm.config.dim
     assert fm.config.relax and fm.net.head.out_features == 3 * d
-    x = fm.system.sample_initial(32, generator=0).float()
-    with torch.no_grad():
-        for q in fm.parameters():
-            q.add_(0.3 * torch.randn_like(q))
-    s = torch.rand(32)
-    assert torch.equal(fm.jump(x, s, s), x)
+    x = _identity_holds_when_perturbed(fm)
     with torch.no_grad():  # w = 0, a huge rate, u = (1, -2): every start lands on u
         fm.net.head.weight.zero_()
         fm.net.head.bias.zero_()
