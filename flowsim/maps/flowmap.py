@@ -77,7 +77,8 @@ class FlowMap(JumpAPI, nn.Module):
     """A neural flow map ``X(s, t, x; p)`` of an :class:`~flowsim.ODESystem`.
 
     ``X = x e^{−h r} + h w`` in normalised coordinates (``h = (t − s)/T``; ``r ≥ 0`` and ``w``
-    from the network), so ``X(s, s, x) = x`` holds exactly.
+    from the network; for a stiff system ``+ (1 − e^{−h r}) u``, a learned state its fast states
+    relax to), so ``X(s, s, x) = x`` holds exactly.
     Autonomous systems condition on ``t - s`` only; parameters are network inputs, so one
     map covers a whole prior of parameters. With ``tangent=True`` the known vector field is
     built in: ``X = x + Δ b(s, x) + Δ² w``, so the map is exact to first order in the jump.
