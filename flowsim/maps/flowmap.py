@@ -1,10 +1,10 @@
 """The :class:`FlowMap` module: ``X(s, t, x; p)`` = the start state, fading at a learned rate, plus a
-learned displacement (``ẑ e^{−h r_θ} + h w_θ(s, h, ẑ, p̂)`` in normalised coordinates)."""
+learned displacement (``ẑ e^{−h r_θ} + h w_θ(s, h, ẑ, p̂)`` in normalised coordinates; for stiff
+systems the start relaxes towards a learned state, ``+ (1 − e^{−h r_θ}) u_θ``)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -14,6 +14,7 @@ from .._utils import as_generator
 from ..errors import ConfigError
 from ..systems.base import ODESystem
 from ..systems.registry import get_system
+from .config import FlowMapConfig
 from .jump_api import JumpAPI
 from .networks import FourierEmbedding, make_backbone
 from .transforms import ParamTransform, StateTransform, default_state_transform, param_bounds
@@ -28,49 +29,6 @@ _LOG_RATE0 = -4.0
 #: cap on the network's log-rate output: rates up to e^16 ≈ 9e6 per timescale, finite in float32
 #: (an unbounded rate made 0·∞ = NaN at zero jumps, and diverged a stiff Van der Pol run)
 _LOG_RATE_CAP = 20.0
-
-
-@dataclass
-class FlowMapConfig:
-    """Everything needed to rebuild a :class:`FlowMap` (stored as JSON in checkpoints).
-
-    Examples
-    --------
-    >>> import flowsim
-    >>> cfg = flowsim.FlowMap("lotka_volterra", width=16, depth=1).config
-    >>> cfg.system, cfg.dim, cfg.state_names, cfg.to_dict()["width"]
-    ('lotka_volterra', 2, ['x', 'y'], 16)
-    """
-
-    system: str
-    system_kwargs: dict[str, Any]
-    dim: int
-    state_names: list[str]
-    param_names: list[str]
-    autonomous: bool
-    timescale: float
-    width: int = 256
-    depth: int = 4
-    activation: str = "gelu"
-    #: "mlp" here (FlowMap's default is "resnet"): checkpoints from before the option load as trained
-    backbone: str = "mlp"
-    n_frequencies: int = 8
-    jump_scales: int = 0
-    tangent: bool = False
-    #: False here (FlowMap's default is True): checkpoints from before the option load as trained
-    decay: bool = False
-    #: False here (FlowMap's default follows the system's stiffness): checkpoints load as trained
-    relax: bool = False
-    backward: bool = False
-    max_jump: float | None = None
-    log_states: list[bool] = field(default_factory=list)
-    #: True where the user chose ``log_states`` (or a transform): training keeps them as given;
-    #: False ("auto"): training also logs positive states whose data span two decades
-    log_states_fixed: bool = False
-    dtype: str = "float32"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class FlowMap(JumpAPI, nn.Module):
