@@ -180,7 +180,8 @@ class FlowMap(JumpAPI, nn.Module):
             relax = bool(decay and sys_.stiff)
         if relax and not decay:
             raise ConfigError("relax=True needs decay=True: the start relaxes towards the learned "
-                              "state at the decay's rate")
+                              "state at the decay's rate; keep the decay (CLI: drop --no-decay "
+                              "and --tangent) or pass relax=False")
         state_transform_given = state_transform
         if state_transform is None:
             state_transform = default_state_transform(sys_, log_states)
