@@ -216,3 +216,69 @@ def test_priors_boxes_pickle_and_batched_vector_field():
     back = pickle.loads(pickle.dumps(sys_.with_params(k=0.7)))
     assert back.defaults == {"k": 0.7} and back.initial_box == sys_.initial_box
     assert torch.equal(back.rhs(0.0, x, p[:5]), out)
+
+
+def test_a_guarded_division_by_a_zero_constant_takes_the_chosen_piece():
+    # v = k A (1 + piecewise(0, Kd == 0, Vm / Kd)) with Kd = Vm = 0: SBML evaluates the chosen
+    # piece only (v = k A); every piece is computed here, so Vm / Kd must give nan, not raise
+    doc, m = new_model()
+    compartment(m)
+    species(m, "A", conc=1.0)
+    parameter(m, "k", 0.5)
+    parameter(m, "Kd", 0.0)
+    parameter(m, "Vm", 0.0)
+    reaction(m, "R", "k * A * (1 + piecewise(0, Kd == 0, Vm / Kd))", [("A", 1)])
+    _, x = solve(doc)
+    assert torch.allclose(x[0, :, 0], torch.exp(-0.5 * T), rtol=1e-8)
+
+
+def test_a_constant_species_given_as_an_amount_follows_its_compartment_per_sample():
+    # boundary S, initial amount 6 in compartment c (a parameter): [S] = 6 / c for each sample;
+    # d[B]/dt = k [S] c / c = k [S], so [B] = k (6 / c) t
+    doc, m = new_model()
+    compartment(m, "c", 2.0)
+    species(m, "S", comp="c", amount=6.0, boundary=True)
+    species(m, "B", comp="c", conc=0.0)
+    parameter(m, "k", 0.5)
+    reaction(m, "R", "k * S * c", [("S", 1)], [("B", 1)])
+    c = torch.tensor([[2.0], [4.0]], dtype=torch.float64)
+    sys_, x = solve(doc, c, parameters=["c"])
+    assert sys_.param_names == ("c",)
+    assert torch.allclose(x[..., 0], 0.5 * 6.0 / c * T, rtol=1e-8, atol=1e-12)
+
+
+def test_an_initial_assignment_through_a_rule_of_parameters_follows_them_per_sample():
+    # kk := 2 k (a rule), Km2 = kk (an initial assignment): A = e^{-2 k t} for each sample's k
+    doc, m = new_model()
+    compartment(m)
+    species(m, "A", conc=1.0)
+    parameter(m, "k", 0.5)
+    parameter(m, "kk", constant=False)
+    parameter(m, "Km2")
+    rule = m.createAssignmentRule()
+    rule.setVariable("kk")
+    rule.setMath(libsbml.parseL3Formula("2 * k"))
+    ia = m.createInitialAssignment()
+    ia.setSymbol("Km2")
+    ia.setMath(libsbml.parseL3Formula("kk"))
+    reaction(m, "R", "Km2 * A", [("A", 1)])
+    k = torch.tensor([[0.5], [1.5]], dtype=torch.float64)
+    sys_, x = solve(doc, k)
+    assert sys_.param_names == ("k",)
+    assert torch.allclose(x[..., 0], torch.exp(-2 * k * T), rtol=1e-8)
+
+
+def test_constant_pieces_keep_the_states_dtype():
+    # a piecewise of two numbers under a condition on the state is a float64 (batch,) tensor;
+    # the vector field answers in the states' dtype. Zero-order outflow while S > 0.5
+    doc, m = new_model()
+    compartment(m)
+    species(m, "S", conc=3.0)
+    reaction(m, "R", "piecewise(1, S > 0.5, 0)", [("S", 1)])
+    sys_ = flowsim.from_sbml(doc, timescale=1.0)
+    x = torch.tensor([[1.0], [0.25]], dtype=torch.float32)
+    f = sys_.vector_field(torch.tensor(0.0), x, sys_.sample_params(2).float())
+    assert f.dtype == torch.float32 and torch.equal(f, torch.tensor([[-1.0], [0.0]]))
+    sol = flowsim.reference_solve(sys_, x, T.float(), dtype=torch.float32)
+    assert sol.x.dtype == torch.float32 and bool((sol.status == 0).all())
+    assert torch.allclose(sol.x[:, -1, 0], torch.tensor([0.5, 0.25]), atol=1e-3)

@@ -58,6 +58,17 @@ def _pow(a, b):
     return torch.pow(a, b) if isinstance(a, Tensor) else torch.pow(torch.as_tensor(a, dtype=b.dtype), b)
 
 
+def _div(a, b):
+    """``a / b`` with IEEE results for numbers (``1 / 0 = inf``, ``0 / 0 = nan``): a piecewise
+    computes every piece, so a guarded ``Vm / Kd`` with ``Kd = 0`` must not raise."""
+    if _any_tensor(a, b) is None:
+        try:
+            return float(a) / float(b)
+        except ZeroDivisionError:
+            return (torch.tensor(float(a), dtype=torch.float64) / float(b)).item()
+    return a / b
+
+
 def _where(c, a, b):
     if not isinstance(c, Tensor):
         return a if c else b
@@ -128,7 +139,7 @@ _UNARY = {
 
 #: The namespace the generated code runs in: ``torch``, ``math`` and float/tensor helpers.
 RUNTIME: dict[str, object] = {
-    "torch": torch, "math": math, "_pow": _pow, "_where": _where, "_not": _not,
+    "torch": torch, "math": math, "_pow": _pow, "_div": _div, "_where": _where, "_not": _not,
     "_and": lambda *a: _logic(torch.logical_and, *a),
     "_or": lambda *a: _logic(torch.logical_or, *a),
     "_xor": lambda *a: _logic(torch.logical_xor, *a),
@@ -144,14 +155,14 @@ _FUNCS = {  # libsbml function node type name -> a Python expression template ov
     "ABS": "_abs({0})", "EXP": "_exp({0})", "LN": "_ln({0})", "FLOOR": "_floor({0})",
     "CEILING": "_ceil({0})", "FACTORIAL": "_factorial({0})",
     "SIN": "_sin({0})", "COS": "_cos({0})", "TAN": "_tan({0})",
-    "SEC": "(1.0 / _cos({0}))", "CSC": "(1.0 / _sin({0}))", "COT": "(1.0 / _tan({0}))",
+    "SEC": "_div(1.0, _cos({0}))", "CSC": "_div(1.0, _sin({0}))", "COT": "_div(1.0, _tan({0}))",
     "SINH": "_sinh({0})", "COSH": "_cosh({0})", "TANH": "_tanh({0})",
-    "SECH": "(1.0 / _cosh({0}))", "CSCH": "(1.0 / _sinh({0}))", "COTH": "(1.0 / _tanh({0}))",
+    "SECH": "_div(1.0, _cosh({0}))", "CSCH": "_div(1.0, _sinh({0}))", "COTH": "_div(1.0, _tanh({0}))",
     "ARCSIN": "_asin({0})", "ARCCOS": "_acos({0})", "ARCTAN": "_atan({0})",
-    "ARCSEC": "_acos(1.0 / ({0}))", "ARCCSC": "_asin(1.0 / ({0}))", "ARCCOT": "_atan(1.0 / ({0}))",
+    "ARCSEC": "_acos(_div(1.0, {0}))", "ARCCSC": "_asin(_div(1.0, {0}))", "ARCCOT": "_atan(_div(1.0, {0}))",
     "ARCSINH": "_asinh({0})", "ARCCOSH": "_acosh({0})", "ARCTANH": "_atanh({0})",
-    "ARCSECH": "_acosh(1.0 / ({0}))", "ARCCSCH": "_asinh(1.0 / ({0}))",
-    "ARCCOTH": "_atanh(1.0 / ({0}))",
+    "ARCSECH": "_acosh(_div(1.0, {0}))", "ARCCSCH": "_asinh(_div(1.0, {0}))",
+    "ARCCOTH": "_atanh(_div(1.0, {0}))",
 }
 
 _RELATIONAL = {"EQ": "==", "NEQ": "!=", "GT": ">", "GEQ": ">=", "LT": "<", "LEQ": "<="}
@@ -208,13 +219,13 @@ class Translator:
         if tname == "MINUS":
             return f"(-{c[0]})" if len(c) == 1 else f"({c[0]} - {c[1]})"
         if tname == "DIVIDE":
-            return f"({c[0]} / {c[1]})"
+            return f"_div({c[0]}, {c[1]})"
         if tname in ("POWER", "FUNCTION_POWER"):
             return f"_pow({c[0]}, {c[1]})"
         if tname == "FUNCTION_ROOT":
-            return f"_pow({c[1]}, 1.0 / {c[0]})" if len(c) == 2 else f"_sqrt({c[0]})"
+            return f"_pow({c[1]}, _div(1.0, {c[0]}))" if len(c) == 2 else f"_sqrt({c[0]})"
         if tname == "FUNCTION_LOG":
-            return f"(_ln({c[1]}) / _ln({c[0]}))" if len(c) == 2 else f"_log10({c[0]})"
+            return f"_div(_ln({c[1]}), _ln({c[0]}))" if len(c) == 2 else f"_log10({c[0]})"
         if tname == "FUNCTION_PIECEWISE":
             out = c[-1] if len(c) % 2 == 1 else "math.nan"
             for k in range(len(c) // 2 - 1, -1, -1):

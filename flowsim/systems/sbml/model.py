@@ -11,7 +11,8 @@ Semantics (SBML Level 1–3, with constant compartments):
 - parameters with rate rules are states; assignment-rule variables and reaction rates are
   evaluated in dependency order at every call;
 - initial assignments and assignment rules fix the initial values, in dependency order; an
-  initial assignment that depends on free parameters only is re-evaluated per sample.
+  initial assignment (or a constant species' amount over a compartment size) that depends on
+  free parameters only, directly or through assignment rules, is re-evaluated per sample.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from ...errors import ConfigError, UnsupportedModelError
 from .mathml import RUNTIME, Translator, mangle, symbols_of
 
-__all__ = ["ModelEquations", "equations"]
+__all__ = ["ModelEquations", "equations", "moving_symbols"]
 
 
 @dataclass
@@ -123,7 +124,7 @@ def equations(model) -> ModelEquations:  # noqa: C901 - one pass over the model'
             eq.attrs[sid] = (f"({val} * {v})", {cid}) if hosu else (val, set())
         elif s.isSetInitialAmount():
             val = repr(float(s.getInitialAmount()))
-            eq.attrs[sid] = (val, set()) if hosu else (f"({val} / {v})", {cid})
+            eq.attrs[sid] = (val, set()) if hosu else (f"_div({val}, {v})", {cid})
     for r in model.getListOfReactions():
         for sr in (*r.getListOfReactants(), *r.getListOfProducts()):
             if sr.isSetId():
@@ -207,14 +208,22 @@ def equations(model) -> ModelEquations:  # noqa: C901 - one pass over the model'
     return eq
 
 
-def _check_compartments(eq: ModelEquations) -> None:
-    """Refuse compartments whose assignment rule makes them change in time (through a state, a
-    reaction rate or time); a rule over constants only is a constant size."""
+def moving_symbols(eq: ModelEquations) -> set[str]:
+    """States, reactions, symbols that use time, and the assignment rules that depend on any of
+    them (transitively): what changes along a trajectory."""
     moving = set(eq.states) | {k for k, kind in eq.kinds.items() if kind == "reaction"} | eq.uses_time
     rules = {k: v for k, v in eq.rules.items() if not k.startswith("#")}
     for k in toposort(rules, "assignment rules and reactions"):
-        if k not in moving and (rules[k][1] & moving):
+        if rules[k][1] & moving:
             moving.add(k)
+    return moving
+
+
+def _check_compartments(eq: ModelEquations) -> None:
+    """Refuse compartments whose assignment rule makes them change in time (through a state, a
+    reaction rate or time); a rule over constants only is a constant size."""
+    moving = moving_symbols(eq)
+    rules = {k for k in eq.rules if not k.startswith("#")}
     for k, kind in eq.kinds.items():
         if kind == "compartment" and k in rules and k in moving:
             raise UnsupportedModelError(
