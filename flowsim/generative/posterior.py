@@ -86,7 +86,8 @@ class InferenceTask:
 
     @property
     def prior_box(self) -> tuple[Tensor, Tensor]:
-        """``(low, high)`` of the uniform prior."""
+        """``(low, high)`` of the prior's ranges (its density inside them is the system's
+        :meth:`~flowsim.ODESystem.log_prior`: uniform, or log-uniform for SBML models)."""
         ps = self.system.parameters
         return (torch.tensor([q.prior[0] for q in ps], dtype=torch.float64),
                 torch.tensor([q.prior[1] for q in ps], dtype=torch.float64))
@@ -115,18 +116,19 @@ class InferenceTask:
 
     def log_posterior(self, theta: Tensor, y: Tensor) -> Tensor:
         """The exact unnormalised log posterior (Gaussian likelihood through the reference solver,
-        uniform prior; ``-inf`` outside it), ``(k,)`` for ``θ`` ``(k, n_params)``."""
+        and the prior :meth:`simulate` draws from, the system's
+        :meth:`~flowsim.ODESystem.log_prior`; ``-inf`` outside it), ``(k,)`` for ``θ``
+        ``(k, n_params)``."""
         y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
         if y.shape[0] != self.obs_dim:
             raise ShapeError(f"an observation has {self.obs_dim} values; got {y.shape[0]}")
         theta = torch.as_tensor(theta, dtype=torch.float64)
-        lo, hi = self.prior_box
-        inside = ((theta >= lo) & (theta <= hi)).all(dim=1)
-        out = torch.full((theta.shape[0],), -torch.inf, dtype=torch.float64)
+        out = self.system.log_prior(theta)
+        inside = torch.isfinite(out)
         if bool(inside.any()):
             mean = self.mean_observation(theta[inside])
             ll = -0.5 * ((mean - y) / self.noise).pow(2).sum(dim=1)
-            out[inside] = torch.nan_to_num(ll, nan=-torch.inf)
+            out[inside] = out[inside] + torch.nan_to_num(ll, nan=-torch.inf)
         return out
 
     def reference_posterior(self, y: Tensor, n: int = 4000, *, walkers: int = 64, burn: int = 300,

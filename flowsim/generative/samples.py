@@ -57,7 +57,8 @@ class SampleSet:
 
 def as_samples(x, condition=None) -> SampleSet:
     """Validate samples ``x`` ``(n, dim)`` (and conditions ``(n,)`` or ``(n, n_cond)``) into a
-    :class:`SampleSet`; a :class:`SampleSet` is returned as it is.
+    :class:`SampleSet`; a :class:`SampleSet` is returned as it is, or with ``condition``
+    attached when it has none.
 
     Arguments
     ---------
@@ -69,7 +70,8 @@ def as_samples(x, condition=None) -> SampleSet:
     Raises
     ------
     ShapeError
-        Not 2-D, fewer than two samples, NaN or inf, or conditions of another length.
+        Not 2-D, fewer than two samples, NaN or inf, conditions of another length, or
+        conditions for a :class:`SampleSet` that already has some.
 
     Examples
     --------
@@ -82,7 +84,12 @@ def as_samples(x, condition=None) -> SampleSet:
     samples contain NaN or inf in 1 rows
     """
     if isinstance(x, SampleSet):
-        return x
+        if condition is None:
+            return x
+        if x.c is not None:
+            raise ShapeError("the SampleSet already carries conditions; pass either the SampleSet "
+                             "or new conditions with its samples (as_samples(samples.x, condition))")
+        x = x.x
     x = torch.as_tensor(x).detach().to(device="cpu", dtype=torch.float64)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
         raise ShapeError(f"samples must be a (n, dim) tensor with n >= 2; got shape {tuple(x.shape)}")

@@ -14,7 +14,7 @@ from torch import Tensor
 from .._utils import as_generator, check_int
 from ..errors import ConfigError, ParameterError, ShapeError, TimeGridError
 from .checks import call_vector_field, refuse_complex
-from .parameters import Parameter, params_tensor, recentred_prior
+from .parameters import Parameter, box_log_density, params_tensor, recentred_prior
 
 __all__ = ["Parameter", "ODESystem"]  # Parameter lives in .parameters
 
@@ -174,6 +174,21 @@ class ODESystem(abc.ABC):
         hi = torch.tensor([q.prior[1] for q in self.parameters], dtype=torch.float64)
         u = torch.rand(n, self.n_params, generator=g, dtype=torch.float64)
         return (lo + (hi - lo) * u).to(dtype=dtype, device=device)
+
+    def log_prior(self, p: Tensor) -> Tensor:
+        """Log density, up to a constant, of the prior :meth:`sample_params` draws from:
+        ``(k,)`` for ``p`` ``(k, n_params)``; ``-inf`` outside the prior ranges.
+
+        Uniform here (0 inside every range); a subclass that draws otherwise overrides both.
+
+        Examples
+        --------
+        >>> import torch, flowsim
+        >>> sir = flowsim.get_system("sir")
+        >>> sir.log_prior(torch.stack([sir.default_params(), sir.default_params() * 100]))
+        tensor([0., -inf], dtype=torch.float64)
+        """
+        return box_log_density(p, [q.prior for q in self.parameters], log_uniform=False)
 
     def params_tensor(
         self,
@@ -380,3 +395,4 @@ class ODESystem(abc.ABC):
                 math.isfinite(ts) and ts > 0):
             raise ConfigError(f"{who}: timescale must be a positive finite number (a characteristic "
                               f"time, e.g. one period); got {ts!r}")
+

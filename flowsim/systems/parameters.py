@@ -12,7 +12,7 @@ from torch import Tensor
 from ..errors import ParameterError, ShapeError
 from .checks import refuse_complex
 
-__all__ = ["Parameter", "params_tensor"]
+__all__ = ["Parameter", "box_log_density", "params_tensor"]
 
 
 @dataclass(frozen=True)
@@ -188,3 +188,26 @@ def params_tensor(
             worst = p[:, j][(p[:, j] < lo[j]) | (p[:, j] > hi[j])][0].item()
             parameters[j].check(worst)
     return p
+
+
+def box_log_density(p: Tensor, boxes: Sequence[tuple[float, float]], *, log_uniform: bool) -> Tensor:
+    """Uniform (or, ``log_uniform``, log-uniform inside each positive range) log density up to a
+    constant of ``p`` ``(k, n)`` over ``boxes``; ``-inf`` outside them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> box_log_density(torch.tensor([[2.0], [20.0]]), [(1.0, 10.0)], log_uniform=True)
+    tensor([-0.6931,    -inf], dtype=torch.float64)
+    """
+    p = torch.as_tensor(p, dtype=torch.float64)
+    if p.ndim != 2 or p.shape[1] != len(boxes):
+        raise ShapeError(f"p must be (k, {len(boxes)}) parameter vectors; got {tuple(p.shape)}")
+    lo = torch.tensor([b[0] for b in boxes], dtype=torch.float64, device=p.device)
+    hi = torch.tensor([b[1] for b in boxes], dtype=torch.float64, device=p.device)
+    inside = ((p >= lo) & (p <= hi)).all(dim=1)
+    out = torch.zeros(p.shape[0], dtype=torch.float64, device=p.device)
+    if log_uniform:
+        logs = (lo > 0) & (hi > lo)
+        out = -torch.where(logs, p.clamp_min(1e-300).log(), torch.zeros_like(p)).sum(dim=1)
+    return torch.where(inside, out, torch.full_like(out, -math.inf))

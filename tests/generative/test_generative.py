@@ -90,6 +90,13 @@ def test_bad_input(trained):
         as_samples(torch.zeros(10))
     with pytest.raises(flowsim.ShapeError):
         as_samples(torch.zeros(10, 2), torch.zeros(9, 1))
+    # conditions given with a SampleSet are attached, not dropped; twice is refused
+    both = as_samples(as_samples(torch.zeros(10, 2)), torch.arange(10.0))
+    assert both.n_cond == 1 and torch.equal(both.c[:, 0], torch.arange(10.0, dtype=torch.float64))
+    with pytest.raises(flowsim.ShapeError, match="already carries"):
+        as_samples(both, torch.zeros(10))
+    with pytest.raises(flowsim.ShapeError):
+        as_samples(as_samples(torch.zeros(10, 2)), torch.zeros(9))
     with pytest.raises(flowsim.ConfigError):
         gen.sample(10, steps=0)
     with pytest.raises(flowsim.ConfigError):

@@ -43,3 +43,34 @@ def test_inference_task_likelihood_peaks_at_the_truth():
         InferenceTask("sir", times=(10.0, 5.0), noise=0.1)
     with pytest.raises(flowsim.ShapeError):
         task.log_posterior(truth, torch.zeros(2))
+
+
+def test_the_reference_posterior_uses_the_prior_the_task_simulates_from():
+    # an SBML model's parameters are drawn log-uniformly; with an observation that carries no
+    # information (noise 1e4) the exact posterior is that prior: median √(0.05·5) = 0.5, where a
+    # uniform prior on [0.05, 5] would give 2.5
+    libsbml = pytest.importorskip("libsbml")
+    doc = libsbml.SBMLDocument(3, 2)
+    m = doc.createModel()
+    m.setId("decay")
+    c = m.createCompartment()
+    c.setId("c"), c.setSize(1.0), c.setConstant(True)
+    s = m.createSpecies()
+    s.setId("A"), s.setCompartment("c"), s.setInitialConcentration(1.0)
+    s.setHasOnlySubstanceUnits(False), s.setBoundaryCondition(False), s.setConstant(False)
+    k = m.createParameter()
+    k.setId("k"), k.setValue(0.5), k.setConstant(True)
+    r = m.createReaction()
+    r.setId("R"), r.setReversible(False)
+    sr = r.createReactant()
+    sr.setSpecies("A"), sr.setStoichiometry(1.0), sr.setConstant(True)
+    r.createKineticLaw().setMath(libsbml.parseL3Formula("k * A"))
+    system = flowsim.from_sbml(doc, timescale=1.0, prior=10.0)
+    lp = system.log_prior(torch.tensor([[0.1], [1.0], [6.0]], dtype=torch.float64))
+    assert float(lp[0] - lp[1]) == pytest.approx(float(torch.log(torch.tensor(10.0))))
+    assert float(lp[2]) == -float("inf")
+    task = InferenceTask(system, times=(1.0,), noise=1e4)
+    theta, y = task.simulate(2000, seed=0)
+    assert 0.45 < float(theta.median()) < 0.55
+    post = task.reference_posterior(y[0], n=1500, walkers=16, burn=100, seed=0)
+    assert 0.38 < float(post.median()) < 0.65, float(post.median())

@@ -14,7 +14,7 @@ from ..._utils import as_generator, check_int
 from ...errors import ConfigError, ParameterError, UnsupportedModelError
 from ..base import ODESystem
 from ..checks import call_vector_field, check_batched, estimate_timescale
-from ..parameters import Parameter
+from ..parameters import Parameter, box_log_density
 from .code import compile_vector_field, derived_symbols
 from .model import ModelEquations, equations, initial_values
 from .read import read_document, unsupported_constructs
@@ -66,6 +66,11 @@ class SBMLSystem(ODESystem):
         """Draw ``n`` parameter vectors, log-uniformly inside each positive prior range (uniformly
         where a range reaches zero or below)."""
         return _draw(n, [q.prior for q in self.parameters], generator).to(dtype=dtype, device=device)
+
+    def log_prior(self, p: Tensor) -> Tensor:
+        """Log density, up to a constant, of :meth:`sample_params`' prior: log-uniform inside each
+        positive range (``-Σ log θ``), uniform where a range reaches zero; ``-inf`` outside."""
+        return box_log_density(p, [q.prior for q in self.parameters], log_uniform=True)
 
     def sample_initial(self, n: int, generator: torch.Generator | int | None = None, *,
                        dtype: torch.dtype = torch.float64,
