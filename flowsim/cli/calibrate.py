@@ -195,7 +195,9 @@ def _model(text: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate and write the report folder (:func:`flowsim.steer.calibration_report`)."""
-    from ..steer import Noise, calibrate, calibration_report, sample_posterior
+    import torch
+
+    from ..steer import LogLikelihood, Noise, calibrate, calibration_report, sample_posterior
 
     check_output(args.out)
     out = Path(args.out)
@@ -212,9 +214,17 @@ def run(args: argparse.Namespace) -> int:
     if args.posterior:
         subject = args.posterior_subject or obs.subjects[0]
         one = obs.select([subject])
+        names = [str(v) for v in fit["param"].values]
         row = fit.sel(subject=str(subject)) if not args.shared else fit.isel(subject=0)
-        sigma = args.sigma if args.sigma else float(row["sigma"].values.max())  # the fitted level
-        post = sample_posterior(model, one, params=[str(v) for v in fit["param"].values],
+        fixed = {str(k): float(v) for k, v in zip(fit["fixed_param"].values, fit["fixed"].values)}
+        sigma = args.sigma
+        if not sigma:  # this subject's fitted level per observable, at the estimate
+            ll = LogLikelihood(model, one, params=names, noise=noise, fixed=fixed, on_outside="warn")
+            pad = ll.padded
+            level = noise.sigma_hat(pad.values, ll.predict(torch.as_tensor(row["estimate"].values)[None]),
+                                    pad.mask)
+            sigma = tuple(float(v) for v in level.reshape(-1))
+        post = sample_posterior(model, one, params=names, fixed=fixed,
                                 noise=Noise(args.noise, sigma=sigma), steps=args.posterior_steps)
     calibration_report(fit, obs, out, posterior=post,
                        extra={"command": "flowsim calibrate " + args.model, "data": os.fspath(args.data)})

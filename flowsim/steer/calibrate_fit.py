@@ -101,12 +101,14 @@ def calibrate(model: Any, observations: Observations, config: CalibrateConfig | 
         ``estimate_map`` (the model's optimum, before the polish), ``shift`` and
         ``rel_shift`` (what the polish changed: the map's bias), ``loss_map`` (the model's
         objective at its optimum), ``loss_before_polish`` (the solver's objective there),
-        ``loss_after_polish``, ``sigma`` (noise level per observable), ``status``
+        ``loss_after_polish``, ``sigma`` (noise level per observable; pooled over the
+        subjects for a shared fit), ``status``
         (``converged``, ``max_steps``, ``at_bound`` or ``failed``), ``polish_from``
         (``"map"``, or ``"candidate"`` where the guard's start won: the map's optimum was in
         the wrong basin), ``gradient_cosine`` / ``gradient_rel_error`` (the map's sensitivities
         of the predicted data to the fitted parameters, relative, against the solver's, at the
-        map's optimum; NaN without a polish), ``lower`` / ``upper`` (the search box); attrs say
+        map's optimum; NaN without a polish), ``lower`` / ``upper`` (the search box),
+        ``fixed`` over ``fixed_param`` (the values of the parameters not fitted); attrs say
         the model kind, the noise, and the wall times.
 
     Raises
@@ -130,11 +132,14 @@ def calibrate(model: Any, observations: Observations, config: CalibrateConfig | 
     if not isinstance(observations, Observations):
         raise ConfigError(f"observations must be an Observations; got {type(observations).__name__}")
     params = cfg.params or tuple(observations.system.param_names)
-    lo, hi = resolve_bounds(model, params, cfg.bounds, on_outside=cfg.on_outside)
     if isinstance(model, (str, ODESystem)):  # the baseline: gradients by batched forward differences
         pred = SolverPredictor(model, cfg.solver, gradients="finite-difference")
     else:
         pred = predictor(model, allow_extrapolation=True if cfg.on_outside == "warn" else None)
+    if pred.system.name != observations.system.name:
+        raise ConfigError(f"the model is of {pred.system.name}, the observations of "
+                          f"{observations.system.name}")
+    lo, hi = resolve_bounds(pred, params, cfg.bounds, on_outside=cfg.on_outside)
     is_map = not isinstance(pred, SolverPredictor)
     box = Box(lo, hi)
     t_start = time.perf_counter()
@@ -263,12 +268,17 @@ def _status(converged: Tensor, value: Tensor, theta: Tensor, box: Box,
 
 
 def _sigma(obj: Objective, theta: Tensor) -> Tensor:
-    """The noise level per fitted row and observable ``(rows, K)``."""
+    """The noise level per fitted row and observable ``(rows, K)``; for a shared fit the pooled
+    level of all subjects, ``sqrt(Σ_s n_s σ_s² / Σ_s n_s)`` (each subject's ``σ_s`` over its
+    ``n_s`` samples)."""
     ll, n = obj.ll, theta.shape[-1]
     t = theta.reshape(-1, obj.n_subjects, n) if obj.config.per_subject else theta
     pred = ll.predict(t)                                                      # (B, S, T, K)
     sig = ll.noise.sigma_hat(ll.padded.values, pred, ll.padded.mask)           # (B, S, K)
-    return sig.reshape(-1, sig.shape[-1]) if obj.config.per_subject else sig.mean(1)
+    if obj.config.per_subject:
+        return sig.reshape(-1, sig.shape[-1])
+    w = ll.padded.mask.to(sig.dtype).sum(-2)                                   # (S, K) samples
+    return ((sig**2 * w).sum(1) / w.sum(0).clamp_min(1.0)).sqrt()
 
 
 def _dataset(obs: Observations, cfg: CalibrateConfig, params: tuple[str, ...], r: dict) -> xr.Dataset:
@@ -305,6 +315,12 @@ def _dataset(obs: Observations, cfg: CalibrateConfig, params: tuple[str, ...], r
                "seconds_fit": r["t_map"], "seconds_polish": r["t_polish"],
                "objective": "negative log-likelihood" + (" + Gaussian prior" if cfg.prior else "")},
     )
+    system = obs.system
+    held = [n for n in system.param_names if n not in params]
+    base = {**system.defaults, **{k: float(v) for k, v in (cfg.fixed or {}).items()}}
+    ds["fixed"] = xr.DataArray(np.array([base[n] for n in held], dtype=np.float64), dims="fixed_param",
+                               coords={"fixed_param": held},
+                               attrs={"description": "the values of the parameters not fitted"})
     ds["estimate"].attrs["description"] = "estimate after the solver polish (the model's own where none ran)"
     ds["shift"].attrs["description"] = "estimate - estimate_map: what the solver polish changed (map bias)"
     return ds

@@ -34,8 +34,8 @@ __all__ = ["calibration_report", "fitted_curves"]
 def fitted_curves(fit: xr.Dataset, observations: Observations, *, which: str = "estimate",
                   n_points: int = 200) -> xr.DataArray:
     """The observables ``(subject, time, observable)`` predicted by the reference solver at a
-    calibration's ``estimate`` (or ``estimate_map``), on ``n_points`` times from each subject's
-    start to its last sample.
+    calibration's ``estimate`` (or ``estimate_map``), with the parameters it held fixed
+    (``fit["fixed"]``), on ``n_points`` times from each subject's start to its last sample.
 
     Arguments
     ---------
@@ -62,7 +62,10 @@ def fitted_curves(fit: xr.Dataset, observations: Observations, *, which: str = "
     if est.shape[0] == 1 and len(observations.subjects) > 1:            # a shared fit
         est = est.expand(len(observations.subjects), -1)
     names = [str(v) for v in fit["param"].values]
-    p = torch.tensor([system.defaults[n] for n in system.param_names], dtype=torch.float64)
+    base = dict(system.defaults)
+    if "fixed" in fit:  # the parameters held fixed in the fit (calibrate(fixed=…))
+        base.update({str(k): float(v) for k, v in zip(fit["fixed_param"].values, fit["fixed"].values)})
+    p = torch.tensor([base[n] for n in system.param_names], dtype=torch.float64)
     p = p.expand(est.shape[0], -1).clone()
     x0 = pad.x0.clone()
     for j, name in enumerate(names):
@@ -117,6 +120,7 @@ def calibration_report(fit: xr.Dataset, observations: Observations, out: str | o
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         summary = _summary(fit, extra)
+        summary["n_subjects"] = len(observations.subjects)
         _plot_fits(fit, observations, tmp / "fits.png")
         _table(fit).to_csv(tmp / "parameters.csv", index=False)
         if posterior is not None:
@@ -178,7 +182,9 @@ def _summary(fit: xr.Dataset, extra: dict[str, Any] | None) -> dict[str, Any]:
 def _markdown(fit: xr.Dataset, summary: dict[str, Any]) -> str:
     c = summary["solver_check"]
     lines = [f"# Calibration of {fit.attrs['system']}", "",
-             f"{len(summary['subjects'])} subject(s), parameters {', '.join(summary['params'])}; "
+             (f"{len(summary['subjects'])} subject(s)" if fit.attrs.get("per_subject", 1) else
+              f"one parameter vector shared by {summary.get('n_subjects', '?')} subject(s)")
+             + f", parameters {', '.join(summary['params'])}; "
              f"noise {fit.attrs['noise']} (sigma {fit.attrs['noise_sigma']}); through the "
              f"{fit.attrs['model']}.", "",
              "| subject | parameter | estimate | std. error | map estimate | polish shift | status |",

@@ -26,13 +26,15 @@ torch.Size([1, 3, 2])
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Protocol, runtime_checkable
 
 import torch
 import torchdiffeq
 from torch import Tensor
 
-from ..errors import ConfigError, ShapeError, TimeGridError
+from ..errors import ConfigError, ExtrapolationWarning, ShapeError, TimeGridError
+from ..maps.compose import compose_jumps, n_jumps
 from ..maps.protocol import FlowMapLike
 from ..solve.options import SolverOptions
 from ..solve.torch_backend import odeint_options
@@ -108,7 +110,8 @@ class MapPredictor:
     allow_extrapolation:
         Passed to :meth:`~flowsim.FlowMap.jump`: ``None`` refuses parameters outside the
         trained range and composes (with a warning) jumps longer than the map's
-        ``jump_limit``; ``False`` refuses both; ``True`` accepts both.
+        ``jump_limit``; ``False`` refuses both; ``True`` accepts parameters outside the range
+        (the caller has warned) and still composes long jumps, with a warning.
 
     Examples
     --------
@@ -151,8 +154,30 @@ class MapPredictor:
         if n == 0:
             return x0.new_zeros(b, 0, self.system.dim)
         rep = lambda a: a.repeat_interleave(n, dim=0)  # noqa: E731
-        out = self.flow_map.jump(rep(x0), rep(t0), times.reshape(-1), rep(p), **self._jump_kw)
+        x, s, t, pp = rep(x0), rep(t0), times.reshape(-1), rep(p)
+        k = self._composed(s, t)
+        if k > 1:  # accepting parameters outside the range does not make long jumps safe
+            out = compose_jumps(lambda s_, t_, x_, p_: self.flow_map.jump(x_, s_, t_, p_, **self._jump_kw),
+                                x, s, t, pp, n=k)
+        else:
+            out = self.flow_map.jump(x, s, t, pp, **self._jump_kw)
         return out.reshape(b, n, self.system.dim)
+
+    def _composed(self, s: Tensor, t: Tensor) -> int:
+        """With ``allow_extrapolation=True`` (parameters outside the trained range accepted), a
+        jump longer than the map's ``jump_limit`` is still composed of jumps of at most
+        ``max_jump`` (with a warning), as with ``None``: 1 otherwise."""
+        limit = getattr(self.flow_map, "jump_limit", None)
+        if self.allow_extrapolation is not True or limit is None or s.numel() == 0:
+            return 1
+        span = float((t - s).abs().max())
+        if span <= float(limit):
+            return 1
+        k = n_jumps(span, float(self.flow_map.max_jump))
+        warnings.warn(f"a jump of {span:.4g} time units is longer than this map was trained for "
+                      f"(jump_limit {float(limit):.4g}): composed {k} jumps of at most max_jump="
+                      f"{float(self.flow_map.max_jump):.4g}", ExtrapolationWarning, stacklevel=3)
+        return k
 
 
 class SolverPredictor:

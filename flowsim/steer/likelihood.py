@@ -88,10 +88,27 @@ class LogLikelihood:
                                  f"{list(system.param_names)}")
         base.update({k: float(v) for k, v in (fixed or {}).items()})
         self.base_params = torch.tensor([base[n] for n in system.param_names], dtype=torch.float64)
-        check_range(self.predictor, self.base_params[None], on_outside="raise", what="fixed parameters")
+        fitted = {i for kind, i in self._cols if kind == "p"}
+        held = [j for j in range(system.n_params) if j not in fitted]
+        if held:  # fitted columns are checked where theta is given
+            check_range(self.predictor, self.base_params[held][None],
+                        [system.param_names[j] for j in held], on_outside="raise",
+                        what="fixed parameters")
         self.padded = observations.padded()
+        self._check_data_x0(on_outside)
         self.noise.check_data(self.padded.values, self.padded.mask)
         self._lo, self._hi = trained_range(self.predictor, self.params)
+
+    def _check_data_x0(self, on_outside: str) -> None:
+        """The data's initial states that theta does not replace must lie in the map's trained
+        initial box, like a fitted ``"x0.<state>"`` (refused, or warned with ``"warn"``)."""
+        fitted = {i for kind, i in self._cols if kind == "x0"}
+        held = [j for j in range(self.system.dim) if j not in fitted]
+        if held:
+            check_range(self.predictor, self.padded.x0[:, held],
+                        [f"x0.{self.system.state_names[j]}" for j in held],
+                        on_outside="warn" if on_outside == "warn" else "raise",
+                        what="the data's initial states")
 
     @property
     def n_subjects(self) -> int:

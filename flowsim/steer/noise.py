@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -58,8 +60,8 @@ class Noise:
         if self.kind not in KINDS:
             raise ConfigError(f"noise kind must be one of {list(KINDS)}; got {self.kind!r}")
         if self.sigma is not None:
-            vals = (self.sigma,) if isinstance(self.sigma, (int, float)) else tuple(self.sigma)
-            if not vals or not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in vals):
+            vals = _numbers(self.sigma)
+            if not vals or not all(math.isfinite(v) and v > 0 for v in vals):
                 raise ConfigError(f"noise sigma must be positive and finite (or None to fit it); got "
                                   f"{self.sigma!r}")
             object.__setattr__(self, "sigma", float(vals[0]) if len(vals) == 1 else tuple(map(float, vals)))
@@ -126,14 +128,34 @@ class Noise:
     def _check_scale(self, predicted: Tensor, mask: Tensor) -> None:
         """Refuse proportional noise without a floor where the model predicts exactly 0 at a
         measured sample: its variance is zero there, and the likelihood degenerates (a loss of
-        about -700 per such sample that looks converged, or -inf)."""
+        about -700 per such sample that looks converged, or -inf). Likewise log-normal noise
+        where the model predicts 0 or less: the log of the prediction is -inf (clamped, a
+        residual of about 700 that swamps every other sample)."""
+        if self.kind == "lognormal":
+            if bool(((predicted <= 0) & mask.to(torch.bool)).any()):
+                raise ConfigError(
+                    "log-normal noise: the model predicts 0 (or less) where a sample was measured "
+                    "(e.g. at the dose time, before any drug has arrived), and log(0) has no "
+                    "likelihood. Drop those samples (e.g. the rows at the dose time) or use "
+                    "Noise('proportional', floor=…)")
+            return
         if self.kind != "proportional" or self.floor > 0:
             return
-        zero = (predicted == 0) & mask.to(torch.bool)
-        if bool(zero.any()):
-            k = int(zero.reshape(-1, *mask.shape).any(0).sum())
+        if bool(((predicted == 0) & mask.to(torch.bool)).any()):
             raise ConfigError(
-                f"proportional noise with floor=0: the model predicts exactly 0 at {k} measured "
-                f"sample(s) (e.g. at the dose time, before any drug has arrived), where this noise "
-                f"has zero variance and the likelihood degenerates. Pass Noise('proportional', "
-                f"floor=…) (e.g. the quantification limit) or drop those samples")
+                "proportional noise with floor=0: the model predicts exactly 0 where a sample was "
+                "measured (e.g. at the dose time, before any drug has arrived), where this noise "
+                "has zero variance and the likelihood degenerates. Pass Noise('proportional', "
+                "floor=…) (e.g. the quantification limit) or drop those samples")
+
+
+def _numbers(value: Any) -> tuple[float, ...]:
+    """A number or a sequence of numbers (python, numpy or torch) as floats; ``()`` if not."""
+    if isinstance(value, (str, bytes, bool)):
+        return ()
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().double().reshape(-1).tolist()
+    try:
+        return tuple(float(v) for v in np.asarray(value, dtype=np.float64).reshape(-1))
+    except (TypeError, ValueError):
+        return ()

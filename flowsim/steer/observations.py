@@ -338,9 +338,9 @@ class Observations:
             if unknown:
                 raise DataError(f"t0 names unknown subjects {unknown}; the subjects are "
                                 f"{list(self.subjects)}")
-            vals = [float(keyed.get(s, 0.0)) for s in self.subjects]
+            vals = [_time(keyed.get(s, 0.0)) for s in self.subjects]
         else:
-            vals = [float(t0)] * len(self.subjects)
+            vals = [_time(t0)] * len(self.subjects)
         if not all(math.isfinite(v) for v in vals):
             raise TimeGridError(f"t0 must be finite; got {vals}")
         return torch.tensor(vals, dtype=torch.float64)
@@ -395,3 +395,10 @@ class Observations:
             mask[i, ti, ki] = True
         return PaddedObservations(self.x0.clone(), self.t0.clone(), torch.as_tensor(times),
                                   torch.as_tensor(values), torch.as_tensor(mask))
+
+
+def _time(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TimeGridError(f"t0 must be a number (or {{subject: number}}); got {value!r}") from None

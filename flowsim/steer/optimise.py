@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +31,12 @@ import xarray as xr
 from torch import Tensor
 
 from .._utils import with_keywords
-from ..errors import ConfigError, TimeGridError
+from ..errors import ConfigError, ShapeError, TimeGridError
 from ..solve.options import SolverOptions
 from ._user import call_user
 from .controls import Control, Variables
 from .forward import SolverPredictor, predictor
+from .ranges import check_range
 
 __all__ = ["OptimiseConfig", "optimise"]
 
@@ -105,6 +107,63 @@ def _check_reward(r: Any, b: int, needs_grad: bool, where: str) -> Tensor:
     return r
 
 
+def _start_time(t0: Any) -> float:
+    try:
+        t0 = float(t0)
+    except (TypeError, ValueError):
+        raise TimeGridError(f"t0 must be a number; got {t0!r}") from None
+    if not math.isfinite(t0):
+        raise TimeGridError(f"t0 must be finite; got {t0}")
+    return t0
+
+
+def _fixed_start(pred: Any, var: Variables, x0: Any, p: Any, on_outside: str
+                 ) -> tuple[Tensor | None, Tensor | None]:
+    """The fixed initial state ``(dim,)`` and parameters ``(n_params,)`` (``None``: the system's),
+    checked: shape, finite, and — for a map — the entries the variables do not replace inside
+    its trained range (refused, or warned with ``on_outside="warn"``)."""
+    system = pred.system
+    x0t = None
+    if x0 is not None:
+        try:
+            x0t = torch.as_tensor(x0, dtype=torch.float64).detach().cpu()
+        except (TypeError, ValueError, RuntimeError):
+            raise ShapeError(f"x0 must be {system.dim} numbers ({list(system.state_names)}); got "
+                             f"{type(x0).__name__}") from None
+        if x0t.numel() != system.dim:
+            raise ShapeError(f"x0 must be {system.dim} numbers ({list(system.state_names)}); got shape "
+                             f"{tuple(x0t.shape)}")
+        x0t = x0t.reshape(system.dim)
+        if not bool(torch.isfinite(x0t).all()):
+            raise ShapeError(f"x0 must be finite; got {x0t.tolist()}")
+    pt0 = None if p is None else system.params_tensor(p, 1)[0].double()
+    varied = {(kind, idx) for kind, _, idx, _ in var.items}
+    held_x = [j for j in range(system.dim) if ("state", j) not in varied]
+    held_p = [j for j in range(system.n_params)
+              if ("param", j) not in varied and ("control", j) not in varied]
+    xs = system.default_initial() if x0t is None else x0t
+    ps = system.default_params() if pt0 is None else pt0
+    if held_x:
+        check_range(pred, xs[held_x][None], [f"x0.{system.state_names[j]}" for j in held_x],
+                    on_outside=on_outside, what="the fixed initial state")
+    if held_p:
+        check_range(pred, ps[held_p][None], [system.param_names[j] for j in held_p],
+                    on_outside=on_outside, what="the fixed parameters")
+    return x0t, pt0
+
+
+def _warn_if_the_solver_disagrees(model: float, solver: float, spread: float) -> None:
+    """Warn when the winner's reward through the solver differs from the map's by more than 10 %
+    of the larger of the two rewards and the rewards' spread over the starts (at the first or
+    the last step: how much the reward varies over the search box)."""
+    scale = max(abs(model), abs(solver), spread)
+    if not abs(model - solver) <= 0.1 * scale:
+        warnings.warn(f"the reference solver disagrees with the map at the optimum: reward "
+                      f"{model:.4g} through the map, {solver:.4g} through the solver; the optimum "
+                      "may be the map's error. Check it with optimise(system, …) or train a better "
+                      "map (result.reward_solver)", UserWarning, stacklevel=3)
+
+
 def _times(times: Any, t0: float) -> Tensor:
     try:
         t = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
@@ -158,9 +217,18 @@ def optimise(model: Any, reward: Reward, variables: Sequence[str | Control], *, 
     ConfigError
         The reward is not ``(batch,)``, not finite or has no gradient; bad options.
     ParameterError
-        Unknown variables, bad bounds or bounds outside the map's trained range.
+        Unknown variables, bad bounds, or bounds or a fixed ``x0`` / ``p`` outside the map's
+        trained range.
+    ShapeError
+        An ``x0`` of the wrong length or not finite.
     TimeGridError
-        Bad ``times`` or control edges.
+        Bad ``times``, ``t0`` or control edges.
+
+    Warns
+    -----
+    UserWarning
+        The winner's reward through the reference solver differs from the map's by more than
+        10 % (of the larger reward, or of the rewards' spread over the random starts).
 
     Examples
     --------
@@ -180,10 +248,10 @@ def optimise(model: Any, reward: Reward, variables: Sequence[str | Control], *, 
     system = pred.system
     var = Variables(system, variables)
     var.set_bounds(pred, bounds, on_outside=cfg.on_outside)
-    t = _times(times, float(t0))
-    var.check_controls(t, float(t0))
-    x0t = None if x0 is None else torch.as_tensor(x0, dtype=torch.float64).reshape(system.dim)
-    pt0 = None if p is None else system.params_tensor(p, 1)[0].double()
+    t0 = _start_time(t0)
+    t = _times(times, t0)
+    var.check_controls(t, t0)
+    x0t, pt0 = _fixed_start(pred, var, x0, p, cfg.on_outside)
     dt = pred.dtype
     lo = torch.tensor([b[0] for b in var.bounds], dtype=dt)
     hi = torch.tensor([b[1] for b in var.bounds], dtype=dt)
@@ -199,10 +267,12 @@ def optimise(model: Any, reward: Reward, variables: Sequence[str | Control], *, 
         out = call_user(reward, "reward(x, v)", xs, var.split(vals))
         return _check_reward(out, vals.shape[0], needs_grad, where), vals, xs
 
-    history = []
+    history, spread = [], 0.0
     for step in range(cfg.steps):
         opt.zero_grad()
         r, _, _ = evaluate(pred, z, dt, f"at step {step}", True)
+        if step == 0:  # the reward's range over the random starts: the scale of a disagreement
+            spread = float(r.detach().max() - r.detach().min())
         (-r.sum()).backward()
         opt.step()
         history.append(float(r.detach().max()))
@@ -212,6 +282,9 @@ def optimise(model: Any, reward: Reward, variables: Sequence[str | Control], *, 
     ref = pred if pred.kind == "solver" else SolverPredictor(system, cfg.solver)
     with torch.no_grad():
         r_ref, _, xs_ref = evaluate(ref, z[win:win + 1].detach(), torch.float64, "with the solver", False)
+    if pred.kind != "solver":
+        _warn_if_the_solver_disagrees(float(r[win]), float(r_ref[0]),
+                                      max(spread, float(r.max() - r.min())))
     coords = {"start": np.arange(cfg.starts), "variable": list(var.columns), "step": np.arange(cfg.steps),
               "time": t.numpy(), "state": list(system.state_names)}
     return xr.Dataset(

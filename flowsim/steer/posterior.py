@@ -18,7 +18,7 @@ Examples
 ...                       "value": [0.88, 0.54, 0.07, -0.42]})
 >>> obs = flowsim.steer.Observations(frame, "harmonic_oscillator", initial={1: (1.0, 0.0)})
 >>> post = flowsim.steer.sample_posterior(ExactFlowMap("harmonic_oscillator"), obs, params=["omega"],
-...                                       noise=flowsim.steer.Noise(sigma=0.05), walkers=8, steps=300,
+...                                       noise=flowsim.steer.Noise(sigma=0.05), walkers=16, steps=1000,
 ...                                       check_draws=50)
 >>> abs(float(post.summary["mean"].sel(param="omega")) - 1.0) < 0.05
 True
@@ -38,19 +38,23 @@ import torch
 import xarray as xr
 
 from .._utils import with_keywords
-from ..errors import ConfigError
+from ..errors import ConfigError, ParameterError
 from ..solve.options import SolverOptions
 from .forward import predictor
 from .likelihood import LogLikelihood
 from .noise import Noise
 from .observations import Observations
 from .posterior_check import posterior_map_check
-from .ranges import resolve_bounds
+from .ranges import resolve_bounds, trained_range
 
 #: Above this R-hat (over the walkers) :func:`sample_posterior` warns that the chains have not mixed.
 RHAT_WARN = 1.1
 
 __all__ = ["PosteriorConfig", "PosteriorResult", "sample_posterior"]
+
+
+#: The fewest draws per walker a posterior keeps (R-hat and ESS need a few).
+MIN_DRAWS = 4
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,11 @@ class PosteriorConfig:
         if self.burn_steps >= self.steps:
             raise ConfigError(f"PosteriorConfig.burn ({self.burn_steps}) must be less than steps "
                               f"({self.steps})")
+        kept = -(-(self.steps - self.burn_steps) // self.thin)
+        if kept < MIN_DRAWS:
+            raise ConfigError(f"PosteriorConfig keeps {kept} draw(s) per walker ((steps {self.steps} - "
+                              f"burn {self.burn_steps}) / thin {self.thin}); at least {MIN_DRAWS} are "
+                              "needed to judge the chains: raise steps or lower thin")
 
     @property
     def burn_steps(self) -> int:
@@ -152,7 +161,19 @@ class PosteriorResult:
 
 def _log_prior_box(model: Any, params: Sequence[str], bounds: Mapping[str, Any] | None
                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The uniform prior's box: ``bounds`` where given, else the system's prior intersected with
+    the map's trained range (the prior alone for the solver)."""
     lo, hi = resolve_bounds(model, list(params), bounds)
+    plo, phi = trained_range(predictor(model).system, list(params))  # the system's prior
+    given = set(bounds or {})
+    for j, name in enumerate(params):
+        if name in given:
+            continue
+        lo[j], hi[j] = max(float(lo[j]), float(plo[j])), min(float(hi[j]), float(phi[j]))
+        if not lo[j] < hi[j]:
+            raise ParameterError(f"{name}: the map's trained range and the system's prior "
+                                 f"[{float(plo[j]):.4g}, {float(phi[j]):.4g}] do not overlap; give "
+                                 f"bounds={{{name!r}: (low, high)}} inside the trained range")
     return lo.numpy(), hi.numpy()
 
 
@@ -210,7 +231,7 @@ def sample_posterior(model: Any, observations: Observations, *, params: Sequence
 
     cfg = with_keywords(PosteriorConfig, config, options, what="sample_posterior", error=ConfigError)
     pred = predictor(model)
-    params = list(params)
+    params = [params] if isinstance(params, str) else list(params)
     ll = LogLikelihood(pred, observations, params=params, noise=noise, fixed=fixed, on_outside="-inf")
     lo, hi = _log_prior_box(pred, params, bounds)
     n_sub = len(observations.subjects)
@@ -282,7 +303,25 @@ def sample_posterior(model: Any, observations: Observations, *, params: Sequence
     if cfg.check_draws and pred.kind != "solver":
         check = posterior_map_check(ll, shaped(flat).numpy(), n=cfg.check_draws, seed=cfg.seed,
                                     solver=cfg.solver)
+        _warn_if_the_solver_disagrees(check)
     return PosteriorResult(idata=idata, summary=summary, check=check, info=info)
+
+
+#: The solver check's limits (docs/posteriors.md): a posterior mean moved by more than this many
+#: posterior standard deviations, or weights whose effective sample size is below this fraction
+SHIFT_WARN, ESS_WARN = 0.5, 0.1
+
+
+def _warn_if_the_solver_disagrees(check: xr.Dataset) -> None:
+    shift, ess = float(check["max_abs_shift"]), float(check["ess_fraction"])
+    if shift > SHIFT_WARN or not ess >= ESS_WARN:
+        warnings.warn(f"the reference solver disagrees with the map's posterior: re-weighting the "
+                      f"draws by the solver's likelihood moves a posterior mean by {shift:.2g} "
+                      f"posterior SDs (> {SHIFT_WARN} is too far) with an effective sample size of "
+                      f"{ess:.1%} of the draws (< {ESS_WARN:.0%}: the two barely overlap); do not "
+                      "use the map's posterior here: sample through the solver "
+                      "(sample_posterior(system, …)) or train a better map (result.check)",
+                      UserWarning, stacklevel=3)
 
 
 def _summary(idata: Any, params: Sequence[str]) -> xr.Dataset:
