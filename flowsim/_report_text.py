@@ -39,15 +39,17 @@ def table(s: dict[str, Any]) -> str:
         old = s["speedup_vs_dopri5"]
         lines.append(old.get("summary") or old.get("note", ""))
         return "\n".join(lines)
+    first, second = s.get("peers") or ("dopri5", "rk4")  # reports before stiff peers: dopri5, rk4
     n_wp = s.get("n_eval_work_precision")
     if n_wp:  # the speed-ups' errors are their own: other states than the table's
         lines.append(f"speed-ups at matched error, one jump of {s.get('max_jump', 0):.4g} from "
                      f"{n_wp} fresh initial states (their errors, not the table's):")
-    lines.append(f"one jump: {sp['dopri5_one_jump']['summary']}")
-    lines.append(f"best jump count: {sp['dopri5_best_speedup']['summary']}")
-    rk4, dop = sp["rk4_best_speedup"], sp["dopri5_best_speedup"]
-    if rk4.get("matched") and (not dop.get("matched") or rk4["solver_wall_time"] < dop["solver_wall_time"]):
-        lines.append(f"rk4 is the faster solver here: {rk4['summary']}")
+    lines.append(f"one jump: {sp[f'{first}_one_jump']['summary']}")
+    lines.append(f"best jump count: {sp[f'{first}_best_speedup']['summary']}")
+    other, head = sp[f"{second}_best_speedup"], sp[f"{first}_best_speedup"]
+    if other.get("matched") and (not head.get("matched")
+                                 or other["solver_wall_time"] < head["solver_wall_time"]):
+        lines.append(f"{second} is the faster solver here: {other['summary']}")
     warn = s.get("machine_load", {}).get("warning")
     if warn:
         lines.append(f"WARNING: {warn}")

@@ -396,3 +396,29 @@ def test_a_checkpoint_or_a_file_where_a_store_belongs_and_a_mistyped_checkpoint(
     assert f.read_text() == "x = 1\n"
     fails(capsys, ["calibrate", str(tmp_path / "m-typo"), "--data", str(f), "--out",
                    str(tmp_path / "cal")], "neither a checkpoint folder (no such path) nor a system")
+
+
+def test_errors_name_the_commands_options_not_the_python_keywords(capsys, tmp_path):
+    # resuming with another network: a short diff of the tensors, and the option that starts over
+    out = str(tmp_path / "m")
+    base = ["train", "--system", "van_der_pol", "--steps", "3", "--depth", "1", "--out", out,
+            "--no-progress"]
+    assert main([*base, "--width", "8"]) == 0
+    err = fails(capsys, [*base, "--width", "16"], "another network", "checkpoint (8, ", "--restart")
+    assert "resume=False" not in err and "size mismatch" not in err
+    assert main([*base, "--width", "16", "--restart"]) == 0
+    err = fails(capsys, ["train", "--system", "van_der_pol", "--objective", "pairs", "--steps", "3",
+                         "--out", str(tmp_path / "p"), "--no-progress"], "--store", "--objective physics")
+    assert "data=" not in err
+    fails(capsys, ["info", str(tmp_path / "none.zarr")], "`flowsim simulate`")
+
+
+def test_quickstart_restart_starts_over_where_a_rerun_with_other_settings_is_refused(capsys, tmp_path):
+    out = str(tmp_path / "qs")
+    small = ["quickstart", "--small", "--n", "16", "--steps", "3", "--out", out, "--no-progress"]
+    assert main(small) == 0
+    capsys.readouterr()
+    err = fails(capsys, [*small[:-3], "--steps", "4", "--out", out, "--no-progress"], "--restart")
+    assert "resume=False" not in err
+    assert main([*small[:-3], "--steps", "4", "--out", out, "--no-progress", "--restart"]) == 0
+    assert flowsim.load(Path(out) / "model").training_record["steps"] == 4

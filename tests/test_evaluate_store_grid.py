@@ -45,3 +45,18 @@ def test_a_grid_coarser_than_the_longest_jump_is_refused_and_leaves_no_report(co
     err = capsys.readouterr().err
     assert "finer time grid" in err and "0.5" in err
     assert not rep.exists()
+
+
+def test_a_store_without_test_trajectories_is_refused_not_used_as_held_out(coarse, tmp_path, capsys):
+    # 8 trajectories: the 80/10/10 split leaves none for testing; the map's own training data
+    # must not be reported as the "store test split"
+    small = tmp_path / "small.zarr"
+    assert main(["simulate", "fitzhugh_nagumo", "--n", "8", "--t-end", "80", "--n-times", "81",
+                 "--out", str(small), "--sync", "--no-progress"]) == 0
+    assert int((flowsim.data.split_of(range(8)) == 2).sum()) == 0
+    rep = tmp_path / "rep"
+    rc = main(["evaluate", str(coarse / "m"), "--store", str(small), "--out", str(rep),
+               "--n-eval", "16", "--no-progress"])
+    assert rc == 2
+    assert "no test trajectories" in capsys.readouterr().err
+    assert not rep.exists()

@@ -134,3 +134,18 @@ def test_report_states_speedups_in_words_and_warns_on_a_busy_machine(quick, tmp_
     busy = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert busy["machine_load"]["busy"] and busy["machine_load"]["others_cpu_fraction"] > 0.5
     assert "WARNING: timings are unreliable" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_a_stiff_systems_report_races_scipys_implicit_solvers(tmp_path):
+    """Robertson: the explicit torch solvers fail on every state after a long bisection of their
+    failures (minutes); the report races scipy's LSODA and BDF instead, in seconds."""
+    import time
+
+    t0 = time.perf_counter()
+    s = flowsim.quickstart("robertson", tmp_path / "qs", size="small", steps=3, n=16,
+                           progress=False, verbose=False)
+    assert time.perf_counter() - t0 < 120
+    assert s["peers"] == ["scipy_lsoda", "scipy_bdf"] and "speedup_vs_dopri5" not in s
+    assert set(s["speedups"]) == {f"{p}_{at}" for p in s["peers"] for at in ("one_jump", "best_speedup")}
+    text = (tmp_path / "qs" / "report" / "report.md").read_text()
+    assert "scipy_lsoda" in text and "dopri5" not in text.split("*Matched error*")[0]

@@ -44,6 +44,9 @@ class MatchedSpeedup:
     speedup: float
     break_even_trajectories: float
     note: str
+    #: the matched setting is the cheapest of every setting of the solver swept: a looser, cheaper
+    #: one (not swept) might match too, so the speed-up is an upper bound
+    solver_loosest: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (NaN stays NaN; write JSON with ``allow_nan`` or map it to null)."""
@@ -61,17 +64,22 @@ class MatchedSpeedup:
         >>> r = MatchedSpeedup("dopri5", "relative_error", 1e-3, 1.0, 0.01, True, "tolerance", 1e-4,
         ...                    8e-4, 0.002, 0.2, float("inf"), "")
         >>> r.summary().split(" the flow map ")[1]
-        'is 5.0x slower than dopri5 (tolerance=0.0001)'
+        'is 5.0x slower than dopri5 (tolerance=0.0001, its error 8.0e-04)'
         """
         if not self.matched:
             return f"no speed-up over {self.solver} is claimed: {self.note}"
         jumps = f"{self.flowmap_n_jumps:g} jump" + ("" if self.flowmap_n_jumps == 1 else "s")
         where = (f"at matched median {self.metric.replace('_', ' ')} {self.flowmap_error:.1e} ({jumps}) "
                  f"the flow map is")
-        how = f"{self.solver} ({self.solver_setting_name}={self.solver_setting_value:g})"
+        how = (f"{self.solver} ({self.solver_setting_name}={self.solver_setting_value:g}, its error "
+               f"{self.solver_error:.1e})")
+        bound = ""
+        if self.solver_loosest:
+            bound = (f"; that is the loosest {self.solver} setting swept and already more accurate, "
+                     "so a looser one might match at less cost: read the speed-up as an upper bound")
         if self.speedup >= 1:
-            return f"{where} {self.speedup:.1f}x faster than {how}"
-        return f"{where} {1 / self.speedup:.1f}x slower than {how}"
+            return f"{where} {self.speedup:.1f}x faster than {how}{bound}"
+        return f"{where} {1 / self.speedup:.1f}x slower than {how}{bound}"
 
 
 #: A median error above this is not "matched": a map that wrong is not usable as a surrogate.
@@ -161,6 +169,7 @@ def speedup_at_matched_error(
     if sv.size == 0:
         have = sorted(set(method.tolist()) - {"flowmap"})
         raise ConfigError(f"ds has no rows for solver {solver!r}; it has {have}")
+    sv_all = sv
     if "n_failed" in ds.variables:  # a setting that failed on any state is not a match (if every
         # setting failed, e.g. an explicit solver on a stiff system, nothing is matched below)
         failed = np.asarray(ds["n_failed"].values, dtype=np.float64)
@@ -178,14 +187,15 @@ def speedup_at_matched_error(
         if one.size == 0:
             raise ConfigError("ds has no flow-map row at 1 jump; include 1 in n_jumps")
         best = one[0]
-    if at == "best_speedup":  # the flow-map setting whose matched speed-up is largest
+    if at == "best_speedup":  # the usable flow-map setting whose matched speed-up is largest
         def matched_speedup(i: int) -> float:
             ok = sv[np.isfinite(err[sv]) & (err[sv] <= err[i])]
             return float(wall[ok].min() / wall[i]) if ok.size and wall[i] > 0 else -math.inf
 
-        gains = [matched_speedup(int(i)) for i in fm_ok]
-        if max(gains) > -math.inf:
-            best = fm_ok[int(np.argmax(gains))]
+        usable = fm_ok[err[fm_ok] <= max_error]
+        gains = [matched_speedup(int(i)) for i in usable]
+        if gains and max(gains) > -math.inf:
+            best = usable[int(np.argmax(gains))]
     fm_err, fm_time = float(err[best]), float(wall[best])
     if fm_err > max_error:
         return MatchedSpeedup(
@@ -196,15 +206,20 @@ def speedup_at_matched_error(
     good = sv[np.isfinite(err[sv]) & (err[sv] <= fm_err)]
     if good.size == 0:
         finite = sv[np.isfinite(err[sv])]
-        best_solver = f"{float(err[finite].min()):.3g}" if finite.size else "no finite error"
+        if finite.size:
+            why = (f"no {solver} setting in the sweep that succeeded on every state reached the flow "
+                   f"map's median {metric.replace('_', ' ')} {fm_err:.3g} (its most accurate: "
+                   f"{float(err[finite].min()):.3g}): every setting that succeeded was less accurate "
+                   "than the map; extend the sweep to tighter settings")
+        else:
+            why = (f"every {solver} setting in the sweep failed on some state (as an explicit solver "
+                   "does on a stiff system): there is no setting to match the flow map against")
         return MatchedSpeedup(
             solver, metric, fm_err, float(value[best]), fm_time, False, None, nan, nan, nan, nan, nan,
-            f"no {solver} setting in the sweep that succeeded on every state reached the flow map's "
-            f"median {metric.replace('_', ' ')} {fm_err:.3g} (its most accurate: {best_solver}); "
-            "every solver setting was more accurate or failed: extend the sweep",
-        )
+            why)
     pick = good[np.argmin(wall[good])]
     s_time = float(wall[pick])
+    loosest = bool(s_time <= float(np.nanmin(wall[sv_all])))
     speed = s_time / fm_time if fm_time > 0 else math.inf
     be = nan
     if math.isfinite(training) and math.isfinite(n_states) and n_states > 0:
@@ -215,6 +230,7 @@ def speedup_at_matched_error(
         f"cheapest {solver} setting with median {metric} <= the flow map's "
         f"{'best' if at == 'best_error' else f'at {value[best]:g} jumps'} ({fm_err:.3g}), "
         "failing on no state",
+        loosest,
     )
 
 

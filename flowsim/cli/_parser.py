@@ -76,6 +76,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The Python API's remedies in an error message, as the options of each command that has them.
+CLI_WORDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "train": (("resume=False / another checkpoint_dir", "--restart or another --out"),
+              ("resume=False", "--restart"), ("another checkpoint_dir", "another --out"),
+              ("pass data=… (a store, Solution or TrajectoryBank) or use objectives='physics'",
+               "pass --store STORE or use --objective physics")),
+    "quickstart": (("resume=False / another checkpoint_dir", "--restart or another --out"),
+                   ("resume=False", "--restart"), ("overwrite=True", "--restart"),
+                   ("another checkpoint_dir", "another --out")),
+    "info": (("flowsim.data.simulate_ensemble", "`flowsim simulate`"),),
+}
+
+
+def cli_words(message: str, command: str | None) -> str:
+    """``message`` with the Python API's remedies replaced by ``command``'s options.
+
+    Examples
+    --------
+    >>> cli_words("… or pass resume=False", "train")
+    '… or pass --restart'
+    """
+    for api, cli in CLI_WORDS.get(command or "", ()):
+        message = message.replace(api, cli)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flowsim`` command; returns the exit status.
 
@@ -110,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlowsimError as err:
         if debug:
             raise
-        print(f"flowsim: error: {_one_line(err)}", file=sys.stderr)
+        print(f"flowsim: error: {cli_words(_one_line(err), args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if debug:

@@ -38,6 +38,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--scheduler", default=None,
                    help="Dask scheduler address for the ensemble, with its port, e.g. "
                         "tcp://10.0.0.1:8786 (default: in this process)")
+    p.add_argument("--restart", action="store_true",
+                   help="start over in OUT: simulate the ensemble again and retrain, replacing "
+                        "OUT/data.zarr and OUT/model (default: reuse them, resuming the training)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars (the stages and results are still printed)")
     p.set_defaults(func=run)
@@ -53,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
     system = get_cli_system(args.system)
     quickstart(system, args.out, size="small" if args.small else "default", steps=args.steps,
                n=args.n, params=args.params, device=device, seed=args.seed,
-               client=client, progress=not args.no_progress)
+               client=client, progress=not args.no_progress, restart=args.restart)
     return 0

@@ -82,8 +82,12 @@ def restore_run(run: Any) -> None:
                 "to resume, or pass resume=False (start over) or another checkpoint_dir")
     try:
         fm.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise CheckpointError(f"trainer state does not fit this model: {err}") from None
+    except RuntimeError:
+        raise CheckpointError(
+            f"{ckdir} holds a map of another network than this one "
+            f"({_architecture_diff(fm, state['model'])}): "
+            "resume with the same network (width, depth, backbone, decay, relax …), or pass "
+            "resume=False (start over) or another checkpoint_dir") from None
     try:
         run.opt.load_state_dict(state["optimizer"])
     except (ValueError, KeyError, RuntimeError) as err:
@@ -99,3 +103,13 @@ def restore_run(run: Any) -> None:
     run.prep.generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     run.start, run.history = int(state["step"]), json.loads(state["history"])
+
+
+def _architecture_diff(fm: Any, saved: dict[str, Any]) -> str:
+    """The first few tensors whose names or shapes differ between ``saved`` and ``fm``'s state."""
+    now = fm.state_dict()
+    out = [f"{k}: checkpoint {tuple(v.shape)}, now {tuple(now[k].shape)}"
+           for k, v in saved.items() if k in now and tuple(v.shape) != tuple(now[k].shape)]
+    out += [f"{k} only in the checkpoint" for k in saved if k not in now]
+    out += [f"{k} only in this map" for k in now if k not in saved]
+    return "; ".join(out[:3]) + (f"; {len(out) - 3} more" if len(out) > 3 else "")

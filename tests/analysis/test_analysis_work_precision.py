@@ -312,3 +312,35 @@ def test_stiff_sweep_with_the_implicit_solvers():
         assert int(row.n_failed[0]) == 0 and float(row.median_relative_error[0]) < 1e-4
     ia = ds.where(ds.method == "implicit_adams", drop=True)
     assert ia.setting_name.values.tolist() == ["n_steps"] and float(ia.setting_value[0]) == 16
+
+
+def _sweep(rows):
+    """A work-precision Dataset from (method, setting_value, wall_time, error, n_failed) rows."""
+    m, v, w, e, f = zip(*rows)
+    return xr.Dataset({"wall_time": ("setting", list(w)), "median_relative_error": ("setting", list(e)),
+                       "n_failed": ("setting", list(f))},
+                      coords={"method": ("setting", list(m)),
+                              "setting_name": ("setting", ["n_jumps" if k == "flowmap" else "tolerance"
+                                                           for k in m]),
+                              "setting_value": ("setting", list(v))})
+
+
+def test_the_best_jump_count_is_chosen_among_usable_errors_and_bounds_are_said():
+    # one jump is not usable (0.2 > 10 %); four jumps (0.01) are, and dopri5 matches them 25x
+    ds = _sweep([("flowmap", 1, 0.001, 0.2, 0), ("flowmap", 4, 0.004, 0.01, 0),
+                 ("dopri5", 1e-3, 0.1, 0.005, 0), ("dopri5", 1e-2, 0.05, 0.3, 0)])
+    best = flowsim.analysis.speedup_at_matched_error(ds, "dopri5", at="best_speedup")
+    assert best.matched and best.flowmap_n_jumps == 4 and best.speedup == pytest.approx(25.0)
+    assert "its error 5.0e-03" in best.summary() and "upper bound" not in best.summary()
+    # the loosest setting swept already matches: the speed-up is an upper bound, and said so
+    ds = _sweep([("flowmap", 1, 0.001, 0.01, 0), ("dopri5", 1e-3, 0.1, 1e-4, 0),
+                 ("dopri5", 1e-6, 0.4, 1e-7, 0)])
+    r = flowsim.analysis.speedup_at_matched_error(ds, "dopri5", at="one_jump")
+    assert r.solver_loosest and "upper bound" in r.summary() and r.to_dict()["solver_loosest"]
+    # every setting failed (an explicit solver on a stiff system): said so, not "extend the sweep"
+    ds = _sweep([("flowmap", 1, 0.001, 0.01, 0), ("dopri5", 1e-3, 0.1, 1e-4, 3)])
+    r = flowsim.analysis.speedup_at_matched_error(ds, "dopri5", at="one_jump")
+    assert not r.matched and "failed on some state" in r.note and "extend" not in r.note
+    ds = _sweep([("flowmap", 1, 0.001, 0.001, 0), ("dopri5", 1e-3, 0.1, 0.05, 0)])
+    r = flowsim.analysis.speedup_at_matched_error(ds, "dopri5", at="one_jump")
+    assert "less accurate than the map" in r.note and "tighter" in r.note
