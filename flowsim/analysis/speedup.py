@@ -210,7 +210,10 @@ def speedup_at_matched_error(
             why = (f"no {solver} setting in the sweep that succeeded on every state reached the flow "
                    f"map's median {metric.replace('_', ' ')} {fm_err:.3g} (its most accurate: "
                    f"{float(err[finite].min()):.3g}): every setting that succeeded was less accurate "
-                   "than the map; extend the sweep to tighter settings")
+                   "than the map"
+                   + (f" and {sv_all.size - sv.size} setting(s) failed on some state"
+                      if sv_all.size > sv.size else "")
+                   + "; extend the sweep to tighter settings")
         else:
             why = (f"every {solver} setting in the sweep failed on some state (as an explicit solver "
                    "does on a stiff system): there is no setting to match the flow map against")
