@@ -76,8 +76,8 @@ def test_accepting_parameters_outside_the_range_still_composes_long_jumps():
 
 def test_fitted_curves_use_the_parameters_held_fixed():
     obs = theoph_observations().select([1])
-    fit = calibrate(ExactFlowMap("theophylline"), obs, params=("ka", "ke"), fixed={"V": 45.0},
-                    noise=Noise(sigma=0.7), n_starts=1, n_candidates=4, steps=15, polish=False)
+    fit = calibrate("theophylline", obs, params=("ka", "ke"), fixed={"V": 45.0},
+                    noise=Noise(sigma=0.7), n_starts=1, n_candidates=4, steps=15)
     assert fit["fixed"].sel(fixed_param="V").item() == 45.0
     curves = fitted_curves(fit, obs, n_points=5)
     est = fit["estimate"].values[0]
